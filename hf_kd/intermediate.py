@@ -1,0 +1,183 @@
+"""Intermediate-layer distillation: hidden-state and attention-map terms between mapped layers.
+
+Student hidden-state index `k` (0 is the embeddings, `k` the output of layer `k`) is matched to the teacher's
+hidden-state index `mapping[k - 1]`. When the widths differ, a learned linear projection maps the student's vectors to
+the teacher's width; it is trained with the student and is not part of the saved student.
+
+Two positions are compared:
+
+- with a shared tokenization, token by token over the attention mask;
+- with different tokenizations, word by word: each word's sub-token vectors are averaged in both models and every
+  word that both tokenizations cover is compared (`hf_kd.alignment`). A batch without shared words adds zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .alignment import aligned_word_states
+from .losses import attention_kl_loss, hidden_cosine_loss, hidden_mse_loss
+
+__all__ = ["IntermediateDistiller", "uniform_layer_mapping"]
+
+
+def uniform_layer_mapping(num_student_layers: int, num_teacher_layers: int) -> list[int]:
+    """The default layer mapping: student layer `i` (1-based) of `m` matches teacher layer `round(i · n / m)`.
+
+    Args:
+        num_student_layers (`int`):
+            Number of student layers `m`.
+        num_teacher_layers (`int`):
+            Number of teacher layers `n`.
+
+    Returns:
+        `list[int]`: teacher hidden-state index for each student layer `1..m`.
+    """
+    if num_student_layers < 1 or num_teacher_layers < 1:
+        raise ValueError(
+            f"Both models need at least one layer, got {num_student_layers} (student) and {num_teacher_layers} "
+            "(teacher)."
+        )
+    return [max(1, round(i * num_teacher_layers / num_student_layers)) for i in range(1, num_student_layers + 1)]
+
+
+def _num_layers(config: Any) -> int:
+    for name in ("num_hidden_layers", "n_layers", "num_layers"):
+        if getattr(config, name, None) is not None:
+            return int(getattr(config, name))
+    raise ValueError(f"Cannot tell the number of layers of a `{type(config).__name__}`.")
+
+
+def _hidden_size(config: Any) -> int:
+    for name in ("hidden_size", "dim", "d_model"):
+        if getattr(config, name, None) is not None:
+            return int(getattr(config, name))
+    raise ValueError(f"Cannot tell the hidden size of a `{type(config).__name__}`.")
+
+
+class IntermediateDistiller(nn.Module):
+    """Hidden-state and attention losses between a student's and a teacher's mapped layers.
+
+    Args:
+        student_config (`PretrainedConfig`):
+            The student's config.
+        teacher_config (`PretrainedConfig`):
+            The teacher's config.
+        layer_mapping (`Sequence[int]`, *optional*):
+            Teacher hidden-state index for each student layer `1..m`; uniform when `None`.
+        hidden_loss (`str`, *optional*, defaults to `"mse"`):
+            `"mse"` or `"cosine"`.
+        hidden_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the hidden-state term.
+        attention_loss_weight (`float`, *optional*, defaults to 0.0):
+            Weight of the attention-map term (shared tokenization only).
+    """
+
+    def __init__(
+        self,
+        student_config: Any,
+        teacher_config: Any,
+        layer_mapping: Sequence[int] | None = None,
+        hidden_loss: str = "mse",
+        hidden_loss_weight: float = 1.0,
+        attention_loss_weight: float = 0.0,
+    ) -> None:
+        super().__init__()
+        n_student, n_teacher = _num_layers(student_config), _num_layers(teacher_config)
+        mapping = list(layer_mapping) if layer_mapping is not None else uniform_layer_mapping(n_student, n_teacher)
+        if len(mapping) != n_student:
+            raise ValueError(
+                f"`layer_mapping` must name one teacher layer per student layer: the student has {n_student} layers, "
+                f"the mapping has {len(mapping)} entries ({mapping})."
+            )
+        bad = [j for j in mapping if not 0 <= j <= n_teacher]
+        if bad:
+            raise ValueError(
+                f"`layer_mapping` refers to teacher layers {bad}, but the teacher's hidden-state indices run from 0 to "
+                f"{n_teacher}."
+            )
+        if hidden_loss not in ("mse", "cosine"):
+            raise ValueError(f"`hidden_loss` must be 'mse' or 'cosine', got {hidden_loss!r}.")
+        self.layer_mapping = mapping
+        self.hidden_loss = hidden_loss
+        self.hidden_loss_weight = float(hidden_loss_weight)
+        self.attention_loss_weight = float(attention_loss_weight)
+        d_student, d_teacher = _hidden_size(student_config), _hidden_size(teacher_config)
+        self.projections = nn.ModuleList(
+            nn.Linear(d_student, d_teacher) if d_student != d_teacher else nn.Identity() for _ in mapping
+        )
+
+    @property
+    def needs_attentions(self) -> bool:
+        """Whether the models must return attention maps."""
+        return self.attention_loss_weight > 0
+
+    def forward(
+        self, student_outputs: Any, teacher_outputs: Any, inputs: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Compute the weighted intermediate terms.
+
+        Args:
+            student_outputs (`ModelOutput`):
+                Student outputs with `hidden_states` (and `attentions` when the attention term is on).
+            teacher_outputs (`ModelOutput`):
+                Teacher outputs, likewise.
+            inputs (`Mapping[str, torch.Tensor]`):
+                The batch: `attention_mask`, and with different tokenizers `word_ids` and `teacher_word_ids`.
+
+        Returns:
+            `dict[str, torch.Tensor]`: `"hidden_loss"` and/or `"attention_loss"`, already weighted.
+        """
+        losses: dict[str, torch.Tensor] = {}
+        shared = "teacher_input_ids" not in inputs
+        if self.hidden_loss_weight > 0:
+            s_states, t_states = student_outputs.hidden_states, teacher_outputs.hidden_states
+            if s_states is None or t_states is None:
+                raise ValueError("Hidden-state distillation needs `output_hidden_states=True` from both models.")
+            if not shared and ("word_ids" not in inputs or "teacher_word_ids" not in inputs):
+                raise ValueError(
+                    "The teacher reads its own tokenization, so hidden states must be aligned word by word, but the "
+                    "batch has no `word_ids`/`teacher_word_ids` columns. Build the dataset with "
+                    "`hf_kd.tokenize_for_distillation(..., teacher_tokenizer=...)` with both models reading the same "
+                    "text column."
+                )
+            loss_fn = hidden_mse_loss if self.hidden_loss == "mse" else hidden_cosine_loss
+            terms = []
+            for k, (j, proj) in enumerate(zip(self.layer_mapping, self.projections), start=1):
+                student_h = proj(s_states[k])
+                teacher_h = t_states[j]
+                if shared:
+                    terms.append(loss_fn(student_h, teacher_h, inputs["attention_mask"]))
+                else:
+                    s_words, t_words = aligned_word_states(
+                        student_h, inputs["word_ids"], teacher_h, inputs["teacher_word_ids"]
+                    )
+                    if s_words.shape[0] == 0:
+                        terms.append(student_h.sum() * 0.0)
+                    else:
+                        terms.append(loss_fn(s_words, t_words))
+            losses["hidden_loss"] = self.hidden_loss_weight * torch.stack(terms).mean()
+        if self.attention_loss_weight > 0:
+            if not shared:
+                raise ValueError(
+                    "The attention-map loss needs a shared tokenization, but the teacher reads its own "
+                    "(`teacher_input_ids`). Set `attention_loss_weight=0` or use one tokenizer."
+                )
+            s_att, t_att = student_outputs.attentions, teacher_outputs.attentions
+            if s_att is None or t_att is None:
+                raise ValueError(
+                    "The attention-map loss needs attention probabilities from both models; load them with "
+                    "`attn_implementation='eager'`."
+                )
+            # attentions[i] is layer i + 1.
+            terms = [
+                attention_kl_loss(s_att[k - 1], t_att[j - 1], inputs["attention_mask"])
+                for k, j in enumerate(self.layer_mapping, start=1)
+                if j >= 1
+            ]
+            losses["attention_loss"] = self.attention_loss_weight * torch.stack(terms).mean()
+        return losses

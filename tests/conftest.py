@@ -1,0 +1,93 @@
+"""Shared fixtures: tiny random models and tokenizers built offline, and the path of ../shared."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+os.environ.setdefault("WANDB_DISABLED", "true")
+
+SHARED = (Path(__file__).resolve().parents[1] / ".." / "shared").resolve()
+MINILM = SHARED / "models" / "all-MiniLM-L6-v2"
+HOC = SHARED / "data" / "hoc"
+CODIESP = SHARED / "data" / "codiesp"
+
+WORDS = (
+    "the a patient fever cough pain tumor cell cancer growth death immune signal chest acute chronic "
+    "el la paciente fiebre dolor tos con sin de y presento ##s ##ing ##ed"
+).split()
+
+
+def write_vocab(folder: Path, words: list[str] = WORDS) -> Path:
+    """Write a WordPiece vocabulary file with the BERT special tokens first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "vocab.txt"
+    path.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    return path
+
+
+def make_tokenizer(folder: Path, words: list[str] = WORDS):
+    from transformers import BertTokenizerFast
+
+    return BertTokenizerFast(vocab_file=str(write_vocab(folder, words)))
+
+
+def tiny_bert(
+    num_labels: int = 3,
+    problem_type: str | None = None,
+    hidden_size: int = 32,
+    layers: int = 2,
+    vocab_size: int = 64,
+    seed: int = 0,
+    id2label: dict[int, str] | None = None,
+    dropout: float = 0.0,
+):
+    """A tiny random `BertForSequenceClassification`."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    kwargs = {}
+    if id2label is not None:
+        kwargs["id2label"] = id2label
+        kwargs["label2id"] = {v: k for k, v in id2label.items()}
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=64,
+        num_labels=num_labels,
+        problem_type=problem_type,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        **kwargs,
+    )
+    torch.manual_seed(seed)
+    return BertForSequenceClassification(config)
+
+
+def random_dataset(n: int = 16, seq: int = 8, vocab: int = 64, num_labels: int = 3, kind: str = "single", seed: int = 0):
+    """A tokenized `datasets.Dataset` of random ids (all sequences the same length) and labels."""
+    import datasets
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (n, seq), generator=g)
+    data = {"input_ids": ids.tolist(), "attention_mask": torch.ones(n, seq, dtype=torch.long).tolist()}
+    if kind == "single":
+        data["labels"] = torch.randint(0, num_labels, (n,), generator=g).tolist()
+    elif kind == "multi":
+        data["labels"] = torch.randint(0, 2, (n, num_labels), generator=g).float().tolist()
+    elif kind == "regression":
+        data["labels"] = torch.randn(n, generator=g).tolist()
+    return datasets.Dataset.from_dict(data)
+
+
+@pytest.fixture
+def tokenizer(tmp_path):
+    return make_tokenizer(tmp_path / "tok")
