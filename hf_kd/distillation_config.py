@@ -64,7 +64,9 @@ class DistillationTrainingArguments(TrainingArguments):
             Weight of the attention-map loss on the mapped layers (needs a shared tokenization).
     """
 
-    temperature: float = field(default=2.0, metadata={"help": "Softening temperature T of the distillation term (> 0)."})
+    temperature: float = field(
+        default=2.0, metadata={"help": "Softening temperature T of the distillation term (> 0)."}
+    )
     alpha: float = field(
         default=0.5,
         metadata={"help": "Weight of the hard-label loss in [0, 1]; 1 is plain fine-tuning, 0 pure distillation."},
@@ -110,9 +112,7 @@ class DistillationTrainingArguments(TrainingArguments):
     hidden_loss_weight: float = field(
         default=0.0, metadata={"help": "Weight of the intermediate hidden-state loss (0 disables it)."}
     )
-    hidden_loss: str = field(
-        default="mse", metadata={"help": "Hidden-state loss.", "choices": list(_HIDDEN_LOSSES)}
-    )
+    hidden_loss: str = field(default="mse", metadata={"help": "Hidden-state loss.", "choices": list(_HIDDEN_LOSSES)})
     layer_mapping: list[int] | None = field(
         default=None,
         metadata={"help": "Teacher layer matched by each student layer; uniform when unset."},
@@ -123,7 +123,9 @@ class DistillationTrainingArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not (isinstance(self.temperature, int | float) and math.isfinite(self.temperature) and self.temperature > 0):
+        if not (
+            isinstance(self.temperature, int | float) and math.isfinite(self.temperature) and self.temperature > 0
+        ):
             raise ValueError(f"`temperature` must be a finite number > 0, got {self.temperature!r}.")
         if not (isinstance(self.alpha, int | float) and 0.0 <= self.alpha <= 1.0):
             raise ValueError(f"`alpha` must be in [0, 1], got {self.alpha!r}.")
@@ -144,7 +146,8 @@ class DistillationTrainingArguments(TrainingArguments):
         if self.layer_mapping is not None:
             if len(self.layer_mapping) == 0 or any(int(i) != i or i < 0 for i in self.layer_mapping):
                 raise ValueError(
-                    f"`layer_mapping` must be a non-empty list of teacher layer indices >= 0, got {self.layer_mapping!r}."
+                    "`layer_mapping` must be a non-empty list of teacher layer indices >= 0, got "
+                    f"{self.layer_mapping!r}."
                 )
             self.layer_mapping = [int(i) for i in self.layer_mapping]
         if self.teacher_model_init_kwargs is not None and not isinstance(self.teacher_model_init_kwargs, dict):

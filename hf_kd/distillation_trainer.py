@@ -560,6 +560,67 @@ class DistillationTrainer(Trainer):
         kwargs["tags"] = tags + [t for t in self._tag_names if t not in tags]
         return super().create_model_card(*args, **kwargs)
 
+    # ------------------------------------------------------------------ hyperparameter search
+
+    def hyperparameter_search(
+        self,
+        hp_space: Any = None,
+        compute_objective: Callable[[dict[str, float]], float] | None = None,
+        n_trials: int = 20,
+        direction: str | list[str] = "minimize",
+        backend: Any = None,
+        hp_name: Callable[[Any], str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """`Trainer.hyperparameter_search`, plus `backend="pso"`: a resumable particle-swarm search.
+
+        With `backend="pso"` the arguments go to `hf_kd.pso.run_pso` (see there and the `hf_kd.pso` docstring); any
+        other backend is `Trainer.hyperparameter_search`.
+
+        Args:
+            hp_space (`dict` or `Callable`, *optional*):
+                For `"pso"`, a dict field -> `(low, high)`, `(low, high, "log")` or `(low, high, "int")` over
+                `DistillationTrainingArguments` fields (defaults to `hf_kd.pso.DEFAULT_PSO_SPACE`); for other
+                backends, their usual space.
+            compute_objective (`Callable[[dict[str, float]], float]`, *optional*):
+                Objective from the evaluation metrics. Defaults to transformers' `default_compute_objective`.
+            n_trials (`int`, *optional*, defaults to 20):
+                Number of trials (for `"pso"`, rounded up to whole iterations of `n_particles`).
+            direction (`str` or `list[str]`, *optional*, defaults to `"minimize"`):
+                `"minimize"` or `"maximize"` (a list for multi-objective searches with other backends).
+            backend (`str` or `HPSearchBackend`, *optional*):
+                `"pso"`, or a transformers backend (`"optuna"`, `"ray"`, `"wandb"`); defaults to the installed one.
+            hp_name (`Callable`, *optional*):
+                Names a trial's run (for `"pso"`, from its hyperparameter dict).
+            kwargs (`dict[str, Any]`, *optional*):
+                For `"pso"`: `n_particles`, `seed`, `pso_options` (`{"c1", "c2", "w"}`) and `velocity_clamp`;
+                otherwise passed to the transformers backend.
+
+        Returns:
+            [`~trainer_utils.BestRun`] (or a list of them for multi-objective searches with other backends).
+        """
+        if isinstance(backend, str) and backend.lower() == "pso":
+            from .pso import run_pso
+
+            return run_pso(
+                self,
+                hp_space=hp_space,
+                n_trials=n_trials,
+                direction=direction,
+                compute_objective=compute_objective,
+                hp_name=hp_name,
+                **kwargs,
+            )
+        return super().hyperparameter_search(
+            hp_space=hp_space,
+            compute_objective=compute_objective,
+            n_trials=n_trials,
+            direction=direction,
+            backend=backend,
+            hp_name=hp_name,
+            **kwargs,
+        )
+
 
 class _ProjectionGradSyncCallback(TrainerCallback):
     """Average the layer projections' gradients across processes (they live outside the DDP-wrapped student)."""

@@ -97,7 +97,8 @@ class IntermediateDistiller(nn.Module):
         bad = [j for j in mapping if not 0 <= j <= n_teacher]
         if bad:
             raise ValueError(
-                f"`layer_mapping` refers to teacher layers {bad}, but the teacher's hidden-state indices run from 0 to "
+                f"`layer_mapping` refers to teacher layers {bad}, but the teacher's hidden-state indices run from 0 "
+                f"to "
                 f"{n_teacher}."
             )
         if hidden_loss not in ("mse", "cosine"):

@@ -281,8 +281,9 @@ def attention_kl_loss(
     Returns:
         `torch.Tensor`: a scalar.
     """
-    if student_attention.shape[-2:] != teacher_attention.shape[-2:] or student_attention.shape[0] != (
-        teacher_attention.shape[0]
+    if (
+        student_attention.shape[-2:] != teacher_attention.shape[-2:]
+        or student_attention.shape[0] != (teacher_attention.shape[0])
     ):
         raise ValueError(
             f"Attention maps must cover the same batch and positions, got {tuple(student_attention.shape)} (student) "

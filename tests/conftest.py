@@ -35,7 +35,7 @@ def write_vocab(folder: Path, words: list[str] = WORDS) -> Path:
 def make_tokenizer(folder: Path, words: list[str] = WORDS):
     from transformers import BertTokenizerFast
 
-    return BertTokenizerFast(vocab_file=str(write_vocab(folder, words)))
+    return BertTokenizerFast(vocab=str(write_vocab(folder, words)))
 
 
 def tiny_bert(
@@ -72,7 +72,9 @@ def tiny_bert(
     return BertForSequenceClassification(config)
 
 
-def random_dataset(n: int = 16, seq: int = 8, vocab: int = 64, num_labels: int = 3, kind: str = "single", seed: int = 0):
+def random_dataset(
+    n: int = 16, seq: int = 8, vocab: int = 64, num_labels: int = 3, kind: str = "single", seed: int = 0
+):
     """A tokenized `datasets.Dataset` of random ids (all sequences the same length) and labels."""
     import datasets
 

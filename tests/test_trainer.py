@@ -257,7 +257,9 @@ def test_teacher_loaded_from_a_local_path(tmp_path):
 
 def test_label_count_mismatch_names_both_counts(tmp_path):
     with pytest.raises(ValueError, match="3 labels.*5"):
-        DistillationTrainer(model=tiny_bert(num_labels=3), teacher_model=tiny_bert(num_labels=5), args=args_for(tmp_path))
+        DistillationTrainer(
+            model=tiny_bert(num_labels=3), teacher_model=tiny_bert(num_labels=5), args=args_for(tmp_path)
+        )
 
 
 def test_label_set_difference_is_listed(tmp_path):

@@ -1,0 +1,94 @@
+"""Build a student from a subset of the teacher's own layers (DistilBERT-style initialisation)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+from torch import nn
+from transformers import PreTrainedModel
+
+__all__ = ["student_from_teacher", "uniform_layers"]
+
+_LAYER_COUNT_ATTRS = ("num_hidden_layers", "n_layers", "num_layers")
+
+
+def uniform_layers(num_teacher_layers: int, num_student_layers: int) -> list[int]:
+    """Evenly spaced teacher layers starting at the first, e.g. 6 → 3 gives `[0, 2, 4]` (DistilBERT's choice).
+
+    Args:
+        num_teacher_layers (`int`):
+            Layers in the teacher.
+        num_student_layers (`int`):
+            Layers wanted in the student, between 1 and `num_teacher_layers`.
+
+    Returns:
+        `list[int]`: 0-based teacher layer indices.
+    """
+    if not 1 <= num_student_layers <= num_teacher_layers:
+        raise ValueError(
+            f"`num_student_layers` must be between 1 and the teacher's {num_teacher_layers} layers, got "
+            f"{num_student_layers}."
+        )
+    return [(i * num_teacher_layers) // num_student_layers for i in range(num_student_layers)]
+
+
+def _layer_list(model: nn.Module, n_layers: int) -> tuple[nn.Module, str]:
+    """The `nn.ModuleList` holding the transformer blocks: the first one with `n_layers` entries."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n_layers:
+            parent_name, _, attr = name.rpartition(".")
+            return model.get_submodule(parent_name) if parent_name else model, attr
+    raise ValueError(f"Could not find the list of {n_layers} transformer layers in a `{type(model).__name__}`.")
+
+
+def student_from_teacher(
+    teacher: PreTrainedModel,
+    layers: Sequence[int] | None = None,
+    num_layers: int | None = None,
+    keep_head: bool = True,
+) -> PreTrainedModel:
+    """A smaller model of the teacher's architecture, initialised from some of its layers.
+
+    The embeddings (and the pooler and classification head when `keep_head`) are copied from the teacher, and the
+    student's layer `i` is a copy of teacher layer `layers[i]`. The teacher is not modified.
+
+    Args:
+        teacher (`PreTrainedModel`):
+            The teacher, e.g. a `BertForSequenceClassification`.
+        layers (`Sequence[int]`, *optional*):
+            0-based teacher layers to keep, in order. Defaults to `uniform_layers(n, num_layers)`.
+        num_layers (`int`, *optional*):
+            Number of student layers when `layers` is not given. Defaults to half the teacher's, rounded up.
+        keep_head (`bool`, *optional*, defaults to `True`):
+            Copy the teacher's classification head; otherwise it is newly initialised.
+
+    Returns:
+        `PreTrainedModel`: the student, with `config.num_hidden_layers` (or the architecture's equivalent) updated.
+    """
+    config = teacher.config
+    attr = next((a for a in _LAYER_COUNT_ATTRS if getattr(config, a, None) is not None), None)
+    if attr is None:
+        raise ValueError(f"Cannot tell how many layers a `{type(config).__name__}` has.")
+    n_teacher = int(getattr(config, attr))
+    if layers is None:
+        layers = uniform_layers(n_teacher, num_layers if num_layers is not None else (n_teacher + 1) // 2)
+    layers = [int(i) for i in layers]
+    if not layers or any(not 0 <= i < n_teacher for i in layers):
+        raise ValueError(f"`layers` must be non-empty 0-based indices below {n_teacher}, got {layers}.")
+
+    student = copy.deepcopy(teacher)
+    parent, name = _layer_list(student, n_teacher)
+    kept = nn.ModuleList(getattr(parent, name)[i] for i in layers)
+    for new_index, layer in enumerate(kept):
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_index
+    setattr(parent, name, kept)
+    setattr(student.config, attr, len(layers))
+    if not keep_head:
+        head_names = [n for n, _ in student.named_children() if n != student.base_model_prefix]
+        for head_name in head_names:
+            student.get_submodule(head_name).apply(student._init_weights)
+    student.config.name_or_path = ""
+    return student
