@@ -380,7 +380,7 @@ class DistillationTrainer(Trainer):
                 mean = torch.tensor(sum(values) / max(len(values), 1), device=self.args.device)
                 if self.args.world_size > 1:
                     mean = self.accelerator.reduce(mean, reduction="mean")
-                logs[name] = round(float(mean), 4)
+                logs[name] = float(mean)
             self._loss_parts.clear()
         super().log(logs, start_time)
 

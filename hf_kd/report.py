@@ -1,0 +1,691 @@
+"""Teacher-vs-student report: quality metrics, size, CPU latency, a markdown table, `report.json`/`report.md`, plots.
+
+Everything here works on numbers and names only. Latency is measured on synthetic token ids, and no function of this
+module reads, stores or prints example text, so a report can be shared for a model trained on clinical notes.
+
+Typical use:
+
+```python
+teacher_side = {"metrics": teacher_metrics, **model_size(teacher), "latency": measure_latency(teacher, tokenizer)}
+student_side = {"metrics": student_metrics, **model_size(student), "latency": measure_latency(student, tokenizer)}
+report = build_report(teacher_side, student_side)
+write_report(report, "out/report")
+```
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+from torch import nn
+
+from .metrics import _sanitize_label_names
+
+__all__ = [
+    "build_report",
+    "format_table",
+    "measure_latency",
+    "model_size",
+    "plot_per_label_f1",
+    "plot_training_curves",
+    "print_report",
+    "write_report",
+]
+
+REPORT_JSON = "report.json"
+REPORT_MARKDOWN = "report.md"
+BYTES_PER_MB = 1_000_000
+"""Sizes are reported in megabytes of 10^6 bytes, as the Hugging Face Hub displays file sizes."""
+
+# Models whose position ids start after the padding index, so that `max_position_embeddings - pad_token_id - 1`
+# positions are usable (RoBERTa and its descendants).
+_OFFSET_POSITION_MODELS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm")
+_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# Keys that `Trainer.evaluate` adds next to the quality metrics; they are not compared.
+_BOOKKEEPING_SUFFIXES = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
+_BOOKKEEPING_KEYS = ("epoch",)
+_METRIC_PREFIXES = ("eval_", "test_", "predict_")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Latency and size
+# ----------------------------------------------------------------------------------------------------
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _max_positions(model: nn.Module) -> int | None:
+    """Longest sequence the model's position embeddings accept, when its config says."""
+    config = getattr(model, "config", None)
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or limit <= 0:
+        return None
+    if getattr(config, "model_type", None) in _OFFSET_POSITION_MODELS:
+        limit -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return limit
+
+
+def _input_spec(model: nn.Module, source: Any) -> tuple[list[str], int, list[int], int | None, int | None]:
+    """Input names, vocabulary size, special ids, and first/last token ids of the synthetic sequences.
+
+    `source` is a tokenizer (only its vocabulary size, input names and special-token ids are read: it never encodes
+    text), a mapping of example inputs (only its keys are read), or `None` (everything comes from the model config).
+    """
+    config = getattr(model, "config", None)
+    vocab_size = getattr(config, "vocab_size", None)
+    special: list[int] = []
+    first = last = None
+    if source is None:
+        import inspect
+
+        try:
+            accepted = set(inspect.signature(model.forward).parameters)
+        except (TypeError, ValueError):
+            accepted = {"input_ids"}
+        names = [name for name in _MODEL_INPUTS if name in accepted]
+        if "token_type_ids" in names and not getattr(config, "type_vocab_size", 0):
+            names.remove("token_type_ids")
+        for attribute in ("pad_token_id", "bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id"):
+            value = getattr(config, attribute, None)
+            if isinstance(value, int):
+                special.append(value)
+    elif isinstance(source, Mapping):
+        names = [name for name in _MODEL_INPUTS if name in source]
+        if "input_ids" not in names:
+            raise ValueError(
+                f"`tokenizer_or_example_inputs` must have an `input_ids` entry, got keys {sorted(map(str, source))}."
+            )
+    elif hasattr(source, "model_input_names") and hasattr(source, "all_special_ids"):
+        names = [name for name in source.model_input_names if name in _MODEL_INPUTS]
+        tokenizer_vocab = len(source)
+        vocab_size = min(vocab_size, tokenizer_vocab) if isinstance(vocab_size, int) else tokenizer_vocab
+        special = [int(i) for i in source.all_special_ids if i is not None]
+        first = source.cls_token_id if source.cls_token_id is not None else source.bos_token_id
+        last = source.sep_token_id if source.sep_token_id is not None else source.eos_token_id
+    else:
+        raise TypeError(
+            "`tokenizer_or_example_inputs` must be a tokenizer, a mapping of example inputs or None, got "
+            f"{type(source).__name__}."
+        )
+    if not isinstance(vocab_size, int) or vocab_size < 1:
+        raise ValueError("Cannot tell the vocabulary size: the model has no `config.vocab_size` and no tokenizer.")
+    if "input_ids" not in names:
+        names.insert(0, "input_ids")
+    return names, vocab_size, special, first, last
+
+
+def _synthetic_batch(
+    names: list[str],
+    vocab_size: int,
+    special: list[int],
+    first: int | None,
+    last: int | None,
+    batch_size: int,
+    seq_len: int,
+    device: torch.device,
+    generator: torch.Generator,
+) -> dict[str, torch.Tensor]:
+    """A batch of random token ids that avoid the low special ids, framed by the tokenizer's first/last tokens."""
+    low_special = [i for i in special if 0 <= i < vocab_size // 2]
+    low = max(low_special) + 1 if low_special else 0
+    low = min(low, vocab_size - 1)
+    input_ids = torch.randint(low, vocab_size, (batch_size, seq_len), generator=generator)
+    if first is not None and 0 <= first < vocab_size:
+        input_ids[:, 0] = first
+    if last is not None and 0 <= last < vocab_size and seq_len > 1:
+        input_ids[:, -1] = last
+    batch = {"input_ids": input_ids}
+    if "attention_mask" in names:
+        batch["attention_mask"] = torch.ones_like(input_ids)
+    if "token_type_ids" in names:
+        batch["token_type_ids"] = torch.zeros_like(input_ids)
+    return {name: tensor.to(device) for name, tensor in batch.items()}
+
+
+def measure_latency(
+    model: nn.Module,
+    tokenizer_or_example_inputs: Any = None,
+    batch_sizes: Sequence[int] = (1, 32),
+    seq_len: int = 128,
+    n_warmup: int = 2,
+    n_runs: int = 5,
+    num_threads: int | None = None,
+) -> dict[str, Any]:
+    """
+    Inference latency per example and throughput of `model` at each batch size, on synthetic token ids.
+
+    The batches are random token ids of length `seq_len` (clipped to what the model's position embeddings accept),
+    with a full attention mask, so no real text is ever read. The model runs in eval mode under
+    `torch.inference_mode()` on the device it is on (meant for CPU; CUDA is synchronized around each run), and its
+    training mode is restored afterwards. Each batch size gets `n_warmup` untimed runs, then `n_runs` timed runs whose
+    median is reported.
+
+    Args:
+        model (`nn.Module`):
+            The classifier, called as `model(input_ids=..., attention_mask=..., [token_type_ids=...])`.
+        tokenizer_or_example_inputs (`PreTrainedTokenizerBase` or `Mapping[str, Any]`, *optional*):
+            A tokenizer, of which only the vocabulary size, `model_input_names` and special-token ids are read (the
+            sequences start with its CLS/BOS token and end with its SEP/EOS token); or a mapping of example inputs, of
+            which only the keys are read, to know whether to pass `attention_mask` / `token_type_ids`. Defaults to
+            the inputs accepted by `model.forward` and the vocabulary size of `model.config`.
+        batch_sizes (`Sequence[int]`, *optional*, defaults to `(1, 32)`):
+            Batch sizes to time.
+        seq_len (`int`, *optional*, defaults to 128):
+            Sequence length of the synthetic batches, in tokens.
+        n_warmup (`int`, *optional*, defaults to 2):
+            Untimed runs before timing each batch size.
+        n_runs (`int`, *optional*, defaults to 5):
+            Timed runs per batch size; the median is reported.
+        num_threads (`int`, *optional*):
+            Number of intra-op CPU threads to time with (`torch.set_num_threads`, restored afterwards). Defaults to
+            the current setting.
+
+    Returns:
+        `dict[str, Any]`: `device`, `num_threads` (`torch.get_num_threads()` during the timing), `seq_len` (as run),
+        `n_warmup`, `n_runs`, `inputs` (`"synthetic token ids"`), `torch_version`, `machine`, and `per_batch_size`, a
+        dict keyed by the batch size as a string (`"1"`, `"32"`, ...) of `{"batch_size", "ms_per_batch",
+        "ms_per_example", "examples_per_s", "runs_ms"}`.
+    """
+    sizes = list(batch_sizes)
+    if not sizes or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in sizes):
+        raise ValueError(f"`batch_sizes` must be a non-empty sequence of positive integers, got {batch_sizes!r}.")
+    if seq_len < 1:
+        raise ValueError(f"`seq_len` must be >= 1, got {seq_len}.")
+    if n_runs < 1 or n_warmup < 0:
+        raise ValueError(f"`n_runs` must be >= 1 and `n_warmup` >= 0, got n_runs={n_runs}, n_warmup={n_warmup}.")
+    if num_threads is not None and num_threads < 1:
+        raise ValueError(f"`num_threads` must be >= 1 when set, got {num_threads}.")
+
+    names, vocab_size, special, first, last = _input_spec(model, tokenizer_or_example_inputs)
+    max_positions = _max_positions(model)
+    length = min(seq_len, max_positions) if max_positions is not None else seq_len
+    device = _model_device(model)
+    generator = torch.Generator().manual_seed(0)
+
+    previous_threads = torch.get_num_threads()
+    was_training = model.training
+    per_batch_size: dict[str, dict[str, Any]] = {}
+    try:
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        threads = torch.get_num_threads()
+        model.eval()
+        with torch.inference_mode():
+            for batch_size in sizes:
+                batch = _synthetic_batch(
+                    names, vocab_size, special, first, last, batch_size, length, device, generator
+                )
+                runs = []
+                for index in range(n_warmup + n_runs):
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    start = time.perf_counter()
+                    model(**batch)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    elapsed = time.perf_counter() - start
+                    if index >= n_warmup:
+                        runs.append(elapsed)
+                median = max(statistics.median(runs), 1e-9)
+                per_batch_size[str(batch_size)] = {
+                    "batch_size": batch_size,
+                    "ms_per_batch": median * 1000.0,
+                    "ms_per_example": median * 1000.0 / batch_size,
+                    "examples_per_s": batch_size / median,
+                    "runs_ms": [run * 1000.0 for run in runs],
+                }
+    finally:
+        model.train(was_training)
+        torch.set_num_threads(previous_threads)
+    return {
+        "device": str(device),
+        "num_threads": threads,
+        "seq_len": length,
+        "n_warmup": n_warmup,
+        "n_runs": n_runs,
+        "inputs": "synthetic token ids",
+        "torch_version": torch.__version__,
+        "machine": platform.machine(),
+        "per_batch_size": per_batch_size,
+    }
+
+
+def _safetensors_files(folder: Path) -> list[Path]:
+    # The layer projections of intermediate distillation are saved in checkpoints but are not part of the student.
+    return sorted(p for p in folder.glob("*.safetensors") if p.name != "hf_kd_projections.safetensors")
+
+
+def _count_safetensors_elements(files: Iterable[Path]) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():
+                total += math.prod(handle.get_slice(key).get_shape())
+    return total
+
+
+def model_size(model_or_dir: nn.Module | str | Path) -> dict[str, Any]:
+    """
+    Parameter count and size on disk of a model, as saved with safetensors.
+
+    Given a model, it is saved to a temporary folder (`save_pretrained` for a `PreTrainedModel`,
+    `safetensors.torch.save_model` otherwise) and the `*.safetensors` files are measured; the parameter count is that
+    of the model's unique parameters (tied weights counted once). Given a folder, the size is the sum of its top-level
+    `*.safetensors` files (all shards; `hf_kd_projections.safetensors` excluded) and the parameter count the number of
+    elements of the tensors they hold, read from their headers.
+
+    Args:
+        model_or_dir (`nn.Module`, `str` or `Path`):
+            A model, or a folder written by `save_pretrained`.
+
+    Returns:
+        `dict[str, Any]`: `parameters` (`int`), `size_bytes` (`int`) and `size_mb` (`float`, in MB of 10^6 bytes).
+    """
+    if isinstance(model_or_dir, nn.Module):
+        model = model_or_dir
+        parameters = sum(p.numel() for p in model.parameters())
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            if hasattr(model, "save_pretrained"):
+                model.save_pretrained(folder)
+            else:
+                from safetensors.torch import save_model
+
+                save_model(model, str(folder / "model.safetensors"))
+            size_bytes = sum(f.stat().st_size for f in _safetensors_files(folder))
+    else:
+        folder = Path(model_or_dir)
+        if not folder.is_dir():
+            raise ValueError(f"`model_or_dir` must be a model or an existing folder, got {str(model_or_dir)!r}.")
+        files = _safetensors_files(folder)
+        if not files:
+            raise ValueError(f"No *.safetensors file in {folder}.")
+        size_bytes = sum(f.stat().st_size for f in files)
+        parameters = _count_safetensors_elements(files)
+    return {"parameters": int(parameters), "size_bytes": int(size_bytes), "size_mb": size_bytes / BYTES_PER_MB}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_bookkeeping(key: str) -> bool:
+    return key in _BOOKKEEPING_KEYS or key.endswith(_BOOKKEEPING_SUFFIXES)
+
+
+def _quality_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    """Numeric metrics, without the runtime/throughput/preparation-time/epoch entries `Trainer.evaluate` adds."""
+    return {str(k): float(v) for k, v in (metrics or {}).items() if _is_number(v) and not _is_bookkeeping(str(k))}
+
+
+def _ratio(numerator: Any, denominator: Any) -> float | None:
+    if not (_is_number(numerator) and _is_number(denominator)):
+        return None
+    numerator, denominator = float(numerator), float(denominator)
+    if denominator == 0 or not (math.isfinite(numerator) and math.isfinite(denominator)):
+        return None
+    return numerator / denominator
+
+
+def _latency_per_example(latency: Mapping[str, Any] | None) -> dict[str, float]:
+    """`{batch size: ms per example}` from a `measure_latency` result (or its JSON round trip)."""
+    if not latency:
+        return {}
+    per_batch = latency.get("per_batch_size", {})
+    return {
+        str(size): float(entry["ms_per_example"])
+        for size, entry in per_batch.items()
+        if isinstance(entry, Mapping) and _is_number(entry.get("ms_per_example"))
+    }
+
+
+def _check_side(side: Mapping[str, Any], name: str) -> dict[str, Any]:
+    if not isinstance(side, Mapping):
+        raise TypeError(f"`{name}` must be a dict with a `metrics` entry, got {type(side).__name__}.")
+    metrics = side.get("metrics")
+    if metrics is not None and not isinstance(metrics, Mapping):
+        raise TypeError(f"`{name}['metrics']` must be a dict of metric values, got {type(metrics).__name__}.")
+    for key in ("parameters", "size_mb"):
+        value = side.get(key)
+        if value is not None and not _is_number(value):
+            raise TypeError(f"`{name}['{key}']` must be a number, got {value!r}.")
+    result = dict(side)
+    result["metrics"] = _quality_metrics(metrics)
+    return result
+
+
+def build_report(
+    teacher: Mapping[str, Any], student: Mapping[str, Any], extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """
+    The teacher-vs-student comparison: both sides as given, plus the student/teacher ratios.
+
+    Args:
+        teacher (`Mapping[str, Any]`):
+            `{"metrics": {...}, "parameters": int, "size_mb": float, "latency": {...}}`, where `metrics` holds the
+            evaluation metrics (non-numeric entries and the `*_runtime`, `*_per_second`, `*_model_preparation_time`
+            and `epoch` entries of `Trainer.evaluate` are dropped), `parameters` and `size_mb` come from
+            [`model_size`] and `latency` from [`measure_latency`]. Every entry but `metrics` may be left out; other
+            entries are kept as they are.
+        student (`Mapping[str, Any]`):
+            The same for the student.
+        extra (`Mapping[str, Any]`, *optional*):
+            Anything else to record (task, dataset ids, hardware...), stored under `"extra"`. Never put example text
+            here.
+
+    Returns:
+        `dict[str, Any]`: `{"teacher", "student", "ratios", "extra"}`, where `ratios` holds `metrics` (student /
+        teacher value for each metric both sides report), `parameters` and `size` (student / teacher), and `speedup`
+        (teacher / student latency per example, keyed by batch size as a string). A ratio whose denominator is
+        missing, zero or not finite is `None`.
+    """
+    teacher_side, student_side = _check_side(teacher, "teacher"), _check_side(student, "student")
+    t_metrics, s_metrics = teacher_side["metrics"], student_side["metrics"]
+    t_latency = _latency_per_example(teacher_side.get("latency"))
+    s_latency = _latency_per_example(student_side.get("latency"))
+    ratios = {
+        "metrics": {key: _ratio(s_metrics[key], t_metrics[key]) for key in t_metrics if key in s_metrics},
+        "parameters": _ratio(student_side.get("parameters"), teacher_side.get("parameters")),
+        "size": _ratio(student_side.get("size_mb"), teacher_side.get("size_mb")),
+        "speedup": {size: _ratio(t_latency[size], s_latency[size]) for size in t_latency if size in s_latency},
+    }
+    return {"teacher": teacher_side, "student": student_side, "ratios": ratios, "extra": dict(extra or {})}
+
+
+def _cell(value: Any, kind: str = "metric") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if kind == "parameters":
+        value = float(value)
+        return f"{value / 1e6:.2f}M" if value >= 1e5 else f"{int(value):,}"
+    if kind == "size":
+        return f"{float(value):.1f}" if float(value) >= 10 else f"{float(value):.3g}"
+    if kind == "latency":
+        return f"{float(value):.2f}"
+    if kind == "speedup":
+        return f"{float(value):.2f}×"
+    if kind == "ratio":
+        return f"{float(value):.3f}"
+    return f"{float(value):.4f}"
+
+
+def _batch_order(size: str) -> tuple[int, str]:
+    return (int(size), "") if str(size).isdigit() else (sys.maxsize, str(size))
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def format_table(report: Mapping[str, Any]) -> str:
+    """
+    The report as a markdown table: one row per metric, then parameters, size on disk, latency per example at each
+    timed batch size and the speed-ups.
+
+    Args:
+        report (`Mapping[str, Any]`):
+            A [`build_report`] result (or its JSON round trip).
+
+    Returns:
+        `str`: The markdown table (with a line on how latency was measured, when it was), ending with a newline.
+    """
+    teacher, student, ratios = report["teacher"], report["student"], report.get("ratios", {})
+    t_metrics, s_metrics = teacher.get("metrics", {}), student.get("metrics", {})
+    metric_ratios = ratios.get("metrics", {})
+    lines = ["| | Teacher | Student | Student / teacher |", "|---|---:|---:|---:|"]
+
+    def row(
+        label: str, t: Any, s: Any, ratio: Any, kind: str, ratio_kind: str = "ratio", always: bool = False
+    ) -> None:
+        if not always and t is None and s is None and ratio is None:
+            return
+        lines.append(f"| {_escape(label)} | {_cell(t, kind)} | {_cell(s, kind)} | {_cell(ratio, ratio_kind)} |")
+
+    for key in [*t_metrics, *(k for k in s_metrics if k not in t_metrics)]:
+        row(key, t_metrics.get(key), s_metrics.get(key), metric_ratios.get(key), "metric", always=True)
+    row("Parameters", teacher.get("parameters"), student.get("parameters"), ratios.get("parameters"), "parameters")
+    row("Size on disk (MB)", teacher.get("size_mb"), student.get("size_mb"), ratios.get("size"), "size")
+    t_latency = _latency_per_example(teacher.get("latency"))
+    s_latency = _latency_per_example(student.get("latency"))
+    speedups = ratios.get("speedup", {})
+    sizes = sorted({*t_latency, *s_latency, *speedups}, key=_batch_order)
+    for size in sizes:
+        t, s = t_latency.get(size), s_latency.get(size)
+        row(f"Latency, batch {size} (ms/example)", t, s, _ratio(s, t), "latency")
+    for size in sizes:
+        row(f"Speed-up, batch {size} (teacher / student latency)", None, None, speedups.get(size), "metric", "speedup")
+    table = "\n".join(lines) + "\n"
+    latency = student.get("latency") or teacher.get("latency")
+    if isinstance(latency, Mapping) and "seq_len" in latency:
+        table += (
+            f"\nLatency: {latency.get('device', 'cpu')}, {latency.get('num_threads', '?')} thread(s), sequence length "
+            f"{latency['seq_len']}, synthetic token ids, median of {latency.get('n_runs', '?')} runs.\n"
+        )
+    return table
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON-safe copy: numpy/torch scalars become Python numbers, NaN/inf become `None`, paths strings."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "shape", None) == ():
+        value = value.item()
+    if isinstance(value, bool) or value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"Cannot write a value of type {type(value).__name__} to report.json.")
+
+
+def write_report(report: Mapping[str, Any], output_dir: str | Path) -> dict[str, Path]:
+    """
+    Write the report as `report.json` (everything, NaN written as `null`) and `report.md` (the [`format_table`]
+    table) into `output_dir`, creating it if needed.
+
+    Args:
+        report (`Mapping[str, Any]`):
+            A [`build_report`] result.
+        output_dir (`str` or `Path`):
+            Destination folder.
+
+    Returns:
+        `dict[str, Path]`: The paths written, under `"json"` and `"markdown"`.
+    """
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = folder / REPORT_JSON, folder / REPORT_MARKDOWN
+    json_path.write_text(json.dumps(_jsonable(report), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    md_path.write_text("# Teacher vs student\n\n" + format_table(report), encoding="utf-8")
+    return {"json": json_path, "markdown": md_path}
+
+
+def print_report(report: Mapping[str, Any], file: TextIO | None = None) -> None:
+    """
+    Print the [`format_table`] table.
+
+    Args:
+        report (`Mapping[str, Any]`):
+            A [`build_report`] result.
+        file (`TextIO`, *optional*):
+            Stream to print to. Defaults to `sys.stdout`.
+    """
+    print(format_table(report), file=file or sys.stdout)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Plots
+# ----------------------------------------------------------------------------------------------------
+
+
+def _figure(width: float, height: float) -> Any:
+    """A matplotlib figure on the Agg canvas, without touching pyplot's global state or backend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _series(log_history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    steps, values = [], []
+    for entry in log_history:
+        if key in entry and _is_number(entry[key]) and _is_number(entry.get("step")):
+            steps.append(float(entry["step"]))
+            values.append(float(entry[key]))
+    return steps, values
+
+
+def plot_training_curves(
+    log_history: Sequence[Mapping[str, Any]], path: str | Path, metrics: Sequence[str] | None = None
+) -> Path:
+    """
+    Plot the training loss (with its `hard_loss`, `distill_loss` and intermediate parts when logged) and the evaluation
+    metrics against the step, from a `Trainer`'s `state.log_history`.
+
+    Args:
+        log_history (`Sequence[Mapping[str, Any]]`):
+            `trainer.state.log_history`: dicts with a `step` and the logged values.
+        path (`str` or `Path`):
+            Image file to write (the format follows the extension, e.g. `.png`, `.svg`).
+        metrics (`Sequence[str]`, *optional*):
+            Evaluation keys to plot in the second panel. Defaults to every numeric `eval_*` key except the loss, the
+            runtime/throughput entries and the per-label `eval_f1_*` scores.
+
+    Returns:
+        `Path`: The file written.
+    """
+    train_keys = ("loss", "hard_loss", "distill_loss", "hidden_loss", "attention_loss")
+    train_series = {k: _series(log_history, k) for k in train_keys}
+    train_series = {k: v for k, v in train_series.items() if v[0]}
+    eval_loss = _series(log_history, "eval_loss")
+    if metrics is None:
+        keys: list[str] = []
+        for entry in log_history:
+            for key, value in entry.items():
+                if (
+                    key.startswith("eval_")
+                    and key != "eval_loss"
+                    and not key.startswith("eval_f1_")
+                    and not _is_bookkeeping(key)
+                    and _is_number(value)
+                    and key not in keys
+                ):
+                    keys.append(key)
+    else:
+        keys = list(metrics)
+    eval_series = {k: _series(log_history, k) for k in keys}
+    eval_series = {k: v for k, v in eval_series.items() if v[0]}
+    if not train_series and not eval_loss[0] and not eval_series:
+        raise ValueError("`log_history` holds no training loss and no evaluation metric with a `step`.")
+
+    figure = _figure(11, 4)
+    loss_axes, eval_axes = figure.subplots(1, 2)
+    for key, (steps, values) in train_series.items():
+        loss_axes.plot(steps, values, label=key, linewidth=2 if key == "loss" else 1.2)
+    if eval_loss[0]:
+        loss_axes.plot(*eval_loss, label="eval_loss", linestyle="--", marker="o")
+    loss_axes.set(title="Training loss", xlabel="step", ylabel="loss")
+    if loss_axes.lines:
+        loss_axes.legend(fontsize="small")
+    for key, (steps, values) in eval_series.items():
+        eval_axes.plot(steps, values, label=key, marker="o")
+    eval_axes.set(title="Evaluation metrics", xlabel="step")
+    if eval_series:
+        eval_axes.legend(fontsize="small")
+    else:
+        eval_axes.text(0.5, 0.5, "no evaluation logged", ha="center", va="center", transform=eval_axes.transAxes)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=120)
+    return out
+
+
+def _per_label_values(metrics: Mapping[str, Any], keys: list[str], side: str) -> list[float]:
+    values = []
+    for key in keys:
+        for prefix in ("", *_METRIC_PREFIXES):
+            name = f"{prefix}f1_{key}"
+            if name in metrics and _is_number(metrics[name]):
+                values.append(float(metrics[name]))
+                break
+        else:
+            raise ValueError(f"`{side}_metrics` has no `f1_{key}` entry (with or without an eval_/test_ prefix).")
+    return values
+
+
+def plot_per_label_f1(
+    teacher_metrics: Mapping[str, Any],
+    student_metrics: Mapping[str, Any],
+    label_names: Sequence[str],
+    path: str | Path,
+) -> Path:
+    """
+    Grouped horizontal bars of the teacher's and the student's F1 for each label.
+
+    The scores are read from the `f1_<key>` entries that `hf_kd.metrics.multilabel_metrics` writes, where `<key>` is
+    the label name sanitized as that function does (lower-cased, accents stripped, other characters turned into
+    `_`); an `eval_`, `test_` or `predict_` prefix is accepted.
+
+    Args:
+        teacher_metrics (`Mapping[str, Any]`):
+            The teacher's metrics.
+        student_metrics (`Mapping[str, Any]`):
+            The student's metrics.
+        label_names (`Sequence[str]`):
+            Label names, in the order passed to the metric function; they label the bars.
+        path (`str` or `Path`):
+            Image file to write.
+
+    Returns:
+        `Path`: The file written.
+    """
+    names = [str(name) for name in label_names]
+    if not names:
+        raise ValueError("`label_names` is empty.")
+    keys = _sanitize_label_names(names, len(names))
+    teacher = _per_label_values(teacher_metrics, keys, "teacher")
+    student = _per_label_values(student_metrics, keys, "student")
+
+    figure = _figure(8, 1.2 + 0.45 * len(names))
+    axes = figure.subplots()
+    positions = list(range(len(names)))
+    height = 0.4
+    axes.barh([p - height / 2 for p in positions], teacher, height=height, label="teacher")
+    axes.barh([p + height / 2 for p in positions], student, height=height, label="student")
+    axes.set_yticks(positions, labels=names)
+    axes.invert_yaxis()
+    axes.set(xlim=(0, 1), xlabel="F1", title="Per-label F1")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=120)
+    return out

@@ -1,0 +1,291 @@
+"""Teacher-vs-student report: ratios, table, files, latency, size on disk and plots, with tiny offline models."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import tiny_bert
+from safetensors.torch import save_file
+
+from hf_kd import report as report_module
+from hf_kd.report import (
+    build_report,
+    format_table,
+    measure_latency,
+    model_size,
+    plot_per_label_f1,
+    plot_training_curves,
+    print_report,
+    write_report,
+)
+
+
+def latency_of(**ms_per_example: float) -> dict:
+    """A hand-made `measure_latency`-shaped result: `latency_of(b1=10.0, b32=3.0)`."""
+    return {
+        "device": "cpu",
+        "num_threads": 4,
+        "seq_len": 128,
+        "n_runs": 5,
+        "per_batch_size": {
+            key[1:]: {"batch_size": int(key[1:]), "ms_per_example": value} for key, value in ms_per_example.items()
+        },
+    }
+
+
+@pytest.fixture
+def hand_report() -> dict:
+    teacher = {
+        "metrics": {"micro_f1": 0.8, "macro_f1": 0.5, "accuracy": 0.9, "eval_runtime": 12.0, "epoch": 3.0},
+        "parameters": 100_000_000,
+        "size_mb": 400.0,
+        "latency": latency_of(b1=10.0, b32=3.0),
+    }
+    student = {
+        "metrics": {"micro_f1": 0.6, "macro_f1": 0.25, "only_student": 0.1, "note": "not a number"},
+        "parameters": 25_000_000,
+        "size_mb": 50.0,
+        "latency": latency_of(b1=2.5, b32=0.5),
+    }
+    return build_report(teacher, student, extra={"task": "hoc"})
+
+
+# ----------------------------------------------------------------------------- ratios
+
+
+def test_ratios_on_hand_made_numbers(hand_report):
+    ratios = hand_report["ratios"]
+    assert ratios["metrics"] == pytest.approx({"micro_f1": 0.75, "macro_f1": 0.5})
+    assert ratios["parameters"] == pytest.approx(0.25)
+    assert ratios["size"] == pytest.approx(0.125)
+    # speed-up = teacher latency / student latency, per batch size
+    assert ratios["speedup"] == pytest.approx({"1": 4.0, "32": 6.0})
+    # bookkeeping and non-numeric entries are dropped, each side's own metrics kept
+    assert set(hand_report["teacher"]["metrics"]) == {"micro_f1", "macro_f1", "accuracy"}
+    assert set(hand_report["student"]["metrics"]) == {"micro_f1", "macro_f1", "only_student"}
+    assert hand_report["extra"] == {"task": "hoc"}
+
+
+def test_missing_or_zero_denominators_give_none():
+    report = build_report(
+        {"metrics": {"f1": 0.0, "auroc": float("nan")}, "latency": latency_of(b1=1.0)},
+        {"metrics": {"f1": 0.3, "auroc": 0.7}, "parameters": 10, "latency": latency_of(b8=1.0)},
+    )
+    assert report["ratios"]["metrics"] == {"f1": None, "auroc": None}
+    assert report["ratios"]["parameters"] is None and report["ratios"]["size"] is None
+    assert report["ratios"]["speedup"] == {}
+
+
+def test_bad_sides_are_rejected():
+    with pytest.raises(TypeError, match="teacher"):
+        build_report([0.5], {"metrics": {}})
+    with pytest.raises(TypeError, match=r"student\['parameters'\]"):
+        build_report({"metrics": {}}, {"metrics": {}, "parameters": "many"})
+
+
+# ----------------------------------------------------------------------------- table and files
+
+
+def _rows(table: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in table.splitlines():
+        if line.startswith("| ") and not line.startswith("| |"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_format_table_rows(hand_report):
+    rows = _rows(format_table(hand_report))
+    assert rows["micro_f1"] == ["0.8000", "0.6000", "0.750"]
+    assert rows["accuracy"] == ["0.9000", "–", "–"]
+    assert rows["only_student"] == ["–", "0.1000", "–"]
+    assert rows["Parameters"] == ["100.00M", "25.00M", "0.250"]
+    assert rows["Size on disk (MB)"] == ["400.0", "50.0", "0.125"]
+    assert rows["Latency, batch 1 (ms/example)"] == ["10.00", "2.50", "0.250"]
+    assert rows["Latency, batch 32 (ms/example)"] == ["3.00", "0.50", "0.167"]
+    assert rows["Speed-up, batch 1 (teacher / student latency)"][-1] == "4.00×"
+    assert rows["Speed-up, batch 32 (teacher / student latency)"][-1] == "6.00×"
+    assert "eval_runtime" not in rows and "epoch" not in rows
+    # batch 1 comes before batch 32 (numeric, not string order)
+    keys = list(rows)
+    assert keys.index("Latency, batch 1 (ms/example)") < keys.index("Latency, batch 32 (ms/example)")
+
+
+def test_write_report_round_trips(hand_report, tmp_path):
+    hand_report["student"]["metrics"]["auroc"] = float("nan")
+    paths = write_report(hand_report, tmp_path / "out")
+    assert paths == {"json": tmp_path / "out" / "report.json", "markdown": tmp_path / "out" / "report.md"}
+    text = paths["json"].read_text()
+    assert "NaN" not in text  # strict JSON
+    loaded = json.loads(text)
+    assert loaded["student"]["metrics"]["auroc"] is None
+    assert loaded["ratios"]["speedup"] == pytest.approx({"1": 4.0, "32": 6.0})
+    assert loaded["extra"] == {"task": "hoc"}
+    # The markdown holds the table, which is the same whether built from the report or from its JSON.
+    assert paths["markdown"].read_text().endswith(format_table(hand_report))
+    assert "| auroc | – | – | – |" in format_table(hand_report)
+    assert format_table(loaded) == format_table(hand_report)
+
+
+def test_print_report(hand_report, capsys):
+    print_report(hand_report)
+    assert format_table(hand_report) in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- latency
+
+
+def test_latency_keys_and_positive_numbers(tokenizer):
+    model = tiny_bert()
+    model.train()
+    seen = []
+
+    def hook(module, args, kwargs):
+        seen.append(
+            {
+                "shape": tuple(kwargs["input_ids"].shape),
+                "keys": sorted(kwargs),
+                "ids": kwargs["input_ids"].clone(),
+                "inference": torch.is_inference_mode_enabled(),
+                "training": module.training,
+            }
+        )
+
+    model.register_forward_pre_hook(hook, with_kwargs=True)
+    threads = torch.get_num_threads()
+    result = measure_latency(model, tokenizer, batch_sizes=(1, 4), seq_len=128, n_warmup=1, n_runs=2, num_threads=1)
+
+    assert result["num_threads"] == 1 and torch.get_num_threads() == threads
+    assert result["seq_len"] == 64  # clipped to tiny_bert's max_position_embeddings
+    assert result["inputs"] == "synthetic token ids" and result["device"] == "cpu"
+    assert set(result["per_batch_size"]) == {"1", "4"}
+    for size, entry in result["per_batch_size"].items():
+        assert entry["batch_size"] == int(size)
+        assert len(entry["runs_ms"]) == 2 and all(r > 0 for r in entry["runs_ms"])
+        assert entry["ms_per_batch"] > 0 and entry["examples_per_s"] > 0
+        assert entry["ms_per_example"] == pytest.approx(entry["ms_per_batch"] / int(size))
+        assert entry["examples_per_s"] == pytest.approx(1000.0 * int(size) / entry["ms_per_batch"])
+
+    assert [s["shape"] for s in seen] == [(1, 64)] * 3 + [(4, 64)] * 3  # warm-up + timed runs
+    assert all(s["inference"] and not s["training"] for s in seen)
+    assert seen[0]["keys"] == ["attention_mask", "input_ids", "token_type_ids"]
+    ids = seen[-1]["ids"]
+    assert (ids[:, 0] == tokenizer.cls_token_id).all() and (ids[:, -1] == tokenizer.sep_token_id).all()
+    inner = ids[:, 1:-1]
+    assert inner.min() > max(tokenizer.all_special_ids) and inner.max() < len(tokenizer)
+    assert model.training  # mode restored
+
+
+def test_latency_from_example_inputs_passes_only_their_keys():
+    model = tiny_bert()
+    keys = []
+    model.register_forward_pre_hook(lambda m, a, kw: keys.append(sorted(kw)), with_kwargs=True)
+    result = measure_latency(model, {"input_ids": [[2, 7, 3]]}, batch_sizes=(2,), seq_len=8, n_warmup=0, n_runs=1)
+    assert keys == [["input_ids"]]
+    assert result["seq_len"] == 8 and set(result["per_batch_size"]) == {"2"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [({"batch_sizes": ()}, "batch_sizes"), ({"batch_sizes": (0,)}, "batch_sizes"), ({"n_runs": 0}, "n_runs")],
+)
+def test_latency_rejects_bad_arguments(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        measure_latency(tiny_bert(), None, **kwargs)
+
+
+# ----------------------------------------------------------------------------- size
+
+
+def test_size_on_disk_equals_safetensors_file(tmp_path):
+    model = tiny_bert()
+    model.save_pretrained(tmp_path / "saved")
+    file = tmp_path / "saved" / "model.safetensors"
+    # a checkpoint's projections file is not part of the student
+    save_file({"w": torch.zeros(100, 100)}, str(tmp_path / "saved" / "hf_kd_projections.safetensors"))
+
+    from_dir = model_size(tmp_path / "saved")
+    assert from_dir["size_bytes"] == file.stat().st_size
+    assert from_dir["size_mb"] == pytest.approx(file.stat().st_size / 1e6)
+    assert from_dir["parameters"] == model.num_parameters()
+
+    from_model = model_size(model)
+    assert from_model == from_dir
+
+    with pytest.raises(ValueError, match="safetensors"):
+        model_size(tmp_path)
+
+
+def test_size_of_plain_module():
+    module = torch.nn.Linear(10, 5)
+    size = model_size(module)
+    assert size["parameters"] == 55
+    # float32 data plus a small header
+    assert 55 * 4 < size["size_bytes"] < 55 * 4 + 1024
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+@pytest.fixture
+def captured_figures(monkeypatch):
+    figures = []
+    original = report_module._figure
+
+    def capture(*args):
+        figure = original(*args)
+        figures.append(figure)
+        return figure
+
+    monkeypatch.setattr(report_module, "_figure", capture)
+    return figures
+
+
+def test_training_curves(tmp_path, captured_figures):
+    history = [
+        {"loss": 1.0, "hard_loss": 0.8, "distill_loss": 1.2, "step": 1},
+        {"loss": 0.7, "hard_loss": 0.6, "distill_loss": 0.8, "step": 2},
+        {"eval_loss": 0.9, "eval_micro_f1": 0.4, "eval_f1_a": 0.3, "eval_runtime": 1.0, "step": 2},
+        {"train_runtime": 3.0, "step": 2},
+    ]
+    path = plot_training_curves(history, tmp_path / "plots" / "curves.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    loss_axes, eval_axes = captured_figures[0].axes
+    assert [line.get_label() for line in loss_axes.lines] == ["loss", "hard_loss", "distill_loss", "eval_loss"]
+    assert list(loss_axes.lines[1].get_xdata()) == [1.0, 2.0] and list(loss_axes.lines[1].get_ydata()) == [0.8, 0.6]
+    assert [line.get_label() for line in eval_axes.lines] == ["eval_micro_f1"]
+
+    with pytest.raises(ValueError, match="log_history"):
+        plot_training_curves([{"train_runtime": 3.0, "step": 2}], tmp_path / "empty.png")
+
+
+def test_per_label_f1_reads_sanitized_keys(tmp_path, captured_figures):
+    names = ["Sustaining proliferative signaling", "Évading growth-suppressors"]
+    teacher = {"f1_sustaining_proliferative_signaling": 0.9, "f1_evading_growth_suppressors": 0.7}
+    student = {"eval_f1_sustaining_proliferative_signaling": 0.8, "eval_f1_evading_growth_suppressors": 0.5}
+    path = plot_per_label_f1(teacher, student, names, tmp_path / "f1.png")
+    assert path.stat().st_size > 0
+    axes = captured_figures[0].axes[0]
+    widths = [patch.get_width() for patch in axes.patches]
+    assert widths == pytest.approx([0.9, 0.7, 0.8, 0.5])
+    assert [t.get_text() for t in axes.get_yticklabels()] == names
+
+    with pytest.raises(ValueError, match="student_metrics.*f1_evading_growth_suppressors"):
+        plot_per_label_f1(teacher, {"f1_sustaining_proliferative_signaling": 0.8}, names, tmp_path / "x.png")
+
+
+def test_latency_numbers_are_finite_in_report(tokenizer):
+    """A report built from real measurements has finite positive speed-ups at every timed batch size."""
+    teacher, student = tiny_bert(layers=2), tiny_bert(layers=1, hidden_size=16)
+    kwargs = {"batch_sizes": (1, 2), "seq_len": 16, "n_warmup": 0, "n_runs": 1}
+    report = build_report(
+        {"metrics": {}, **model_size(teacher), "latency": measure_latency(teacher, tokenizer, **kwargs)},
+        {"metrics": {}, **model_size(student), "latency": measure_latency(student, tokenizer, **kwargs)},
+    )
+    assert set(report["ratios"]["speedup"]) == {"1", "2"}
+    assert all(math.isfinite(v) and v > 0 for v in report["ratios"]["speedup"].values())
+    assert 0 < report["ratios"]["parameters"] < 1 and 0 < report["ratios"]["size"] < 1

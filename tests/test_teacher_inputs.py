@@ -1,0 +1,399 @@
+"""Teacher inputs: cached logits, different tokenizers, intermediate layers and unlabeled data."""
+
+from __future__ import annotations
+
+import copy
+
+import datasets
+import pytest
+import torch
+from conftest import MINILM, WORDS, make_tokenizer, tiny_bert
+from transformers import BertConfig, BertForSequenceClassification
+
+from hf_kd import (
+    DistillationDataCollator,
+    DistillationTrainer,
+    DistillationTrainingArguments,
+    cache_teacher_logits,
+    tokenize_for_distillation,
+)
+from hf_kd.teacher_cache import teacher_fingerprint
+
+TEXTS = [
+    "the patient fever cough",
+    "acute chest pain",
+    "tumor cell growth signal immune death",
+    "chronic cough",
+    "el paciente con fiebre y tos",
+    "dolor de la tumor",
+    "a cancer cell",
+    "fever",
+] * 2
+
+
+class CountingTeacher(torch.nn.Module):
+    """A teacher wrapper that counts forward calls (and examples seen)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        self.calls = 0
+        self.examples = 0
+
+    def forward(self, **kwargs):
+        self.calls += 1
+        self.examples += kwargs["input_ids"].shape[0]
+        return self.model(**kwargs)
+
+
+def args_for(path, **kwargs):
+    defaults = dict(
+        output_dir=str(path),
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        num_train_epochs=2,
+        learning_rate=5e-3,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        seed=0,
+    )
+    defaults.update(kwargs)
+    return DistillationTrainingArguments(**defaults)
+
+
+def text_dataset(kind="multi", n_labels=3, unlabeled=()):
+    g = torch.Generator().manual_seed(0)
+    if kind == "multi":
+        labels = torch.randint(0, 2, (len(TEXTS), n_labels), generator=g).float().tolist()
+        for i in unlabeled:
+            labels[i] = [-100.0] * n_labels
+    else:
+        labels = torch.randint(0, n_labels, (len(TEXTS),), generator=g).tolist()
+        for i in unlabeled:
+            labels[i] = -100
+    return datasets.Dataset.from_dict({"text": TEXTS, "labels": labels})
+
+
+@pytest.fixture
+def tok(tmp_path):
+    return make_tokenizer(tmp_path / "tok")
+
+
+@pytest.fixture
+def other_tok(tmp_path):
+    # Another vocabulary: fewer whole words, so words split differently.
+    words = [w for w in WORDS if w not in ("patient", "fever", "paciente")] + [
+        "pat",
+        "##ient",
+        "fe",
+        "##ver",
+        "##ente",
+    ]
+    return make_tokenizer(tmp_path / "other", words)
+
+
+def vocab_size(tokenizer):
+    return len(tokenizer.get_vocab())
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def test_cached_logits_equal_the_teacher_outputs_whatever_the_padding(tmp_path, tok):
+    teacher = tiny_bert(problem_type="multi_label_classification", vocab_size=vocab_size(tok), seed=1).eval()
+    ds = tokenize_for_distillation(text_dataset(), tok, remove_text=True)
+    cached = cache_teacher_logits(teacher, ds, batch_size=3)
+    for i in range(len(ds)):
+        ids = torch.tensor([ds[i]["input_ids"]])
+        with torch.no_grad():
+            expected = teacher(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0]
+        torch.testing.assert_close(torch.tensor(cached[i]["teacher_logits"]), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_cache_is_reused_for_the_same_teacher_and_recomputed_for_a_changed_one(tmp_path, tok):
+    base = tiny_bert(vocab_size=vocab_size(tok), seed=1)
+    teacher = CountingTeacher(base)
+    ds = tokenize_for_distillation(text_dataset(), tok, remove_text=True)
+    first = cache_teacher_logits(teacher, ds, batch_size=4, cache_dir=tmp_path / "cache")
+    calls = teacher.model_calls = teacher.calls
+    assert calls > 0
+    again = cache_teacher_logits(teacher, ds, batch_size=4, cache_dir=tmp_path / "cache")
+    assert teacher.calls == calls  # read back from the datasets cache
+    assert again["teacher_logits"] == first["teacher_logits"]
+
+    changed = copy.deepcopy(base)
+    with torch.no_grad():
+        changed.classifier.bias.add_(1.0)
+    assert teacher_fingerprint(changed) != teacher_fingerprint(base)
+    counting_changed = CountingTeacher(changed)
+    recomputed = cache_teacher_logits(counting_changed, ds, batch_size=4, cache_dir=tmp_path / "cache")
+    assert counting_changed.calls > 0
+    diff = torch.tensor(recomputed["teacher_logits"]) - torch.tensor(first["teacher_logits"])
+    torch.testing.assert_close(diff, torch.ones_like(diff), rtol=1e-4, atol=1e-4)
+
+
+def test_cache_sorts_by_length_so_batches_are_not_padded_to_the_longest(tok):
+    teacher = CountingTeacher(tiny_bert(vocab_size=vocab_size(tok), seed=1))
+    widths = []
+    original = teacher.forward
+
+    def spy(**kwargs):
+        widths.append(kwargs["input_ids"].shape[1])
+        return original(**kwargs)
+
+    teacher.forward = spy
+    ds = tokenize_for_distillation(text_dataset(), tok, remove_text=True)
+    cache_teacher_logits(teacher, ds, batch_size=4)
+    lengths = sorted(len(x) for x in ds["input_ids"])
+    assert widths == [max(lengths[i : i + 4]) for i in range(0, len(lengths), 4)]
+
+
+def _train(tmp_path, name, ds, teacher, **kwargs):
+    student = tiny_bert(problem_type="multi_label_classification", vocab_size=len(WORDS) + 5, seed=0)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        train_dataset=ds,
+        args=args_for(tmp_path / name, **kwargs),
+        data_collator=DistillationDataCollator(make_tokenizer(tmp_path / "c")),
+    )
+    trainer.train()
+    return student.state_dict(), trainer
+
+
+def test_training_from_cached_logits_gives_the_same_student_as_the_online_teacher(tmp_path, tok):
+    teacher = tiny_bert(problem_type="multi_label_classification", vocab_size=vocab_size(tok), seed=1)
+    ds = tokenize_for_distillation(text_dataset(), tok, remove_text=True)
+    online, _ = _train(tmp_path, "online", ds, teacher)
+    cached_ds = cache_teacher_logits(teacher, ds, batch_size=8)
+    cached, _ = _train(tmp_path, "cached", cached_ds, None)
+    for name in online:
+        torch.testing.assert_close(cached[name], online[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_precompute_option_runs_the_teacher_once_not_every_step(tmp_path, tok):
+    teacher = CountingTeacher(tiny_bert(problem_type="multi_label_classification", vocab_size=vocab_size(tok)))
+    ds = tokenize_for_distillation(text_dataset(), tok, remove_text=True)
+    _, trainer = _train(tmp_path, "pre", ds, teacher, precompute_teacher_logits=True, num_train_epochs=3)
+    assert teacher.examples == len(ds)
+    assert "teacher_logits" in trainer.train_dataset.column_names
+
+
+def test_no_teacher_and_no_cached_column_is_a_clear_error(tmp_path, tok):
+    ds = tokenize_for_distillation(text_dataset(), tok, remove_text=True)
+    with pytest.raises(ValueError, match="teacher_logits.*teacher_model|teacher_model.*teacher_logits"):
+        _train(tmp_path, "none", ds, None)
+
+
+# ----------------------------------------------------------------------------- unlabeled data
+
+
+def test_dataset_without_labels_is_pure_distillation(tmp_path, tok):
+    teacher = tiny_bert(problem_type="multi_label_classification", vocab_size=vocab_size(tok), seed=1)
+    with torch.no_grad():
+        teacher.classifier.weight.mul_(50.0)  # confident teacher, so there is something to learn
+    ds = tokenize_for_distillation(text_dataset().remove_columns("labels"), tok, remove_text=True)
+    student = tiny_bert(problem_type="multi_label_classification", vocab_size=vocab_size(tok))
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        train_dataset=ds,
+        args=args_for(tmp_path, alpha=0.5),
+        processing_class=tok,
+    )
+    trainer.train()
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    assert all(e["hard_loss"] == 0.0 and e["distill_loss"] > 0 for e in logged)
+    assert logged[-1]["distill_loss"] < logged[0]["distill_loss"]
+
+
+def test_unlabeled_single_label_rows_get_only_the_distillation_term(tmp_path, tok):
+    teacher = tiny_bert(problem_type="single_label_classification", vocab_size=vocab_size(tok), seed=1)
+    student = tiny_bert(problem_type="single_label_classification", vocab_size=vocab_size(tok))
+    ds = tokenize_for_distillation(text_dataset("single", unlabeled=(0, 1, 2, 3)), tok, remove_text=True)
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args_for(tmp_path, alpha=0.5))
+    batch = DistillationDataCollator(tok)([ds[i] for i in range(8)])
+    student.train()
+    loss = trainer.compute_loss(student, dict(batch))
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+    with torch.no_grad():
+        s, t = student(**inputs).logits, teacher(**inputs).logits
+    from hf_kd.losses import softmax_kd_loss
+
+    hard = torch.nn.functional.cross_entropy(s[4:], batch["labels"][4:])
+    torch.testing.assert_close(loss, 0.5 * hard + 0.5 * softmax_kd_loss(s, t, 2.0))
+
+
+# ----------------------------------------------------------------------------- different tokenizers
+
+
+def test_teacher_reads_its_own_tokenization(tmp_path, tok, other_tok):
+    teacher = CountingTeacher(tiny_bert(vocab_size=vocab_size(other_tok), hidden_size=48, seed=1))
+    ds = tokenize_for_distillation(text_dataset(), tok, teacher_tokenizer=other_tok, remove_text=True)
+    assert {"teacher_input_ids", "word_ids", "teacher_word_ids"} <= set(ds.column_names)
+    seen = []
+    original = teacher.forward
+
+    def spy(**kwargs):
+        seen.append(kwargs["input_ids"].clone())
+        return original(**kwargs)
+
+    teacher.forward = spy
+    student = tiny_bert(vocab_size=vocab_size(tok))
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        train_dataset=ds,
+        args=args_for(tmp_path, num_train_epochs=1),
+        processing_class=tok,
+        teacher_processing_class=other_tok,
+    )
+    trainer.train()
+    teacher_rows = {tuple(r) for r in ds["teacher_input_ids"]}
+    for batch in seen:
+        for row in batch.tolist():
+            assert tuple(x for x in row if x != other_tok.pad_token_id) in teacher_rows
+
+
+def test_student_ids_are_never_fed_to_a_teacher_with_another_tokenizer(tmp_path, tok, other_tok):
+    ds = tokenize_for_distillation(text_dataset(), tok, remove_text=True)  # no teacher columns
+    trainer = DistillationTrainer(
+        model=tiny_bert(vocab_size=vocab_size(tok)),
+        teacher_model=tiny_bert(vocab_size=vocab_size(tok), seed=1),  # same size, different vocabulary
+        train_dataset=ds,
+        args=args_for(tmp_path),
+        processing_class=tok,
+        teacher_processing_class=other_tok,
+    )
+    with pytest.raises(ValueError, match="teacher's tokenizer/vocabulary differs"):
+        trainer.train()
+
+
+def test_cross_lingual_teacher_reads_another_column(tmp_path, tok):
+    ds = datasets.Dataset.from_dict(
+        {"text_es": ["el paciente con fiebre", "dolor"], "text_en": ["the patient fever", "pain"], "labels": [0, 1]}
+    )
+    out = tokenize_for_distillation(
+        ds, tok, teacher_tokenizer=tok, text_column="text_es", teacher_text_column="text_en"
+    )
+    assert out[0]["teacher_input_ids"] == tok("the patient fever")["input_ids"]
+    assert out[0]["input_ids"] == tok("el paciente con fiebre")["input_ids"]
+    assert "word_ids" not in out.column_names  # different texts: no word alignment
+
+
+# ----------------------------------------------------------------------------- intermediate layers
+
+
+def test_hidden_loss_across_tokenizers_and_widths_trains_projection_not_saved(tmp_path, tok, other_tok):
+    teacher = tiny_bert(vocab_size=vocab_size(other_tok), hidden_size=48, layers=4, seed=1)
+    student = tiny_bert(vocab_size=vocab_size(tok), hidden_size=32, layers=2)
+    ds = tokenize_for_distillation(text_dataset(), tok, teacher_tokenizer=other_tok, remove_text=True)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        train_dataset=ds,
+        args=args_for(tmp_path, hidden_loss_weight=1.0, alpha=0.5, num_train_epochs=3),
+        processing_class=tok,
+        teacher_processing_class=other_tok,
+    )
+    trainer.train()
+    assert trainer.intermediate.layer_mapping == [2, 4]
+    proj = trainer.intermediate.projections[0]
+    assert proj.weight.shape == (48, 32)
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    assert all("hidden_loss" in e for e in logged)
+    assert logged[-1]["hidden_loss"] < logged[0]["hidden_loss"]
+    trainer.save_model(str(tmp_path / "saved"))
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "saved" / "model.safetensors"))
+    assert set(saved) == set(student.state_dict())
+
+
+def test_hidden_loss_with_no_shared_words_is_zero_not_a_crash(tmp_path):
+    from hf_kd.intermediate import IntermediateDistiller
+
+    s_cfg = BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
+    t_cfg = BertConfig(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16)
+    distiller = IntermediateDistiller(s_cfg, t_cfg)
+
+    class Out:
+        def __init__(self, states):
+            self.hidden_states = states
+
+    s = Out(tuple(torch.randn(2, 4, 8, requires_grad=True) for _ in range(2)))
+    t = Out(tuple(torch.randn(2, 5, 8) for _ in range(3)))
+    inputs = {
+        "teacher_input_ids": torch.zeros(2, 5),
+        "word_ids": torch.tensor([[-1, 0, 1, -1]] * 2),
+        "teacher_word_ids": torch.tensor([[-1, 2, 3, 4, -1]] * 2),
+    }
+    loss = distiller(s, t, inputs)["hidden_loss"]
+    assert float(loss) == 0.0 and loss.requires_grad
+
+
+def test_attention_loss_with_shared_tokenizer(tmp_path, tok):
+    def eager(seed, layers):
+        model = tiny_bert(vocab_size=vocab_size(tok), layers=layers, seed=seed)
+        model.config._attn_implementation = "eager"
+        return model
+
+    teacher, student = eager(1, 4), eager(0, 2)
+    ds = tokenize_for_distillation(text_dataset(), tok, remove_text=True)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        train_dataset=ds,
+        args=args_for(tmp_path, attention_loss_weight=1.0, num_train_epochs=3),
+        processing_class=tok,
+    )
+    trainer.train()
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    assert all(e["attention_loss"] > 0 for e in logged)
+    assert logged[-1]["attention_loss"] < logged[0]["attention_loss"]
+
+
+def test_intermediate_losses_need_the_online_teacher(tmp_path):
+    with pytest.raises(ValueError, match="need.*teacher_model"):
+        DistillationTrainer(model=tiny_bert(), teacher_model=None, args=args_for(tmp_path, hidden_loss_weight=1.0))
+
+
+def test_layer_mapping_errors_name_the_layers(tmp_path):
+    from hf_kd.intermediate import IntermediateDistiller
+
+    cfg = BertConfig(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16)
+    with pytest.raises(ValueError, match=r"teacher layers \[7\]"):
+        IntermediateDistiller(cfg, cfg, layer_mapping=[1, 7])
+    with pytest.raises(ValueError, match="2 layers, the mapping has 1"):
+        IntermediateDistiller(cfg, cfg, layer_mapping=[1])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MINILM.exists(), reason="../shared not available")
+def test_real_minilm_teacher_with_a_small_local_student_tokenizer(tmp_path, tok):
+    from transformers import AutoTokenizer
+
+    teacher_tok = AutoTokenizer.from_pretrained(MINILM)
+    teacher = BertForSequenceClassification.from_pretrained(MINILM, num_labels=3)
+    student = tiny_bert(vocab_size=vocab_size(tok), hidden_size=32, layers=2)
+    texts = datasets.Dataset.from_dict(
+        {"text": ["El niño presentó fiebre, disnea y cefalea.", "the patient had acute chest-pain"], "labels": [0, 1]}
+    )
+    ds = tokenize_for_distillation(texts, tok, teacher_tokenizer=teacher_tok, remove_text=True)
+    # Every word both tokenizations cover is the same character span: the first sentence has 7 words.
+    assert max(ds[0]["word_ids"]) == max(ds[0]["teacher_word_ids"]) == 6
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        train_dataset=ds,
+        args=args_for(tmp_path, hidden_loss_weight=1.0, num_train_epochs=1, per_device_train_batch_size=2),
+        processing_class=tok,
+        teacher_processing_class=teacher_tok,
+    )
+    trainer.train()
+    assert trainer.intermediate.projections[0].weight.shape == (384, 32)
+    assert all(torch.isfinite(torch.tensor(e["loss"])) for e in trainer.state.log_history if "loss" in e)
