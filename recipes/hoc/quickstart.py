@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / ".." / "shared"))
     parser.add_argument("--output_dir", default="runs/hoc-quickstart")
     parser.add_argument("--train_size", type=int, default=400)
-    parser.add_argument("--max_length", type=int, default=256)
+    parser.add_argument("--max_length", type=int, default=128)
     parser.add_argument("--teacher_epochs", type=float, default=3.0)
     parser.add_argument("--student_epochs", type=float, default=3.0)
     parser.add_argument("--student_layers", type=int, default=3)
