@@ -91,4 +91,7 @@ def student_from_teacher(
         for head_name in head_names:
             student.get_submodule(head_name).apply(student._init_weights)
     student.config.name_or_path = ""
+    # A teacher used by a DistillationTrainer is frozen in place; the student must train.
+    student.requires_grad_(True)
+    student.train()
     return student

@@ -50,3 +50,10 @@ def test_fresh_head_and_bad_layers():
     assert not torch.equal(student.classifier.weight, teacher.classifier.weight)
     with pytest.raises(ValueError, match=r"below 4, got \[0, 4\]"):
         student_from_teacher(teacher, layers=[0, 4])
+
+
+def test_student_of_a_frozen_teacher_is_trainable():
+    teacher = tiny_bert(layers=2).eval().requires_grad_(False)
+    student = student_from_teacher(teacher, num_layers=1)
+    assert student.training and all(p.requires_grad for p in student.parameters())
+    assert not any(p.requires_grad for p in teacher.parameters())

@@ -1,0 +1,106 @@
+"""Tests of the `hf-kd` command line: help, recipe overrides and errors (no training)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from hf_kd import cli
+from hf_kd.pipeline import DistillationPipelineConfig
+
+RECIPE = {
+    "data": {"dataset": "hoc", "path": "../shared/data/hoc", "train_size": 400},
+    "teacher": {"model": "some/teacher", "learning_rate": 2.0e-4},
+    "student": {"from_teacher_layers": [0, 2, 4], "alpha": 0.5},
+    "search": {"hp_space": {"alpha": [0.1, 0.9]}, "n_trials": 4, "n_particles": 2},
+    "output_dir": "runs/x",
+}
+
+
+@pytest.fixture
+def recipe_path(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(RECIPE))
+    return str(path)
+
+
+def test_help_lists_subcommands_and_override_scheme(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("distill", "evaluate", "search"):
+        assert command in out
+    assert "--student.alpha" in out and "from_teacher_layers" in out
+
+
+@pytest.mark.parametrize("command", ["distill", "evaluate", "search"])
+def test_subcommand_help(command, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    out = capsys.readouterr().out
+    assert "--section" in out or "<section>" in out
+    if command == "evaluate":
+        assert "--model" in out and "--split" in out
+    if command == "search":
+        assert "--n_particles" in out
+
+
+def test_overrides_change_the_config(recipe_path):
+    overrides = cli.parse_overrides(
+        ["--student.alpha", "0.3", "--teacher_learning_rate=1e-4", "--data.train_size", "50", "--temperature", "4"]
+    )
+    config = DistillationPipelineConfig.from_yaml(recipe_path, overrides)
+    assert config.student.training["alpha"] == 0.3
+    assert config.student.training["temperature"] == 4
+    assert config.teacher.training["learning_rate"] == 1e-4
+    assert config.data.train_size == 50
+    assert config.student.from_teacher_layers == [0, 2, 4]  # untouched
+
+
+def test_distill_runs_pipeline_with_overrides(recipe_path, monkeypatch, capsys):
+    seen = {}
+
+    def fake_run(config):
+        seen["config"] = config
+        return {"output_dir": config.output_dir, "stages": {}, "student_model": "m"}
+
+    monkeypatch.setattr("hf_kd.pipeline.run_pipeline", fake_run)
+    assert cli.main(["distill", recipe_path, "--student.alpha", "0.2", "--output_dir", "runs/y"]) == 0
+    assert seen["config"].student.training["alpha"] == 0.2
+    assert seen["config"].output_dir == "runs/y"
+    assert '"runs/y"' in capsys.readouterr().out
+
+
+def test_search_passes_trials_and_particles(recipe_path, monkeypatch, capsys):
+    seen = {}
+
+    class Best:
+        objective = 0.5
+        hyperparameters = {"alpha": 0.4}
+
+    def fake_search(config, n_trials=None, n_particles=None):
+        seen.update(config=config, n_trials=n_trials, n_particles=n_particles)
+        return Best()
+
+    monkeypatch.setattr("hf_kd.pipeline.run_search", fake_search)
+    cli.main(["search", recipe_path, "--n_trials", "6", "--n_particles", "3"])
+    assert (seen["n_trials"], seen["n_particles"]) == (6, 3)
+    assert seen["config"].search.hp_space == {"alpha": [0.1, 0.9]}
+    assert '"alpha": 0.4' in capsys.readouterr().out
+
+
+def test_unknown_field_is_an_error_naming_it(recipe_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["distill", recipe_path, "--student.alfa", "0.3"])
+    assert exit_info.value.code == 2
+    assert "student.alfa" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["distill", recipe_path, "--not_a_field", "1"])
+    assert "not_a_field" in capsys.readouterr().err
+
+
+def test_override_without_value_is_an_error(recipe_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["distill", recipe_path, "--student.alpha"])
+    assert "--student.alpha" in capsys.readouterr().err

@@ -1,0 +1,178 @@
+"""End-to-end tests of the recipe pipeline on a tiny generated dataset with tiny random BERT models."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import make_tokenizer, tiny_bert
+from transformers import Trainer
+
+from hf_kd.pipeline import DONE_FILE, DistillationPipelineConfig, QualityGateError, run_pipeline
+
+LABELS = ["cough", "fever", "pain"]
+WORDS = ["patient", "fever", "cough", "pain", "chest", "acute", "chronic", "the", "a", "with"]
+
+
+def _write_data(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+    for split, n in (("train", 24), ("validation", 12), ("test", 12)):
+        with open(folder / f"{split}.jsonl", "w", encoding="utf-8") as handle:
+            for _ in range(n):
+                labels = sorted({rng.choice(LABELS) for _ in range(rng.randint(1, 2))})
+                words = [rng.choice(WORDS) for _ in range(6)] + labels
+                handle.write(json.dumps({"text": " ".join(words), "labels": labels}) + "\n")
+    return folder
+
+
+def _save_model(model, folder: Path, tmp_path: Path) -> str:
+    model.save_pretrained(folder)
+    make_tokenizer(tmp_path / "tok").save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture
+def recipe(tmp_path) -> dict:
+    data = _write_data(tmp_path / "data")
+    teacher = _save_model(tiny_bert(num_labels=3, layers=2), tmp_path / "teacher_base", tmp_path)
+    common = {"per_device_train_batch_size": 8, "num_train_epochs": 1, "logging_steps": 1, "use_cpu": True}
+    return {
+        "data": {"dataset": "files", "path": str(data), "max_length": 32},
+        "teacher": {"model": teacher, "learning_rate": 1e-3, "head_learning_rate": 1e-2, **common},
+        "student": {"from_teacher_layers": [0], "alpha": 0.3, "temperature": 2.0, **common},
+        "evaluation": {"latency_batch_sizes": [2], "plots": False, "batch_size": 8},
+        "output_dir": str(tmp_path / "run"),
+        "seed": 0,
+    }
+
+
+@pytest.fixture
+def count_train(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    original = Trainer.train
+
+    def counting(self, *args, **kwargs):
+        calls.append(self.args.output_dir)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "train", counting)
+    return calls
+
+
+def test_end_to_end_then_resume_trains_nothing(recipe, count_train, tmp_path):
+    config = DistillationPipelineConfig.from_dict(recipe)
+    result = run_pipeline(config)
+    root = Path(recipe["output_dir"])
+
+    for stage in ("teacher", "teacher_eval", "teacher_logits", "student", "evaluation"):
+        assert (root / stage / DONE_FILE).is_file(), stage
+    assert not (root / "student_warmup").exists()  # warm-up disabled by default
+    assert len(count_train) == 2  # teacher fine-tuning and student distillation
+    assert result["stages"]["teacher"] == "ran"
+
+    # The student is built from one teacher layer, saved as safetensors with its tokenizer and label names.
+    student_dir = Path(result["student_model"])
+    assert (student_dir / "model.safetensors").is_file()
+    assert (student_dir / "tokenizer.json").is_file() or (student_dir / "vocab.txt").is_file()
+    student_config = json.loads((student_dir / "config.json").read_text())
+    assert student_config["num_hidden_layers"] == 1
+    assert list(student_config["id2label"].values()) == LABELS
+
+    # The cached training set has the teacher's logits, one per label.
+    import datasets
+
+    cached = datasets.load_from_disk(str(root / "teacher_logits" / "dataset"))
+    assert len(cached) == 24 and len(cached[0]["teacher_logits"]) == 3
+
+    # Metrics of both models on validation and test, with a threshold tuned on validation and reused on test.
+    for side in ("teacher", "student"):
+        assert set(result[side]) == {"validation", "test"}
+        assert 0.0 <= result[side]["validation"]["micro_f1"] <= 1.0
+        assert result[side]["validation"]["threshold"] == result[side]["test"]["threshold"]
+    assert (root / "recipe.yaml").is_file()
+    assert DistillationPipelineConfig.from_yaml(root / "recipe.yaml") == config
+    if result["report"] is not None:
+        assert (root / "report.json").is_file() and (root / "report.md").is_file()
+        assert (student_dir / "README.md").is_file()
+
+    # A second run resumes from the markers: nothing is trained again and the same results come back.
+    count_train.clear()
+    again = run_pipeline(config)
+    assert count_train == []
+    assert all(v.startswith("skipped") or v == "disabled" for v in again["stages"].values())
+    assert again["student"] == json.loads(json.dumps(result["student"]))
+
+
+def test_crash_after_teacher_resumes_at_next_stage(recipe, count_train):
+    config = DistillationPipelineConfig.from_dict(recipe)
+    run_pipeline(config)
+    root = Path(recipe["output_dir"])
+    # Simulate a crash during the student stage: its marker is missing.
+    (root / "student" / DONE_FILE).unlink()
+    (root / "evaluation" / DONE_FILE).unlink()
+    count_train.clear()
+    result = run_pipeline(config)
+    assert len(count_train) == 1 and "student" in count_train[0]
+    assert result["stages"]["teacher"] == "skipped (done)"
+    assert result["stages"]["student"] == "ran"
+
+
+def test_quality_gate_error_names_metric_value_and_gate(recipe, count_train):
+    recipe["evaluation"]["min_teacher_metric"] = 1.01
+    config = DistillationPipelineConfig.from_dict(recipe)
+    with pytest.raises(QualityGateError, match=r"micro_f1 = \d\.\d+ < min_teacher_metric = 1\.01"):
+        run_pipeline(config)
+    root = Path(recipe["output_dir"])
+    assert (root / "teacher_eval" / DONE_FILE).is_file()
+    assert not (root / "student").exists()  # no student was trained below the gate
+    assert len(count_train) == 1
+
+
+def test_already_finetuned_teacher_skips_stage_one_and_warmup_runs(recipe, count_train, tmp_path):
+    id2label = dict(enumerate(LABELS))
+    finetuned = _save_model(
+        tiny_bert(num_labels=3, layers=2, id2label=id2label, problem_type="multi_label_classification"),
+        tmp_path / "teacher_ft",
+        tmp_path,
+    )
+    recipe["teacher"]["model"] = finetuned
+    recipe["student"]["warmup_epochs"] = 1
+    result = run_pipeline(DistillationPipelineConfig.from_dict(recipe))
+    assert result["stages"]["teacher"].startswith("skipped (teacher already fine-tuned")
+    assert result["teacher_model"] == finetuned
+    assert not (Path(recipe["output_dir"]) / "teacher" / "model").exists()
+    # Warm-up then distillation: two training runs, none of them the teacher's.
+    assert len(count_train) == 2
+    assert "student_warmup" in count_train[0] and "student" in count_train[1]
+
+
+def test_config_yaml_roundtrip_sections_and_flat(tmp_path):
+    flat = {
+        "dataset": "hoc",
+        "path": "../shared/data/hoc",
+        "teacher_model": "some/teacher",
+        "teacher_learning_rate": "2e-4",
+        "alpha": 0.3,
+        "from_teacher_layers": [0, 2, 4],
+        "min_teacher_metric": 0.5,
+        "n_particles": 3,
+    }
+    config = DistillationPipelineConfig.from_dict(flat)
+    assert config.teacher.model == "some/teacher"
+    assert config.teacher.training == {"learning_rate": 2e-4}  # YAML 1.1 exponent strings become floats
+    assert config.student.training == {"alpha": 0.3}
+    assert config.student.from_teacher_layers == [0, 2, 4]
+    assert config.evaluation.min_teacher_metric == 0.5 and config.search.n_particles == 3
+    path = tmp_path / "recipe.yaml"
+    config.to_yaml(path)
+    written = yaml.safe_load(path.read_text())
+    assert written["student"]["alpha"] == 0.3 and "training" not in written["student"]
+    assert DistillationPipelineConfig.from_yaml(path) == config
+    with pytest.raises(ValueError, match="'student.alfa'"):
+        DistillationPipelineConfig.from_dict(flat, overrides={"student.alfa": 0.1})
+    with pytest.raises(ValueError, match="'alfa'"):
+        DistillationPipelineConfig.from_dict({**flat, "alfa": 0.1})
