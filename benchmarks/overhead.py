@@ -255,7 +255,8 @@ def main() -> None:
         "| --- | --- | --- |",
         f"| cached-logits student stage <= 1.05x plain | {ratio['hf_kd_cached']:.2f}x | "
         f"{'yes' if targets['cached_student_stage_le_1.05x_plain']['met'] else 'NO'} |",
-        f"| predict() <= 1.02x plain | {pred_ratio:.2f}x | {'yes' if targets['predict_le_1.02x_plain']['met'] else 'NO'} |",
+        f"| predict() <= 1.02x plain | {pred_ratio:.2f}x | "
+        f"{'yes' if targets['predict_le_1.02x_plain']['met'] else 'NO'} |",
     ]
     markdown = "\n".join(lines)
     payload = {
