@@ -93,3 +93,40 @@ def random_dataset(
 @pytest.fixture
 def tokenizer(tmp_path):
     return make_tokenizer(tmp_path / "tok")
+
+
+class CountingTeacher(torch.nn.Module):
+    """Wraps a teacher and counts its forward calls and the examples it saw."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        self.calls = 0
+        self.examples = 0
+
+    def forward(self, **kwargs):
+        self.calls += 1
+        self.examples += kwargs["input_ids"].shape[0]
+        return self.model(**kwargs)
+
+
+def args_for(path, output_subdir: str = "out", **kwargs):
+    """Small, fast `DistillationTrainingArguments` on CPU; keyword arguments override the defaults."""
+    from hf_kd import DistillationTrainingArguments
+
+    defaults = dict(
+        output_dir=str(path / output_subdir) if output_subdir else str(path),
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        num_train_epochs=1,
+        learning_rate=1e-2,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        seed=0,
+    )
+    defaults.update(kwargs)
+    return DistillationTrainingArguments(**defaults)

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import random_dataset, tiny_bert
+from conftest import args_for, random_dataset, tiny_bert
 from huggingface_hub import metadata_load
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from transformers import AutoModelForSequenceClassification, Trainer
 
-from hf_kd import DistillationTrainer, DistillationTrainingArguments
+from hf_kd import DistillationTrainer
 from hf_kd.metrics import make_compute_metrics
 from hf_kd.model_card import (
     REQUIRED_TAGS,
@@ -184,24 +184,6 @@ def test_validation_rejects_forbidden_strings_and_missing_card(tmp_path):
 # ----------------------------------------------------------------------------- trainer
 
 
-def args_for(tmp_path, **kwargs) -> DistillationTrainingArguments:
-    defaults = dict(
-        output_dir=str(tmp_path / "run"),
-        per_device_train_batch_size=4,
-        per_device_eval_batch_size=4,
-        num_train_epochs=1,
-        learning_rate=1e-2,
-        report_to="none",
-        use_cpu=True,
-        save_strategy="no",
-        logging_steps=1,
-        disable_tqdm=True,
-        seed=0,
-    )
-    defaults.update(kwargs)
-    return DistillationTrainingArguments(**defaults)
-
-
 def test_card_data_from_trainer_reads_settings(tmp_path):
     labels = {0: "Tumor growth", 1: "Immune evasion", 2: "Cell death"}
     student = tiny_bert(problem_type="multi_label_classification", id2label=labels)
@@ -245,7 +227,7 @@ def test_card_data_from_trainer_defaults(tmp_path):
     trainer = DistillationTrainer(
         model=tiny_bert(problem_type="single_label_classification"),
         teacher_model=tiny_bert(seed=1),
-        args=args_for(tmp_path),
+        args=args_for(tmp_path, "run"),
     )
     data = card_data_from_trainer(trainer)
     assert data.losses == {"hard": "cross-entropy", "distill": "kl"}
@@ -276,7 +258,7 @@ def test_no_example_text_in_any_written_file(tmp_path, tokenizer):
     teacher = tiny_bert(problem_type="multi_label_classification", id2label=labels, seed=1)
 
     out = tmp_path / "out"
-    args = args_for(tmp_path, output_dir=str(out / "run"), eval_strategy="epoch", max_steps=3)
+    args = args_for(tmp_path, "run", output_dir=str(out / "run"), eval_strategy="epoch", max_steps=3)
     trainer = DistillationTrainer(
         model=student,
         teacher_model=teacher,

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import random_dataset, tiny_bert
+from conftest import CountingTeacher, random_dataset, tiny_bert
 from transformers import Trainer, TrainerCallback
 
 from hf_kd import DistillationTrainer, DistillationTrainingArguments, cache_teacher_logits
@@ -98,20 +98,6 @@ class TeacherSpy(DistillationTrainer):
     def train(self, *args, **kwargs):
         TeacherSpy.with_teacher.append(self.teacher_model is not None)
         return super().train(*args, **kwargs)
-
-
-class CountingTeacher(torch.nn.Module):
-    """Wraps a teacher and counts its forward calls."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        self.config = model.config
-        self.calls = 0
-
-    def forward(self, **kwargs):
-        self.calls += 1
-        return self.model(**kwargs)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -7,13 +7,13 @@ import copy
 import datasets
 import pytest
 import torch
-from conftest import MINILM, WORDS, make_tokenizer, tiny_bert
+from conftest import MINILM, WORDS, CountingTeacher, make_tokenizer, tiny_bert
+from conftest import args_for as _args_for
 from transformers import BertConfig, BertForSequenceClassification
 
 from hf_kd import (
     DistillationDataCollator,
     DistillationTrainer,
-    DistillationTrainingArguments,
     cache_teacher_logits,
     tokenize_for_distillation,
 )
@@ -31,38 +31,8 @@ TEXTS = [
 ] * 2
 
 
-class CountingTeacher(torch.nn.Module):
-    """A teacher wrapper that counts forward calls (and examples seen)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        self.config = model.config
-        self.calls = 0
-        self.examples = 0
-
-    def forward(self, **kwargs):
-        self.calls += 1
-        self.examples += kwargs["input_ids"].shape[0]
-        return self.model(**kwargs)
-
-
 def args_for(path, **kwargs):
-    defaults = dict(
-        output_dir=str(path),
-        per_device_train_batch_size=4,
-        per_device_eval_batch_size=4,
-        num_train_epochs=2,
-        learning_rate=5e-3,
-        report_to="none",
-        use_cpu=True,
-        save_strategy="no",
-        logging_steps=1,
-        disable_tqdm=True,
-        seed=0,
-    )
-    defaults.update(kwargs)
-    return DistillationTrainingArguments(**defaults)
+    return _args_for(path, output_subdir="", **{"num_train_epochs": 2, "learning_rate": 5e-3, **kwargs})
 
 
 def text_dataset(kind="multi", n_labels=3, unlabeled=()):

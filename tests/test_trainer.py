@@ -6,30 +6,12 @@ import copy
 
 import pytest
 import torch
-from conftest import random_dataset, tiny_bert
+from conftest import CountingTeacher, args_for, random_dataset, tiny_bert
 from safetensors.torch import load_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_kd import DistillationTrainer, DistillationTrainingArguments
 from hf_kd.losses import bernoulli_kd_loss, softmax_kd_loss
-
-
-def args_for(tmp_path, **kwargs) -> DistillationTrainingArguments:
-    defaults = dict(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=4,
-        per_device_eval_batch_size=4,
-        num_train_epochs=1,
-        learning_rate=1e-2,
-        report_to="none",
-        use_cpu=True,
-        save_strategy="no",
-        logging_steps=1,
-        disable_tqdm=True,
-        seed=0,
-    )
-    defaults.update(kwargs)
-    return DistillationTrainingArguments(**defaults)
 
 
 def batch_of(dataset, n=4):
@@ -305,20 +287,6 @@ def test_compute_loss_func_is_refused(tmp_path):
 
 
 # ----------------------------------------------------------------------------- evaluation
-
-
-class CountingTeacher(torch.nn.Module):
-    """Wraps a teacher and counts its forward calls."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        self.config = model.config
-        self.calls = 0
-
-    def forward(self, **kwargs):
-        self.calls += 1
-        return self.model(**kwargs)
 
 
 def test_evaluate_and_predict_never_run_the_teacher_and_match_plain_trainer(tmp_path):
