@@ -43,7 +43,8 @@ class DistillationTrainingArguments(TrainingArguments):
             path or Hub id (e.g. `{"revision": "..."}`). `trust_remote_code` stays off unless set here.
         head_learning_rate (`float`, *optional*):
             Separate learning rate for the student's newly initialised head (classifier and pooler). The encoder uses
-            `learning_rate`.
+            `learning_rate`. Only trainable parameters get it: with a `peft` (LoRA) student, the trained copy of the
+            head (`modules_to_save`), while the LoRA matrices use `learning_rate`.
         precompute_teacher_logits (`bool`, *optional*, defaults to `False`):
             Run the teacher once over the training set at the start of `train()` and train from the cached
             `teacher_logits` column (see `hf_kd.cache_teacher_logits`).

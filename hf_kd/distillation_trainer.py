@@ -395,11 +395,12 @@ class DistillationTrainer(Trainer):
         opt_model = self.model if model is None else model
         head_lr = self.args.head_learning_rate
         if head_lr is not None:
-            head_ids = {id(p) for n, p in opt_model.named_parameters() if _is_head_parameter(opt_model, n)}
+            head_ids = _head_parameter_ids(opt_model)
             if not head_ids:
                 raise ValueError(
-                    "`head_learning_rate` is set but no head parameters were found in the student (looked for "
-                    "parameters outside its base model, and its pooler)."
+                    "`head_learning_rate` is set but no trainable head parameters were found in the student (looked "
+                    "for parameters outside its base model, and its pooler; with PEFT, the head must be trainable, "
+                    "e.g. `task_type='SEQ_CLS'` or `modules_to_save`)."
                 )
             groups = []
             for group in optimizer.param_groups:
@@ -642,6 +643,14 @@ def _unwrap(model: nn.Module | None) -> nn.Module | None:
     while model is not None and hasattr(model, "module") and isinstance(model.module, nn.Module):
         model = model.module
     return model
+
+
+def _head_parameter_ids(model: nn.Module) -> set[int]:
+    """Ids of the trainable head parameters, named as in the transformers model (also under a `peft.PeftModel`)."""
+    from peft import PeftModel
+
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    return {id(p) for n, p in base.named_parameters() if p.requires_grad and _is_head_parameter(base, n)}
 
 
 def _is_head_parameter(model: nn.Module, name: str) -> bool:

@@ -169,10 +169,12 @@ class IntermediateDistiller(nn.Module):
                     "(`teacher_input_ids`). Set `attention_loss_weight=0` or use one tokenizer."
                 )
             s_att, t_att = student_outputs.attentions, teacher_outputs.attentions
-            if s_att is None or t_att is None:
+            # SDPA/flash attention return no probabilities: `None` or an empty tuple, depending on the version.
+            if not s_att or not t_att:
+                side = "student" if not s_att else "teacher"
                 raise ValueError(
-                    "The attention-map loss needs attention probabilities from both models; load them with "
-                    "`attn_implementation='eager'`."
+                    f"The attention-map loss needs attention probabilities, but the {side} returned none; load both "
+                    "models with `attn_implementation='eager'`."
                 )
             # attentions[i] is layer i + 1.
             terms = [

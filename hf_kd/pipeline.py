@@ -16,9 +16,11 @@ skips the finished stages and resumes at the first unfinished one:
 6. `evaluation`: evaluate the student like the teacher, then write `report.json`/`report.md`, plots and the
    student's model card (when `hf_kd.report` / `hf_kd.model_card` are available).
 
-Models are saved with `save_pretrained` (safetensors) together with their tokenizer. Logs, reports and errors never
-contain example text. Under `accelerate launch` every process runs the stages (the trainers synchronise), and only the
-main process writes markers, reports and cards and prints.
+Models are saved with `save_pretrained` (safetensors) together with their tokenizer. With `teacher.lora` /
+`student.lora` the model is trained with a LoRA adapter (`peft`), and the stage saves the merged, plain model in
+`<stage>/model/` and the adapter in `<stage>/adapter/`. Logs, reports and errors never contain example text. Under
+`accelerate launch` every process runs the stages (the trainers synchronise), and only the main process writes
+markers, reports and cards and prints.
 """
 
 from __future__ import annotations
@@ -167,12 +169,20 @@ class TeacherConfig:
             base model to fine-tune.
         tokenizer (`str`, *optional*):
             Tokenizer path or id; defaults to `model`.
+        lora (`dict[str, Any]`, *optional*):
+            Fine-tune the teacher with LoRA instead of fully: `peft.LoraConfig` keyword arguments (e.g. `r`,
+            `lora_alpha`, `lora_dropout`, `target_modules`; `{}` takes peft's defaults). `task_type` is always
+            `SEQ_CLS`, so the classification head is trained in full (peft's `modules_to_save`). After the
+            fine-tuning the adapter is merged into the teacher (`merge_and_unload`), and `teacher/model/` holds that
+            plain merged model, which the evaluation and the cached logits use; the adapter alone is kept in
+            `teacher/adapter/`. Unused when stage 1 is skipped (teacher already fine-tuned).
         training (`dict[str, Any]`, *optional*):
             `DistillationTrainingArguments` fields of the fine-tuning (`alpha` is forced to 1).
     """
 
     model: str | None = None
     tokenizer: str | None = None
+    lora: dict[str, Any] | None = None
     training: dict[str, Any] = field(default_factory=dict)
 
 
@@ -198,6 +208,12 @@ class StudentConfig:
             teacher's tokenizer).
         warmup_epochs (`float`, *optional*, defaults to `0.0`):
             Epochs of hard-label training (`alpha=1`) before the distillation (stage 4); 0 skips it.
+        lora (`dict[str, Any]`, *optional*):
+            Train the student with LoRA (in the warm-up, the distillation and the search): `peft.LoraConfig` keyword
+            arguments, as for the teacher (`task_type` is always `SEQ_CLS`, the head is trained in full). Each stage
+            merges the adapter into the student (`merge_and_unload`) and saves that plain model in
+            `<stage>/model/`, which the next stages, the evaluation, the report and the model card use; the adapter
+            alone is kept in `<stage>/adapter/`.
         training (`dict[str, Any]`, *optional*):
             `DistillationTrainingArguments` fields of the distillation.
     """
@@ -207,6 +223,7 @@ class StudentConfig:
     num_layers: int | None = None
     tokenizer: str | None = None
     warmup_epochs: float = 0.0
+    lora: dict[str, Any] | None = None
     training: dict[str, Any] = field(default_factory=dict)
 
 
@@ -344,6 +361,9 @@ class DistillationPipelineConfig:
             unknown = sorted(set(getattr(self, section).training) - _TRAINING_FIELDS)
             if unknown:
                 raise ValueError(f"Unknown `{section}` field(s) {unknown}.")
+            lora = getattr(self, section).lora
+            if lora is not None:
+                _lora_config(lora, section)
 
     # ------------------------------------------------------------------ (de)serialisation
 
@@ -504,6 +524,35 @@ def _state() -> Any:
     return PartialState()
 
 
+def _start_state(config: DistillationPipelineConfig) -> None:
+    """
+    Start accelerate's state for the run, on the CPU when the recipe, the launcher or the machine asks for it.
+
+    Every `TrainingArguments` restarts accelerate's state from its own `use_cpu`, and on a machine without accelerator
+    a state started without `use_cpu` is a single process even under a multi-process launch: every process would then
+    take itself for the main one (writing the markers, the cached logits and the report at the same time, and
+    computing the cache each) and the barriers would not wait. So the state is started here, before any stage, with
+    the CPU when a training section sets `use_cpu`, when `ACCELERATE_USE_CPU` is set, or when several processes were
+    launched and no accelerator was found; every `TrainingArguments` the pipeline builds then follows it
+    (`_on_cpu`).
+    """
+    from accelerate import PartialState
+    from accelerate.state import AcceleratorState
+
+    cpu = any(bool(section.training.get("use_cpu")) for section in (config.teacher, config.student))
+    cpu = cpu or os.environ.get("ACCELERATE_USE_CPU", "").strip().lower() in ("1", "true", "yes", "on")
+    state = PartialState(cpu=cpu)
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if state.device.type == "cpu" and state.num_processes < launched:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        PartialState(cpu=True)
+
+
+def _on_cpu() -> bool:
+    """Whether the run computes on the CPU; the pipeline's `TrainingArguments` get it as `use_cpu`."""
+    return _state().device.type == "cpu"
+
+
 def _is_main() -> bool:
     return _state().is_main_process
 
@@ -643,6 +692,38 @@ def _load_classifier(name: str, label_names: Sequence[str], problem_type: str) -
     )
 
 
+# LoraConfig fields the pipeline sets itself.
+_LORA_RESERVED = ("peft_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision", "inference_mode")
+
+
+def _lora_config(values: Mapping[str, Any], section: str) -> Any:
+    """The `peft.LoraConfig` of a `teacher.lora` / `student.lora` mapping, for sequence classification."""
+    from peft import LoraConfig, TaskType
+
+    if not isinstance(values, Mapping):
+        raise ValueError(f"`{section}.lora` must be a mapping of LoraConfig fields, got {type(values).__name__}.")
+    known = {f.name for f in fields(LoraConfig) if f.init} - set(_LORA_RESERVED)
+    unknown = sorted(str(k) for k in set(values) - known)
+    if unknown:
+        raise ValueError(f"Unknown `{section}.lora` key(s) {unknown}; the keys are `peft.LoraConfig` fields.")
+    task_type = values.get("task_type", TaskType.SEQ_CLS)
+    if task_type != TaskType.SEQ_CLS:
+        raise ValueError(f"`{section}.lora.task_type` must be 'SEQ_CLS' (sequence classification), got {task_type!r}.")
+    return LoraConfig(**{**values, "task_type": TaskType.SEQ_CLS})
+
+
+def _with_lora(model: Any, values: Mapping[str, Any] | None, section: str, seed: int) -> Any:
+    """`model` wrapped by `peft.get_peft_model` when `values` (a `lora` section) is set, else `model`."""
+    if values is None:
+        return model
+    import torch
+    from peft import get_peft_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the adapter's initialisation
+        return get_peft_model(model, _lora_config(values, section))
+
+
 def _training_args(
     output_dir: Path, config: DistillationPipelineConfig, overrides: Mapping[str, Any], **forced: Any
 ) -> DistillationTrainingArguments:
@@ -654,6 +735,7 @@ def _training_args(
         "per_device_eval_batch_size": config.evaluation.batch_size,
         "disable_tqdm": True,
         "seed": config.seed,
+        "use_cpu": _on_cpu(),
     }
     values.update(overrides)
     values.update(forced)
@@ -662,21 +744,39 @@ def _training_args(
 
 
 def _train(trainer: Any) -> None:
+    from peft import PeftModel
     from transformers.trainer_utils import get_last_checkpoint
 
+    if isinstance(trainer.model, PeftModel) and (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):
+        raise ValueError(
+            "`teacher.lora` / `student.lora` are not supported with DeepSpeed or FSDP in the pipeline (the adapter is "
+            "merged into unsharded weights); run it single-process or with DDP, or use `DistillationTrainer` directly."
+        )
     checkpoint = None
     if os.path.isdir(trainer.args.output_dir):
         checkpoint = get_last_checkpoint(trainer.args.output_dir)
     trainer.train(resume_from_checkpoint=checkpoint)
 
 
-def _save(trainer: Any, folder: Path) -> None:
+def _save(trainer: Any, folder: Path) -> str | None:
+    """Save the trainer's model in `folder`; a LoRA model is saved merged, its adapter in `folder/../adapter`.
+
+    Returns the adapter folder, or None for a plain model.
+    """
+    from peft import PeftModel
+
+    adapter_dir = None
+    if isinstance(trainer.model, PeftModel):
+        adapter_dir = folder.parent / "adapter"
+        trainer.save_model(str(adapter_dir))  # adapter_model.safetensors + adapter_config.json
+        trainer.model = trainer.model.merge_and_unload()
     trainer.save_model(str(folder))  # main process only, safetensors
     if _is_main():
         (folder.parent / "log_history.json").write_text(
             json.dumps(_jsonable(trainer.state.log_history), indent=2) + "\n", encoding="utf-8"
         )
     _barrier()
+    return str(adapter_dir) if adapter_dir is not None else None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -713,7 +813,11 @@ def _predict(model: Any, tokenizer: Any, dataset: Any, output_dir: Path, batch_s
     from .distillation_trainer import DistillationTrainer
 
     args = DistillationTrainingArguments(
-        output_dir=str(output_dir), per_device_eval_batch_size=batch_size, report_to="none", disable_tqdm=True
+        output_dir=str(output_dir),
+        per_device_eval_batch_size=batch_size,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=_on_cpu(),
     )
     trainer = DistillationTrainer(model=model, args=args, processing_class=tokenizer)
     output = trainer.predict(_keep_model_columns(dataset, drop_teacher_side=True))
@@ -774,6 +878,7 @@ class _Run:
         from .data import tokenize_for_distillation
 
         self.config = config
+        _start_state(config)
         self.root = Path(config.output_dir)
         data_config = config.data
         raw, self.label_names = _load_data(config)
@@ -855,6 +960,8 @@ class _Run:
             self.stages["teacher"] = "skipped (teacher already fine-tuned)"
             return
         model = _load_classifier(self.teacher_name, self.label_names, self.problem_type)
+        lora = self.config.teacher.lora
+        model = _with_lora(model, lora, "teacher", self.config.seed)
         args = _training_args(folder / "checkpoints", self.config, self.config.teacher.training, alpha=1.0)
         trainer = DistillationTrainer(
             model=model,
@@ -867,12 +974,12 @@ class _Run:
         started = time.perf_counter()
         _train(trainer)
         model_dir = folder / "model"
-        _save(trainer, model_dir)
+        adapter_dir = _save(trainer, model_dir)
         self.teacher_path = str(model_dir)
-        _mark_done(
-            folder,
-            {"model": str(model_dir), "fine_tuned": True, "train_seconds": time.perf_counter() - started},
-        )
+        info = {"model": str(model_dir), "fine_tuned": True, "train_seconds": time.perf_counter() - started}
+        if lora is not None:
+            info.update({"lora": lora, "adapter": adapter_dir})
+        _mark_done(folder, info)
         self.stages["teacher"] = "ran"
 
     def load_teacher(self) -> Any:
@@ -944,15 +1051,20 @@ class _Run:
         self.stages["teacher_logits"] = "ran"
         return datasets.load_from_disk(str(data_dir))
 
-    def new_student(self) -> Any:
+    def new_student(self, warm_model: str | None = None) -> Any:
+        """A fresh student (from `warm_model` when given), wrapped with LoRA when `student.lora` is set."""
         from .student import student_from_teacher
 
         student_config = self.config.student
-        if student_config.model is not None:
-            return _load_classifier(student_config.model, self.label_names, self.problem_type)
-        return student_from_teacher(
-            self.load_teacher(), layers=student_config.from_teacher_layers, num_layers=student_config.num_layers
-        )
+        if warm_model is not None:
+            model = _load_classifier(warm_model, self.label_names, self.problem_type)
+        elif student_config.model is not None:
+            model = _load_classifier(student_config.model, self.label_names, self.problem_type)
+        else:
+            model = student_from_teacher(
+                self.load_teacher(), layers=student_config.from_teacher_layers, num_layers=student_config.num_layers
+            )
+        return _with_lora(model, student_config.lora, "student", self.config.seed)
 
     def run_student_warmup(self, train: Any) -> str | None:
         from .distillation_trainer import DistillationTrainer
@@ -981,8 +1093,8 @@ class _Run:
         )
         _train(trainer)
         model_dir = folder / "model"
-        _save(trainer, model_dir)
-        _mark_done(folder, {"model": str(model_dir)})
+        adapter_dir = _save(trainer, model_dir)
+        _mark_done(folder, {"model": str(model_dir), **({"adapter": adapter_dir} if adapter_dir else {})})
         self.stages["student_warmup"] = "ran"
         return str(model_dir)
 
@@ -995,9 +1107,7 @@ class _Run:
             self.stages["student"] = "skipped (done)"
             return done["model"], done
         online = self.needs_online_teacher()
-        student = (
-            _load_classifier(warm_model, self.label_names, self.problem_type) if warm_model else self.new_student()
-        )
+        student = self.new_student(warm_model)
         args = _training_args(folder / "checkpoints", self.config, self.config.student.training)
         trainer = DistillationTrainer(
             model=student,
@@ -1012,13 +1122,15 @@ class _Run:
         started = time.perf_counter()
         _train(trainer)
         model_dir = folder / "model"
-        _save(trainer, model_dir)
+        adapter_dir = _save(trainer, model_dir)
         info = {
             "model": str(model_dir),
             "online_teacher": online,
             "train_seconds": time.perf_counter() - started,
             "args": {k: v for k, v in self.config.student.training.items()},
         }
+        if adapter_dir is not None:
+            info.update({"lora": self.config.student.lora, "adapter": adapter_dir})
         _mark_done(folder, info)
         self.stages["student"] = "ran"
         return str(model_dir), info
@@ -1229,6 +1341,7 @@ def evaluate_model(
 
     if side not in ("student", "teacher"):
         raise ValueError(f"`side` must be 'student' or 'teacher', got {side!r}.")
+    _start_state(config)
     raw, label_names = _load_data(config)
     label_names = [str(n) for n in label_names]
     validation = config.data.validation_split

@@ -327,6 +327,24 @@ def test_attention_loss_with_shared_tokenizer(tmp_path, tok):
     assert logged[-1]["attention_loss"] < logged[0]["attention_loss"]
 
 
+def test_attention_loss_without_attention_probabilities_says_eager(tmp_path, tok):
+    # SDPA attention returns no probabilities; the error must say which model and how to fix it.
+    teacher = tiny_bert(vocab_size=vocab_size(tok), layers=4, seed=1)
+    teacher.config._attn_implementation = "eager"
+    student = tiny_bert(vocab_size=vocab_size(tok), layers=2, seed=0)
+    student.config._attn_implementation = "sdpa"
+    ds = tokenize_for_distillation(text_dataset(), tok, remove_text=True)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        train_dataset=ds,
+        args=args_for(tmp_path, attention_loss_weight=1.0, max_steps=1),
+        processing_class=tok,
+    )
+    with pytest.raises(ValueError, match="student returned none.*eager"):
+        trainer.train()
+
+
 def test_intermediate_losses_need_the_online_teacher(tmp_path):
     with pytest.raises(ValueError, match="need.*teacher_model"):
         DistillationTrainer(model=tiny_bert(), teacher_model=None, args=args_for(tmp_path, hidden_loss_weight=1.0))
