@@ -137,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Runs (or reuses) the teacher stages, then DistillationTrainer.hyperparameter_search(backend='pso') over "
             "the recipe's `search.hp_space` ({field: [low, high] | [low, high, 'log'] | [low, high, 'int']}), "
-            "maximising eval_<search.metric>. Resumable: state in OUTPUT_DIR/search/pso/."
+            "maximising eval_<search.metric>. Resumable: state in OUTPUT_DIR/search/pso/. "
+            "`--search.backend tpe` or `--search.backend random` searches the same space with Optuna's TPE or random "
+            "sampler through Trainer's own optuna backend instead (needs optuna)."
         ),
         epilog=_OVERRIDE_HELP,
         formatter_class=formatter,

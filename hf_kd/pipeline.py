@@ -266,7 +266,7 @@ class EvaluationConfig:
 @dataclass
 class SearchConfig:
     """
-    Particle-swarm search of the student's distillation hyperparameters (`hf-kd search`).
+    Search of the student's distillation hyperparameters (`hf-kd search`): particle swarm by default.
 
     Args:
         hp_space (`dict[str, list]`, *optional*):
@@ -280,6 +280,10 @@ class SearchConfig:
             Validation metric maximised (read as `eval_<metric>`).
         direction (`str`, *optional*, defaults to `"maximize"`):
             `"maximize"` or `"minimize"`.
+        backend (`str`, *optional*, defaults to `"pso"`):
+            `"pso"` (pyswarms, `hf_kd.pso`), or `"tpe"` / `"random"`: Optuna's TPE or random sampler through
+            `Trainer.hyperparameter_search(backend="optuna")`, over the same space (needs `pip install optuna`,
+            the `search` extra). The Optuna searches are not resumable and run in one process.
     """
 
     hp_space: dict[str, list[Any]] | None = None
@@ -287,6 +291,7 @@ class SearchConfig:
     n_particles: int = 5
     metric: str = "micro_f1"
     direction: str = "maximize"
+    backend: str = "pso"
 
 
 _SECTIONS: dict[str, type] = {
@@ -297,6 +302,7 @@ _SECTIONS: dict[str, type] = {
     "search": SearchConfig,
 }
 _TOP_LEVEL = ("output_dir", "seed")
+_SEARCH_BACKENDS = ("pso", "tpe", "random")
 
 
 @dataclass
@@ -357,6 +363,8 @@ class DistillationPipelineConfig:
             raise ValueError(f"`student.warmup_epochs` must be >= 0, got {self.student.warmup_epochs!r}.")
         if self.search.direction not in ("maximize", "minimize"):
             raise ValueError(f"`search.direction` must be 'maximize' or 'minimize', got {self.search.direction!r}.")
+        if self.search.backend not in _SEARCH_BACKENDS:
+            raise ValueError(f"`search.backend` must be one of {list(_SEARCH_BACKENDS)}, got {self.search.backend!r}.")
         for section in ("teacher", "student"):
             unknown = sorted(set(getattr(self, section).training) - _TRAINING_FIELDS)
             if unknown:
@@ -1388,7 +1396,9 @@ def run_search(config: DistillationPipelineConfig, n_trials: int | None = None, 
     Runs (or reuses) stages 1-3 of the pipeline (teacher, gate, cached logits), then
     `DistillationTrainer.hyperparameter_search(backend="pso", ...)` with a fresh student per trial, the space of the
     recipe's `search:` section, and `eval_<search.metric>` on the validation split as objective. The search writes
-    under `output_dir/search/pso/` and resumes like the pipeline.
+    under `output_dir/search/pso/` and resumes like the pipeline. With `search.backend: tpe` or `random`, the same
+    space and objective go to `hyperparameter_search(backend="optuna")` with Optuna's `TPESampler` /
+    `RandomSampler` (seeded with `seed`), e.g. to compare searches at an equal budget.
 
     Args:
         config ([`DistillationPipelineConfig`]):
@@ -1404,6 +1414,15 @@ def run_search(config: DistillationPipelineConfig, n_trials: int | None = None, 
     from .distillation_trainer import DistillationTrainer
 
     search = config.search
+    backend = search.backend
+    if backend != "pso":
+        try:
+            import optuna  # noqa: F401
+        except ImportError as error:
+            raise ImportError(
+                f"`search.backend: {backend}` uses Optuna, which is not installed; `pip install optuna` (or the "
+                "`search` extra of hf-kd)."
+            ) from error
     run = _Run(config)
     run.run_teacher()
     run.run_teacher_eval()
@@ -1432,6 +1451,21 @@ def run_search(config: DistillationPipelineConfig, n_trials: int | None = None, 
         return float(metrics[key])
 
     hp_space = {name: tuple(bounds) for name, bounds in search.hp_space.items()} if search.hp_space else None
+    if backend != "pso":
+        import optuna
+
+        from .pso import DEFAULT_PSO_SPACE, optuna_space, parse_space
+
+        n = n_trials if n_trials is not None else search.n_trials
+        sampler_class = optuna.samplers.TPESampler if backend == "tpe" else optuna.samplers.RandomSampler
+        return trainer.hyperparameter_search(
+            backend="optuna",
+            hp_space=optuna_space(parse_space(hp_space or DEFAULT_PSO_SPACE, args)),
+            n_trials=n,
+            direction=search.direction,
+            compute_objective=objective,
+            sampler=sampler_class(seed=config.seed),
+        )
     return trainer.hyperparameter_search(
         backend="pso",
         hp_space=hp_space,

@@ -60,7 +60,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -74,7 +74,15 @@ from transformers.utils import logging
 
 from .teacher_cache import cache_teacher_logits
 
-__all__ = ["DEFAULT_PSO_OPTIONS", "DEFAULT_PSO_SPACE", "PSO_DIR", "ParamSpec", "parse_space", "run_pso"]
+__all__ = [
+    "DEFAULT_PSO_OPTIONS",
+    "DEFAULT_PSO_SPACE",
+    "PSO_DIR",
+    "ParamSpec",
+    "optuna_space",
+    "parse_space",
+    "run_pso",
+]
 
 logger = logging.get_logger(__name__)
 
@@ -236,6 +244,33 @@ def parse_space(hp_space: Mapping[str, Any], args: Any, check_values: bool = Tru
     if check_values:
         _check_values(specs, args, None)
     return specs
+
+
+def optuna_space(specs: Sequence[ParamSpec]) -> Callable[[Any], dict[str, float | int]]:
+    """The same search space as an Optuna `hp_space` function, for `Trainer.hyperparameter_search(backend="optuna")`.
+
+    Lets a PSO space (from [`parse_space`]) be searched by Optuna's samplers (TPE, random) at the same bounds and
+    scales, e.g. to compare searches at an equal budget.
+
+    Args:
+        specs (`Sequence[ParamSpec]`):
+            The parsed space.
+
+    Returns:
+        `Callable[[optuna.Trial], dict]`: Suggests every field: `suggest_int` for `"int"`, `suggest_float` otherwise
+        (`log=True` for `"log"`).
+    """
+
+    def hp_space(trial: Any) -> dict[str, float | int]:
+        out: dict[str, float | int] = {}
+        for spec in specs:
+            if spec.kind == "int":
+                out[spec.name] = trial.suggest_int(spec.name, int(spec.low), int(spec.high))
+            else:
+                out[spec.name] = trial.suggest_float(spec.name, spec.low, spec.high, log=spec.kind == "log")
+        return out
+
+    return hp_space
 
 
 def _check_values(specs: list[ParamSpec], args: Any, device: torch.device | None) -> None:

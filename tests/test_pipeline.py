@@ -176,3 +176,40 @@ def test_config_yaml_roundtrip_sections_and_flat(tmp_path):
         DistillationPipelineConfig.from_dict(flat, overrides={"student.alfa": 0.1})
     with pytest.raises(ValueError, match="'alfa'"):
         DistillationPipelineConfig.from_dict({**flat, "alfa": 0.1})
+
+
+def test_search_backend_random_searches_the_recipe_space_through_optuna(recipe, monkeypatch):
+    pytest.importorskip("optuna")
+    from hf_kd.pipeline import run_search
+
+    seen: list[tuple[str, float, float]] = []
+    original = Trainer.train
+
+    def recording(self, *args, **kwargs):
+        seen.append((self.args.output_dir, self.args.alpha, self.args.temperature))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "train", recording)
+    recipe["search"] = {
+        "hp_space": {"alpha": [0.1, 0.9], "temperature": [1.0, 8.0, "log"]},
+        "backend": "random",
+        "n_trials": 3,
+    }
+    best = run_search(DistillationPipelineConfig.from_dict(recipe))
+    trials = [(a, t) for folder, a, t in seen if Path(folder).name == "search"]
+    assert len(seen) == 4 and len(trials) == 3  # the teacher once, then one student per trial
+    assert all(0.1 <= a <= 0.9 and 1.0 <= t <= 8.0 for a, t in trials)
+    assert len(set(trials)) == 3  # sampled, not the recipe's own alpha/temperature
+    assert (best.hyperparameters["alpha"], best.hyperparameters["temperature"]) in trials
+
+    # Seeded sampler: the same recipe samples the same points, and the teacher stages are reused.
+    seen.clear()
+    again = run_search(DistillationPipelineConfig.from_dict(recipe))
+    assert [(a, t) for _, a, t in seen] == trials
+    assert again.hyperparameters == best.hyperparameters
+
+
+def test_unknown_search_backend_is_refused(recipe):
+    recipe["search"] = {"backend": "grid"}
+    with pytest.raises(ValueError, match=r"search.backend.*'grid'"):
+        DistillationPipelineConfig.from_dict(recipe)

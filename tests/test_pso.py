@@ -470,3 +470,31 @@ def test_two_processes_split_the_particles(tmp_path):
         (t["hyperparameters"], t["objective"]) for t in state["trials"]
     ]
     assert [best.run_id, best.objective, best.hyperparameters] == reports[0]["best"]
+
+
+def test_optuna_space_suggests_each_field_at_its_bounds_and_scale(tmp_path):
+    from hf_kd.pso import optuna_space
+
+    class FakeTrial:
+        def __init__(self):
+            self.calls = []
+
+        def suggest_float(self, name, low, high, log=False):
+            self.calls.append(("float", name, low, high, log))
+            return high
+
+        def suggest_int(self, name, low, high):
+            self.calls.append(("int", name, low, high))
+            return low
+
+    specs = parse_space(
+        {"alpha": (0.1, 0.9), "temperature": (1.0, 8.0, "log"), "gradient_accumulation_steps": (1, 4, "int")},
+        make_args(tmp_path),
+    )
+    trial = FakeTrial()
+    assert optuna_space(specs)(trial) == {"alpha": 0.9, "temperature": 8.0, "gradient_accumulation_steps": 1}
+    assert trial.calls == [
+        ("float", "alpha", 0.1, 0.9, False),
+        ("float", "temperature", 1.0, 8.0, True),
+        ("int", "gradient_accumulation_steps", 1, 4),
+    ]
