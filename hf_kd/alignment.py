@@ -37,6 +37,7 @@ __all__ = [
     "word_ids_for_encoding",
     "pool_words",
     "aligned_word_states",
+    "mean_pool",
 ]
 
 # In Python 3, `\s` on `str` patterns matches exactly the characters for which `str.isspace()` is true, which are the
@@ -371,3 +372,23 @@ def aligned_word_states(
     teacher_words, teacher_mask = pool_words(teacher_hidden, teacher_word_ids, num_words)
     shared = student_mask & teacher_mask.to(student_mask.device)
     return student_words[shared], teacher_words[shared.to(teacher_words.device)]
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of each sequence's token states over its attention mask: one vector per example.
+
+    `out[b] = Σ_t mask[b, t] · hidden[b, t] / Σ_t mask[b, t]`. A row whose mask is all zeros gives a zero vector.
+    Used by `hidden_alignment="mean"`, which compares whole-sequence vectors, e.g. when the teacher reads a
+    translation of the student's text and words cannot be paired.
+
+    Args:
+        hidden (`torch.Tensor` of shape `(batch, seq, dim)`):
+            Token states.
+        attention_mask (`torch.Tensor` of shape `(batch, seq)`):
+            1 for real tokens, 0 for padding.
+
+    Returns:
+        `torch.Tensor` of shape `(batch, dim)`.
+    """
+    mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)

@@ -12,6 +12,7 @@ __all__ = ["DistillationTrainingArguments"]
 _SINGLE_LABEL_LOSSES = ("kl", "mse")
 _MULTI_LABEL_LOSSES = ("bernoulli_kl", "mse")
 _HIDDEN_LOSSES = ("mse", "cosine")
+_HIDDEN_ALIGNMENTS = ("auto", "mean")
 _TEACHER_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -57,6 +58,12 @@ class DistillationTrainingArguments(TrainingArguments):
             Weight of the intermediate hidden-state loss (0 disables it).
         hidden_loss (`str`, *optional*, defaults to `"mse"`):
             Hidden-state loss: `"mse"` or `"cosine"`.
+        hidden_alignment (`str`, *optional*, defaults to `"auto"`):
+            How hidden states are paired. `"auto"`: token by token when teacher and student share a tokenization,
+            word by word (`word_ids`/`teacher_word_ids`) when their tokenizers differ on the same text. `"mean"`: the
+            mean of each side's token states over its attention mask, one vector per example and mapped layer; this
+            needs no pairing of tokens, so it also works when the teacher reads a translation of the student's text
+            (cross-lingual parallel distillation).
         layer_mapping (`list[int]`, *optional*):
             Teacher layer matched by each student layer (`len` = number of student layers; hidden-state index 0 is
             the embeddings, index `i` the output of layer `i`). Uniform by default: student layer `i` of `m` maps to
@@ -114,6 +121,13 @@ class DistillationTrainingArguments(TrainingArguments):
         default=0.0, metadata={"help": "Weight of the intermediate hidden-state loss (0 disables it)."}
     )
     hidden_loss: str = field(default="mse", metadata={"help": "Hidden-state loss.", "choices": list(_HIDDEN_LOSSES)})
+    hidden_alignment: str = field(
+        default="auto",
+        metadata={
+            "help": "Pair hidden states token/word by word ('auto') or compare per-example mean states ('mean').",
+            "choices": list(_HIDDEN_ALIGNMENTS),
+        },
+    )
     layer_mapping: list[int] | None = field(
         default=None,
         metadata={"help": "Teacher layer matched by each student layer; uniform when unset."},
@@ -134,6 +148,7 @@ class DistillationTrainingArguments(TrainingArguments):
         _check_choice("multi_label_distillation_loss", self.multi_label_distillation_loss, _MULTI_LABEL_LOSSES)
         _check_choice("teacher_dtype", self.teacher_dtype, _TEACHER_DTYPES)
         _check_choice("hidden_loss", self.hidden_loss, _HIDDEN_LOSSES)
+        _check_choice("hidden_alignment", self.hidden_alignment, _HIDDEN_ALIGNMENTS)
         if self.head_learning_rate is not None and not (
             math.isfinite(self.head_learning_rate) and self.head_learning_rate > 0
         ):

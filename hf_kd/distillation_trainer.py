@@ -99,7 +99,11 @@ class DistillationTrainer(Trainer):
         if data_collator is None and processing_class is not None and hasattr(processing_class, "pad"):
             from .data import DistillationDataCollator
 
-            data_collator = DistillationDataCollator(processing_class, teacher_tokenizer=teacher_processing_class)
+            # Without a teacher tokenizer the teacher shares the student's: it pads teacher_* columns too (e.g. a
+            # teacher reading a translation with the same tokenizer).
+            data_collator = DistillationDataCollator(
+                processing_class, teacher_tokenizer=teacher_processing_class or processing_class
+            )
         self.teacher_processing_class = teacher_processing_class
         self._loss_parts: dict[str, list[float]] = defaultdict(list)
         self._teacher_eval: dict[str, float] = defaultdict(float)
@@ -465,6 +469,7 @@ class DistillationTrainer(Trainer):
                 hidden_loss=self.args.hidden_loss,
                 hidden_loss_weight=self.args.hidden_loss_weight,
                 attention_loss_weight=self.args.attention_loss_weight,
+                hidden_alignment=self.args.hidden_alignment,
             ).to(self.args.device)
 
     def call_model_init(self, trial: Any = None) -> nn.Module:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .alignment import aligned_word_states
+from .alignment import aligned_word_states, mean_pool
 from .losses import attention_kl_loss, hidden_cosine_loss, hidden_mse_loss
 
 __all__ = ["IntermediateDistiller", "uniform_layer_mapping"]
@@ -75,6 +75,9 @@ class IntermediateDistiller(nn.Module):
             Weight of the hidden-state term.
         attention_loss_weight (`float`, *optional*, defaults to 0.0):
             Weight of the attention-map term (shared tokenization only).
+        hidden_alignment (`str`, *optional*, defaults to `"auto"`):
+            `"auto"` (token by token with a shared tokenization, word by word otherwise) or `"mean"` (per-example
+            mean states over each side's attention mask).
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class IntermediateDistiller(nn.Module):
         hidden_loss: str = "mse",
         hidden_loss_weight: float = 1.0,
         attention_loss_weight: float = 0.0,
+        hidden_alignment: str = "auto",
     ) -> None:
         super().__init__()
         n_student, n_teacher = _num_layers(student_config), _num_layers(teacher_config)
@@ -103,6 +107,9 @@ class IntermediateDistiller(nn.Module):
             )
         if hidden_loss not in ("mse", "cosine"):
             raise ValueError(f"`hidden_loss` must be 'mse' or 'cosine', got {hidden_loss!r}.")
+        if hidden_alignment not in ("auto", "mean"):
+            raise ValueError(f"`hidden_alignment` must be 'auto' or 'mean', got {hidden_alignment!r}.")
+        self.hidden_alignment = hidden_alignment
         self.layer_mapping = mapping
         self.hidden_loss = hidden_loss
         self.hidden_loss_weight = float(hidden_loss_weight)
@@ -139,19 +146,25 @@ class IntermediateDistiller(nn.Module):
             s_states, t_states = student_outputs.hidden_states, teacher_outputs.hidden_states
             if s_states is None or t_states is None:
                 raise ValueError("Hidden-state distillation needs `output_hidden_states=True` from both models.")
-            if not shared and ("word_ids" not in inputs or "teacher_word_ids" not in inputs):
+            mean = self.hidden_alignment == "mean"
+            if not mean and not shared and ("word_ids" not in inputs or "teacher_word_ids" not in inputs):
                 raise ValueError(
                     "The teacher reads its own tokenization, so hidden states must be aligned word by word, but the "
                     "batch has no `word_ids`/`teacher_word_ids` columns. Build the dataset with "
                     "`hf_kd.tokenize_for_distillation(..., teacher_tokenizer=...)` with both models reading the same "
-                    "text column."
+                    "text column, or set `hidden_alignment='mean'` (e.g. when the teacher reads a translation)."
                 )
             loss_fn = hidden_mse_loss if self.hidden_loss == "mse" else hidden_cosine_loss
             terms = []
             for k, (j, proj) in enumerate(zip(self.layer_mapping, self.projections), start=1):
                 student_h = proj(s_states[k])
                 teacher_h = t_states[j]
-                if shared:
+                if mean:
+                    teacher_mask = inputs["attention_mask"] if shared else inputs["teacher_attention_mask"]
+                    terms.append(
+                        loss_fn(mean_pool(student_h, inputs["attention_mask"]), mean_pool(teacher_h, teacher_mask))
+                    )
+                elif shared:
                     terms.append(loss_fn(student_h, teacher_h, inputs["attention_mask"]))
                 else:
                     s_words, t_words = aligned_word_states(

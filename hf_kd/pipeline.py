@@ -1432,7 +1432,9 @@ def run_search(config: DistillationPipelineConfig, n_trials: int | None = None, 
     def model_init() -> Any:
         return run.new_student()
 
-    args = _training_args(run.root / "search", config, config.student.training)
+    # PSO keeps its state in search/pso/; an Optuna search's trial folders go to search/<backend>/.
+    search_dir = run.root / "search" if backend == "pso" else run.root / "search" / backend
+    args = _training_args(search_dir, config, config.student.training)
     trainer = DistillationTrainer(
         model_init=model_init,
         teacher_model=run.load_teacher() if online else None,

@@ -196,7 +196,7 @@ def test_search_backend_random_searches_the_recipe_space_through_optuna(recipe, 
         "n_trials": 3,
     }
     best = run_search(DistillationPipelineConfig.from_dict(recipe))
-    trials = [(a, t) for folder, a, t in seen if Path(folder).name == "search"]
+    trials = [(a, t) for folder, a, t in seen if Path(folder).parts[-2:] == ("search", "random")]
     assert len(seen) == 4 and len(trials) == 3  # the teacher once, then one student per trial
     assert all(0.1 <= a <= 0.9 and 1.0 <= t <= 8.0 for a, t in trials)
     assert len(set(trials)) == 3  # sampled, not the recipe's own alpha/temperature

@@ -284,6 +284,77 @@ def test_hidden_loss_across_tokenizers_and_widths_trains_projection_not_saved(tm
     assert set(saved) == set(student.state_dict())
 
 
+def test_mean_pool_is_the_masked_mean():
+    from hf_kd.alignment import mean_pool
+
+    hidden = torch.randn(3, 4, 5)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]])
+    out = mean_pool(hidden, mask)
+    assert torch.allclose(out[0], hidden[0, :3].mean(0))
+    assert torch.allclose(out[1], hidden[1, 0])
+    assert torch.equal(out[2], torch.zeros(5))  # nothing to average: zero, not NaN
+
+
+def test_mean_alignment_compares_per_example_mean_states_of_each_side():
+    from hf_kd.intermediate import IntermediateDistiller
+
+    cfg = BertConfig(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16)
+    t_cfg = BertConfig(hidden_size=8, num_hidden_layers=4, num_attention_heads=2, intermediate_size=16)
+    distiller = IntermediateDistiller(cfg, t_cfg, layer_mapping=[2, 4], hidden_alignment="mean")
+
+    class Out:
+        def __init__(self, states):
+            self.hidden_states = states
+
+    s = Out(tuple(torch.randn(2, 4, 8) for _ in range(3)))
+    t = Out(tuple(torch.randn(2, 6, 8) for _ in range(5)))
+    s_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    t_mask = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]])
+    # Different texts (a translation): no word ids, only each side's own mask.
+    inputs = {"attention_mask": s_mask, "teacher_input_ids": torch.zeros(2, 6), "teacher_attention_mask": t_mask}
+    loss = distiller(s, t, inputs)["hidden_loss"]
+
+    def pooled(h, m):
+        return torch.stack([h[b, : int(m[b].sum())].mean(0) for b in range(h.shape[0])])
+
+    expected = torch.stack(
+        [
+            ((pooled(s.hidden_states[k], s_mask) - pooled(t.hidden_states[j], t_mask)) ** 2).mean()
+            for k, j in ((1, 2), (2, 4))
+        ]
+    ).mean()
+    assert torch.allclose(loss, expected)
+    with pytest.raises(ValueError, match="hidden_alignment='mean'"):
+        IntermediateDistiller(cfg, t_cfg, layer_mapping=[2, 4])(s, t, inputs)
+
+
+def test_cross_lingual_hidden_loss_with_mean_alignment_trains(tmp_path, tok):
+    texts_es = ["el paciente con fiebre alta", "dolor de pecho", "tos seca", "fiebre y dolor"] * 4
+    texts_en = ["the patient with high fever", "chest pain", "dry cough", "fever and pain"] * 4
+    ds = datasets.Dataset.from_dict({"text_es": texts_es, "text_en": texts_en, "labels": [0, 1, 2, 0] * 4})
+    ds = tokenize_for_distillation(
+        ds, tok, teacher_tokenizer=tok, text_column="text_es", teacher_text_column="text_en", remove_text=True
+    )
+    teacher = tiny_bert(vocab_size=vocab_size(tok), num_labels=3, hidden_size=48, layers=4, seed=1)
+    student = tiny_bert(vocab_size=vocab_size(tok), num_labels=3, hidden_size=32, layers=2)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        train_dataset=ds,
+        args=args_for(tmp_path, hidden_loss_weight=1.0, hidden_alignment="mean", num_train_epochs=4),
+        processing_class=tok,
+    )
+    trainer.train()
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    assert all("hidden_loss" in e for e in logged)
+    assert logged[-1]["hidden_loss"] < logged[0]["hidden_loss"]
+
+
+def test_bad_hidden_alignment_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="hidden_alignment.*'tokens'"):
+        args_for(tmp_path, hidden_alignment="tokens")
+
+
 def test_hidden_loss_with_no_shared_words_is_zero_not_a_crash(tmp_path):
     from hf_kd.intermediate import IntermediateDistiller
 
