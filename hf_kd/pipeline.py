@@ -208,6 +208,10 @@ class StudentConfig:
             teacher's tokenizer).
         warmup_epochs (`float`, *optional*, defaults to `0.0`):
             Epochs of hard-label training (`alpha=1`) before the distillation (stage 4); 0 skips it.
+        online_teacher (`bool`, *optional*, defaults to `False`):
+            Run the teacher at every training step of the distillation instead of reading the logits cached in stage
+            3 (e.g. to compare both; they give the same student). Implied by hidden-state and attention losses,
+            which need the teacher's activations.
         lora (`dict[str, Any]`, *optional*):
             Train the student with LoRA (in the warm-up, the distillation and the search): `peft.LoraConfig` keyword
             arguments, as for the teacher (`task_type` is always `SEQ_CLS`, the head is trained in full). Each stage
@@ -223,6 +227,7 @@ class StudentConfig:
     num_layers: int | None = None
     tokenizer: str | None = None
     warmup_epochs: float = 0.0
+    online_teacher: bool = False
     lora: dict[str, Any] | None = None
     training: dict[str, Any] = field(default_factory=dict)
 
@@ -1030,7 +1035,9 @@ class _Run:
     def needs_online_teacher(self) -> bool:
         args = self.config.student.training
         return (
-            float(args.get("hidden_loss_weight", 0) or 0) > 0 or float(args.get("attention_loss_weight", 0) or 0) > 0
+            bool(self.config.student.online_teacher)
+            or float(args.get("hidden_loss_weight", 0) or 0) > 0
+            or float(args.get("attention_loss_weight", 0) or 0) > 0
         )
 
     def run_teacher_logits(self) -> Any:
@@ -1115,6 +1122,8 @@ class _Run:
             self.stages["student"] = "skipped (done)"
             return done["model"], done
         online = self.needs_online_teacher()
+        if self.config.student.online_teacher and "teacher_logits" in train.column_names:
+            train = train.remove_columns("teacher_logits")  # every logit comes from the teacher's forward pass
         student = self.new_student(warm_model)
         args = _training_args(folder / "checkpoints", self.config, self.config.student.training)
         trainer = DistillationTrainer(

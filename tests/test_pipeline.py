@@ -213,3 +213,27 @@ def test_unknown_search_backend_is_refused(recipe):
     recipe["search"] = {"backend": "grid"}
     with pytest.raises(ValueError, match=r"search.backend.*'grid'"):
         DistillationPipelineConfig.from_dict(recipe)
+
+
+def test_online_teacher_distils_without_the_cached_column(recipe, monkeypatch):
+    from hf_kd import DistillationTrainer
+
+    seen: list[tuple[bool, bool]] = []
+    original = DistillationTrainer.__init__
+
+    def recording(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if self.train_dataset is not None:
+            seen.append((self.teacher_model is not None, "teacher_logits" in self.train_dataset.column_names))
+
+    monkeypatch.setattr(DistillationTrainer, "__init__", recording)
+    recipe["student"]["online_teacher"] = True
+    run_pipeline(DistillationPipelineConfig.from_dict(recipe))
+    assert seen[-1] == (True, False)  # the student's trainer: a teacher, no cached column
+    done = json.loads((Path(recipe["output_dir"]) / "student" / DONE_FILE).read_text())
+    assert done["online_teacher"] is True
+
+    recipe["student"]["online_teacher"] = False
+    recipe["output_dir"] += "-cached"
+    run_pipeline(DistillationPipelineConfig.from_dict(recipe))
+    assert seen[-1] == (False, True)
