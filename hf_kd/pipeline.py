@@ -1405,7 +1405,10 @@ def run_search(config: DistillationPipelineConfig, n_trials: int | None = None, 
     Runs (or reuses) stages 1-3 of the pipeline (teacher, gate, cached logits), then
     `DistillationTrainer.hyperparameter_search(backend="pso", ...)` with a fresh student per trial, the space of the
     recipe's `search:` section, and `eval_<search.metric>` on the validation split as objective. The search writes
-    under `output_dir/search/pso/` and resumes like the pipeline. With `search.backend: tpe` or `random`, the same
+    under `output_dir/search/pso/` and resumes like the pipeline. At the end, `output_dir/search/best_recipe.yaml`
+    (`search/<backend>/best_recipe.yaml` for Optuna) is the recipe with the best hyperparameters in its `student:`
+    section, the fine-tuned teacher as `teacher.model` and `output_dir/best` as output folder: `hf-kd distill` of it
+    trains the best student. With `search.backend: tpe` or `random`, the same
     space and objective go to `hyperparameter_search(backend="optuna")` with Optuna's `TPESampler` /
     `RandomSampler` (seeded with `seed`), e.g. to compare searches at an equal budget.
 
@@ -1462,6 +1465,39 @@ def run_search(config: DistillationPipelineConfig, n_trials: int | None = None, 
         return float(metrics[key])
 
     hp_space = {name: tuple(bounds) for name, bounds in search.hp_space.items()} if search.hp_space else None
+    best = _search(trainer, backend, hp_space, objective, config, n_trials, n_particles, args)
+    # The recipe with the best hyperparameters in its student section: `hf-kd distill BEST` trains that student from
+    # the teacher fine-tuned here (so its stage 1 is skipped), in a run folder of its own.
+    best_config = dataclasses.replace(
+        config,
+        teacher=dataclasses.replace(config.teacher, model=str(run.teacher_path)),
+        student=dataclasses.replace(
+            config.student, training={**config.student.training, **dict(best.hyperparameters or {})}
+        ),
+        output_dir=str(Path(config.output_dir) / "best"),
+    )
+    if _is_main() and best is not None:
+        search_dir.mkdir(parents=True, exist_ok=True)
+        header = (
+            f"# The recipe with the best of the {backend} search's trials (objective {best.objective}, "
+            f"eval_{search.metric}, {search.direction}).\n"
+        )
+        (search_dir / "best_recipe.yaml").write_text(header + best_config.to_yaml(), encoding="utf-8")
+    _barrier()
+    return best
+
+
+def _search(
+    trainer: Any,
+    backend: str,
+    hp_space: dict[str, tuple] | None,
+    objective: Any,
+    config: DistillationPipelineConfig,
+    n_trials: int | None,
+    n_particles: int | None,
+    args: Any,
+) -> Any:
+    search = config.search
     if backend != "pso":
         import optuna
 

@@ -27,7 +27,8 @@ Trials
 Resuming
     `output_dir/pso/state.json` holds the swarm (positions, velocities, personal and global bests), the completed
     iteration count, numpy's RNG state and every finished trial; it is rewritten after every iteration, together with
-    `trials.csv`, `best_recipe.yaml`, `best_run.json` and `convergence.png`. Each trial also leaves its result in
+    `trials.csv`, `best_hyperparameters.yaml`, `best_run.json` and `convergence.png`. Each trial also leaves its
+    result in
     `trial-<k>/pso_trial.json`, so a rerun skips the trials of an interrupted iteration that had finished, and a trial
     that saved checkpoints resumes from its last one. A rerun with the same space, seed and options continues where
     the search stopped (a larger `n_trials` extends it); a rerun of a finished search returns its best without
@@ -506,7 +507,7 @@ def _best_run(trial: dict[str, Any]) -> BestRun:
 
 
 def _write_reports(pso_dir: str, state: dict[str, Any]) -> None:
-    """`trials.csv`, `best_run.json`, `best_recipe.yaml` and `convergence.png` from the finished trials."""
+    """`trials.csv`, `best_run.json`, `best_hyperparameters.yaml` and `convergence.png` from the finished trials."""
     import yaml
 
     trials = sorted(state["trials"], key=lambda t: t["trial"])
@@ -536,7 +537,7 @@ def _write_reports(pso_dir: str, state: dict[str, Any]) -> None:
         f"# Best of {len(trials)} PSO trials: trial {best['trial']} ({best['output_dir']}), "
         f"objective {best['objective']} ({direction}).\n"
     )
-    with open(os.path.join(pso_dir, "best_recipe.yaml"), "w") as f:
+    with open(os.path.join(pso_dir, "best_hyperparameters.yaml"), "w") as f:
         f.write(header)
         yaml.safe_dump({"training": dict(best["hyperparameters"])}, f, sort_keys=False)
     _plot_convergence(os.path.join(pso_dir, "convergence.png"), trials, direction)

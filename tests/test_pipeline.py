@@ -201,6 +201,15 @@ def test_search_backend_random_searches_the_recipe_space_through_optuna(recipe, 
     assert all(0.1 <= a <= 0.9 and 1.0 <= t <= 8.0 for a, t in trials)
     assert len(set(trials)) == 3  # sampled, not the recipe's own alpha/temperature
     assert (best.hyperparameters["alpha"], best.hyperparameters["temperature"]) in trials
+    # The best recipe is a recipe: the best values in its student section, the fine-tuned teacher, its own folder.
+    best_recipe = DistillationPipelineConfig.from_yaml(
+        Path(recipe["output_dir"]) / "search" / "random" / "best_recipe.yaml"
+    )
+    assert best_recipe.student.training["alpha"] == best.hyperparameters["alpha"]
+    assert best_recipe.student.training["temperature"] == best.hyperparameters["temperature"]
+    assert best_recipe.student.from_teacher_layers == [0]
+    assert best_recipe.teacher.model == str(Path(recipe["output_dir"]) / "teacher" / "model")
+    assert best_recipe.output_dir == str(Path(recipe["output_dir"]) / "best")
 
     # Seeded sampler: the same recipe samples the same points, and the teacher stages are reused.
     seen.clear()

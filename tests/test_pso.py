@@ -333,7 +333,7 @@ def test_best_run_and_report_files(reference):
         str(t["hyperparameters"]["num_train_epochs"]) for t in state["trials"]
     ]
 
-    recipe = yaml.safe_load((out / "best_recipe.yaml").read_text())
+    recipe = yaml.safe_load((out / "best_hyperparameters.yaml").read_text())
     assert recipe == {"training": best.hyperparameters}
     assert json.loads((out / "best_run.json").read_text())["run_id"] == best.run_id
     assert (out / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
