@@ -115,3 +115,102 @@ class PeakRSS:
     @property
     def delta_mb(self) -> float:
         return (self.peak - self.start) / 1e6
+
+
+def parse_seeds(value: str) -> list[int]:
+    """`"3"` -> `[42, 43, 44]`; `"1,7"` -> `[1, 7]`."""
+    if "," in value:
+        return [int(v) for v in value.split(",") if v.strip()]
+    return [42 + i for i in range(int(value))]
+
+
+def _scores(report: dict[str, Any], side: str, metric: str) -> dict[str, float]:
+    metrics = report[side]["metrics"]
+    return {s: float(metrics[f"{s}_{metric}"]) for s in ("validation", "test") if f"{s}_{metric}" in metrics}
+
+
+def _train_seconds(output_dir: Path, stage: str) -> float:
+    return float(json.loads((output_dir / stage / "DONE.json").read_text())["train_seconds"])
+
+
+def run_student_arms(
+    base: Any, arms: dict[str, Any], seeds: list[int], metric: str, output_dir: Path, reference: str
+) -> list[dict[str, Any]]:
+    """Run the pipeline once per seed as `base` (the `reference` arm, which also gives the `teacher` row), then once
+    per other arm with `base.student` replaced by `arms[name]` and the teacher fine-tuned in the first run.
+
+    Returns one row per seed and arm: `seed`, `arm`, `train_seconds` and the `metric` on `validation` / `test`.
+    """
+    import dataclasses
+
+    from hf_kd.pipeline import run_pipeline
+
+    rows: list[dict[str, Any]] = []
+    for seed in seeds:
+        root = Path(output_dir) / f"seed{seed}"
+        first = root / reference
+        config = dataclasses.replace(base, output_dir=str(first), seed=seed)
+        run_pipeline(config)
+        report = json.loads((first / "report.json").read_text())
+        rows.append(
+            {
+                "seed": seed,
+                "arm": "teacher",
+                "train_seconds": _train_seconds(first, "teacher"),
+                **_scores(report, "teacher", metric),
+            }
+        )
+        rows.append(
+            {
+                "seed": seed,
+                "arm": reference,
+                "train_seconds": _train_seconds(first, "student"),
+                **_scores(report, "student", metric),
+            }
+        )
+        teacher = dataclasses.replace(config.teacher, model=str(first / "teacher" / "model"))
+        evaluation = dataclasses.replace(config.evaluation, latency=False, plots=False, model_card=False)
+        for arm, student in arms.items():
+            out = root / arm
+            run_pipeline(
+                dataclasses.replace(
+                    config, output_dir=str(out), teacher=teacher, student=student, evaluation=evaluation
+                )
+            )
+            report = json.loads((out / "report.json").read_text())
+            rows.append(
+                {
+                    "seed": seed,
+                    "arm": arm,
+                    "train_seconds": _train_seconds(out, "student"),
+                    **_scores(report, "student", metric),
+                }
+            )
+        for row in rows[-len(arms) - 2 :]:
+            print(f"[bench] seed {seed} {row['arm']}: validation {metric} {row.get('validation', float('nan')):.4f}")
+    return rows
+
+
+def arms_table(rows: list[dict[str, Any]], order: list[str], metric: str) -> list[str]:
+    """Markdown table rows (mean ± std over seeds) of `run_student_arms`' output, in `order`."""
+    import statistics
+
+    def agg(arm: str, key: str) -> tuple[float, float] | None:
+        values = [r[key] for r in rows if r["arm"] == arm and key in r]
+        if not values:
+            return None
+        return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+    teacher = agg("teacher", "validation")
+    lines = [
+        f"| model | validation {metric} | test {metric} | % of teacher (validation) | train time (s) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for arm in order:
+        val, test, secs = agg(arm, "validation"), agg(arm, "test"), agg(arm, "train_seconds")
+        if val is None:
+            continue
+        ratio = f"{100 * val[0] / teacher[0]:.1f}" if teacher and teacher[0] > 0 else "–"
+        test_text = f"{100 * test[0]:.2f} ± {100 * test[1]:.2f}" if test else "–"
+        lines.append(f"| {arm} | {100 * val[0]:.2f} ± {100 * val[1]:.2f} | {test_text} | {ratio} | {secs[0]:.0f} |")
+    return lines

@@ -53,8 +53,13 @@ def main() -> None:
         for name, model in (("teacher", teacher), ("student", student)):
             rounds[name].append(
                 measure_latency(
-                    model, tokenizer, batch_sizes=(1, 32), seq_len=cli.seq_len, n_warmup=cli.n_warmup,
-                    n_runs=cli.n_runs, num_threads=threads,
+                    model,
+                    tokenizer,
+                    batch_sizes=(1, 32),
+                    seq_len=cli.seq_len,
+                    n_warmup=cli.n_warmup,
+                    n_runs=cli.n_runs,
+                    num_threads=threads,
                 )
             )
 
@@ -75,8 +80,10 @@ def main() -> None:
                 "ms_per_example": ms / int(bs),
                 "examples_per_s": int(bs) * 1000.0 / ms,
             }
-    speedup = {bs: result["teacher"]["latency"][bs]["ms_per_batch"] / result["student"]["latency"][bs]["ms_per_batch"]
-               for bs in ("1", "32")}
+    speedup = {
+        bs: result["teacher"]["latency"][bs]["ms_per_batch"] / result["student"]["latency"][bs]["ms_per_batch"]
+        for bs in ("1", "32")
+    }
     info = machine()
     lines = [
         f"Machine: {machine_line(info)}; measured with {threads} torch threads, seq len {cli.seq_len}, synthetic "

@@ -197,12 +197,14 @@ def main() -> None:
             model = copy.deepcopy(student0)
             if arm == "plain":
                 trainer = Trainer(
-                    model=model, args=TrainingArguments(output_dir=f"{out_root}/p-{arm}", **pred_args),
+                    model=model,
+                    args=TrainingArguments(output_dir=f"{out_root}/p-{arm}", **pred_args),
                     data_collator=collator,
                 )
             else:
                 trainer = DistillationTrainer(
-                    model=model, teacher_model=teacher,
+                    model=model,
+                    teacher_model=teacher,
                     args=DistillationTrainingArguments(output_dir=f"{out_root}/p-{arm}", **pred_args),
                     data_collator=collator,
                 )
