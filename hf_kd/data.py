@@ -637,9 +637,9 @@ def load_classification_dataset(
         `tuple[datasets.DatasetDict, list[str]]`: The dataset with its normalized `labels` column and the label names.
 
     Raises:
-        `ValueError`: On a missing column (naming it and listing the available ones), an empty split, a missing label
-        (naming column, split and row), a label of another split that is not among the label names (naming label and
-        split), inconsistent label formats, or labels incompatible with `problem_type`.
+        `ValueError`: On a missing column (naming it and listing the available ones), an empty split, a missing
+            label (naming column, split and row), a label of another split that is not among the label names (naming
+            label and split), inconsistent label formats, or labels incompatible with `problem_type`.
         `FileNotFoundError`: If a local path does not exist.
     """
     raw = _load_raw(source, splits)
@@ -728,8 +728,8 @@ def load_hoc(
         `tuple[datasets.DatasetDict, list[str]]`: The dataset and the 10 hallmark names from `labels.json`.
 
     Raises:
-        `ValueError`: On an unknown `level`, a malformed label string or sentence index (naming split and row), or an
-        empty split.
+        `ValueError`: On an unknown `level`, a malformed label string or sentence index (naming split and row), or
+            an empty split.
         `FileNotFoundError`: If a file is missing.
     """
     data_dir = Path(data_dir)
@@ -803,8 +803,8 @@ def load_codiesp(
         `tuple[datasets.DatasetDict, list[str]]`: The dataset and the chapter names (from `icd10cm_chapters.json`).
 
     Raises:
-        `ValueError`: On an unsupported `level`, a missing column or label, or a chapter of the validation/test split
-        that does not occur in train (naming chapter and split).
+        `ValueError`: On an unsupported `level`, a missing column or label, or a chapter of the validation/test
+            split that does not occur in train (naming chapter and split).
         `FileNotFoundError`: If a file is missing.
     """
     if level != "chapter":
@@ -1003,8 +1003,8 @@ def tokenize_for_distillation(
         `datasets.Dataset` or `datasets.DatasetDict`: The tokenized data, of the same type as `dataset`.
 
     Raises:
-        `ValueError`: If a text column is missing (naming it) or has missing values, a produced column already exists,
-        `word_alignment=True` with a slow tokenizer, or an invalid `word_alignment`.
+        `ValueError`: If a text column is missing (naming it) or has missing values, a produced column already
+            exists, `word_alignment=True` with a slow tokenizer, or an invalid `word_alignment`.
     """
     if word_alignment not in ("auto", True, False):
         raise ValueError(f"`word_alignment` must be 'auto', True or False, got {word_alignment!r}.")

@@ -38,9 +38,10 @@ class DistillationTrainer(Trainer):
     r"""
     A [`~transformers.Trainer`] that trains `model` (the student) to match `teacher_model` as well as the labels.
 
-    Use it wherever a `Trainer` is used: the constructor takes the same arguments plus `teacher_model`, and `train`,
-    `evaluate`, `predict`, `push_to_hub`, callbacks, checkpoints and `accelerate launch` behave the same. The training
-    loss is `alpha · hard + (1 − alpha) · distill (+ intermediate terms)`, with the distillation term chosen from the
+    Use it wherever a `Trainer` is used: the constructor takes the same arguments plus `teacher_model` (those not
+    listed below are passed to [`~transformers.Trainer`] unchanged), and `train`, `evaluate`, `predict`,
+    `push_to_hub`, callbacks, checkpoints and `accelerate launch` behave the same. The training loss is
+    `alpha · hard + (1 − alpha) · distill (+ intermediate terms)`, with the distillation term chosen from the
     student's `config.problem_type` (see `hf_kd.losses`). Evaluation and prediction never run the teacher unless
     `args.teacher_eval_metrics` asks for it, and `eval_loss` is the student's own hard-label loss.
 
@@ -57,8 +58,6 @@ class DistillationTrainer(Trainer):
         teacher_processing_class (`PreTrainedTokenizerBase`, *optional*):
             The teacher's tokenizer, when it differs from the student's. Used by the default collator to pad the
             `teacher_*` columns and to check that the teacher never receives the student's token ids.
-        **other arguments**:
-            Every other argument is passed to [`~transformers.Trainer`] unchanged.
     """
 
     _tag_names = ["hf-kd", "knowledge-distillation"]

@@ -610,8 +610,8 @@ def positive_rate_threshold(train_labels: npt.ArrayLike) -> float:
         `float`: The positive rate, strictly between 0 and 1.
 
     Raises:
-        `ValueError`: If there is no labeled entry, or only one class (the threshold would be 0 or 1, which makes
-        every prediction positive, resp. almost none).
+        `ValueError`: If there is no labeled entry, or only one class (the threshold would be 0 or 1, which
+            makes every prediction positive, resp. almost none).
     """
     labels_arr = _to_array(train_labels, "train_labels")
     mask = _binary_label_mask(labels_arr, "train_labels")
