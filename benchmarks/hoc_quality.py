@@ -10,8 +10,8 @@ those `hf-kd distill` prints. For every seed (`--seeds 3` means 42, 43, 44, or a
    student built from its layers is distilled from the cache. This run also gives the `teacher` row.
 2. `student_alone`: the same student trained on the hard labels only (`student.alpha=1`);
 3. `student_kd_online`: the recipe's distillation with the teacher run at every step (`student.online_teacher`);
-4. `student_kd_pso` (with `--pso_recipe`, the `best_recipe.yaml` that `hf-kd search` writes): the student section
-   of that recipe (the hyperparameters the search found).
+4. `student_kd_pso` (with `--pso_recipe`, the `best_recipe.yaml` that `hf-kd search` writes): the recipe's
+   student with the searched fields (its `search.hp_space` keys) set to the values the search found.
 
 Runs 2-4 reuse the teacher fine-tuned in run 1 (`teacher.model` set to it: the pipeline skips stage 1), so every
 student starts from the same teacher and the same initialisation. The scores are the recipe's headline metric
@@ -57,7 +57,10 @@ def main() -> None:
         "student_kd_online": dataclasses.replace(base.student, online_teacher=True),
     }
     if cli.pso_recipe:
-        arms["student_kd_pso"] = DistillationPipelineConfig.from_yaml(cli.pso_recipe).student
+        # Only the searched fields: the search may have run on a smaller budget (fewer examples or epochs).
+        found = DistillationPipelineConfig.from_yaml(cli.pso_recipe)
+        searched = {k: found.student.training[k] for k in (found.search.hp_space or {}) if k in found.student.training}
+        arms["student_kd_pso"] = dataclasses.replace(base.student, training={**base.student.training, **searched})
     info = machine()
     seeds = parse_seeds(cli.seeds)
     rows = run_student_arms(base, arms, seeds, metric, Path(cli.output_dir), reference="student_kd_cached")
