@@ -56,7 +56,7 @@ def main() -> None:
     common = dict(
         per_device_train_batch_size=16,
         per_device_eval_batch_size=32,
-        learning_rate=2e-4,
+        learning_rate=1e-4,
         head_learning_rate=1e-2,
         warmup_steps=0.1,
         eval_strategy="no",
