@@ -1050,6 +1050,7 @@ class _Run:
         if _done(folder) is not None:
             self.stages["teacher_logits"] = "skipped (done)"
             return datasets.load_from_disk(str(data_dir))
+        started = time.perf_counter()
         cached = cache_teacher_logits(
             self.load_teacher(),
             self.student_train,
@@ -1062,7 +1063,8 @@ class _Run:
                 shutil.rmtree(data_dir)
             cached.save_to_disk(str(data_dir))
         _barrier()
-        _mark_done(folder, {"dataset": str(data_dir), "num_rows": len(cached)})
+        seconds = time.perf_counter() - started
+        _mark_done(folder, {"dataset": str(data_dir), "num_rows": len(cached), "seconds": seconds})
         self.stages["teacher_logits"] = "ran"
         return datasets.load_from_disk(str(data_dir))
 
