@@ -748,7 +748,7 @@ def _first(x: Any) -> Any:
 
 def make_compute_metrics(
     problem_type: str,
-    threshold: float | npt.ArrayLike = 0.5,
+    threshold: float | npt.ArrayLike | Literal["tune"] = 0.5,
     label_names: Sequence[str] | None = None,
 ) -> Callable[[EvalPrediction], dict[str, float]]:
     """
@@ -768,8 +768,11 @@ def make_compute_metrics(
     Args:
         problem_type (`str`):
             One of `"single_label_classification"`, `"multi_label_classification"`, `"binary"` or `"regression"`.
-        threshold (`float` or `npt.ArrayLike` of shape `(num_labels,)`, *optional*, defaults to 0.5):
+        threshold (`float`, `npt.ArrayLike` of shape `(num_labels,)` or `"tune"`, *optional*, defaults to 0.5):
             Decision threshold for `"multi_label_classification"` (global or per label) and `"binary"` (a float).
+            `"tune"` (multi-label only): the global threshold maximizing micro-F1 on the evaluated predictions
+            themselves ([`tune_thresholds`]), reported as `threshold`; evaluated on the dev split, these are the
+            dev metrics `hf-kd` reports, e.g. as a search objective that does not depend on an arbitrary 0.5.
             Unused otherwise.
         label_names (`Sequence[str]`, *optional*):
             Label names for the per-label `f1_<name>` keys of `"multi_label_classification"`. Unused otherwise.
@@ -779,7 +782,14 @@ def make_compute_metrics(
     """
     if problem_type not in PROBLEM_TYPES:
         raise ValueError(f"`problem_type` must be one of {list(PROBLEM_TYPES)}, got {problem_type!r}.")
-    if problem_type == "binary" or np.ndim(threshold) == 0:
+    tune = isinstance(threshold, str)
+    if tune:
+        if threshold != "tune" or problem_type != "multi_label_classification":
+            raise ValueError(
+                f"`threshold` may be the string 'tune' only for problem_type 'multi_label_classification', got "
+                f"{threshold!r} for {problem_type!r}."
+            )
+    elif problem_type == "binary" or np.ndim(threshold) == 0:
         _check_threshold_value(threshold)
     else:
         _threshold_vector(threshold, int(np.size(threshold)))
@@ -804,7 +814,14 @@ def make_compute_metrics(
         if problem_type == "single_label_classification":
             return single_label_metrics(softmax(logits, axis=-1), labels)
         if problem_type == "multi_label_classification":
-            return multilabel_metrics(sigmoid(logits), labels, threshold=threshold, label_names=names)
+            probs = sigmoid(logits)
+            if tune:
+                tuned = float(tune_thresholds(probs, labels))
+                return {
+                    **multilabel_metrics(probs, labels, threshold=tuned, label_names=names),
+                    "threshold": tuned,
+                }
+            return multilabel_metrics(probs, labels, threshold=threshold, label_names=names)
         # binary
         if logits.ndim == 2 and logits.shape[1] == 2:
             scores = softmax(logits, axis=-1)[:, 1]

@@ -952,8 +952,13 @@ class _Run:
     def compute_metrics(self) -> Any:
         from .metrics import make_compute_metrics
 
-        names = self.label_names if self.problem_type == "multi_label_classification" else None
-        return make_compute_metrics(self.problem_type, label_names=names)
+        multi_label = self.problem_type == "multi_label_classification"
+        # Multi-label: the threshold tuned on the evaluated (validation) predictions, as in the report, so that the
+        # trainers' eval metrics and the search objective are the numbers the report shows for that split.
+        threshold = "tune" if multi_label and self.config.evaluation.tune_threshold else 0.5
+        return make_compute_metrics(
+            self.problem_type, threshold=threshold, label_names=self.label_names if multi_label else None
+        )
 
     # ------------------------------------------------------------------ stages
 
@@ -1269,6 +1274,10 @@ class _Run:
             eval_split=split,
             label_names=list(self.label_names),
             cached_teacher_logits=not self.needs_online_teacher(),
+            # The card's title: the Hub repo when the recipe names one, else the run's folder name.
+            model_name=str(args.hub_model_id).split("/")[-1]
+            if args.hub_model_id
+            else Path(self.config.output_dir).name,
         )
         write_model_card(student_dir, card, report)
 

@@ -130,3 +130,25 @@ def args_for(path, output_subdir: str = "out", **kwargs):
     )
     defaults.update(kwargs)
     return DistillationTrainingArguments(**defaults)
+
+
+CLINICAL_LABELS = ("cough", "fever", "pain")
+_FILE_WORDS = ("patient", "fever", "cough", "pain", "chest", "acute", "chronic", "the", "a", "with")
+
+
+def write_label_files(folder, sizes=(("train", 24), ("validation", 12), ("test", 12)), seed: int = 0):
+    """Multi-label JSONL splits (`text`, `labels` as lists of names from `CLINICAL_LABELS`) for pipeline tests."""
+    import json
+    import random
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    for split, n in sizes:
+        with open(folder / f"{split}.jsonl", "w", encoding="utf-8") as handle:
+            for _ in range(n):
+                labels = sorted({rng.choice(CLINICAL_LABELS) for _ in range(rng.randint(1, 2))})
+                words = [rng.choice(_FILE_WORDS) for _ in range(6)] + labels
+                handle.write(json.dumps({"text": " ".join(words), "labels": labels}) + "\n")
+    return folder

@@ -398,3 +398,19 @@ def test_make_compute_metrics_regression_and_bad_arguments() -> None:
         make_compute_metrics("single_label_classification")(_EvalPrediction(np.zeros((3, 1)), np.zeros(3)))
     with pytest.raises(ValueError, match=r"`predictions`.*NaN"):
         make_compute_metrics("multi_label_classification")(_EvalPrediction(np.full((2, 2), np.nan), np.zeros((2, 2))))
+
+
+def test_compute_metrics_tune_reports_the_f1_at_the_tuned_threshold() -> None:
+    from hf_kd.metrics import make_compute_metrics, multilabel_metrics, sigmoid, tune_thresholds
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random((40, 3)) < 0.2).astype(float)
+    logits = rng.normal(size=(40, 3)) + 1.5 * labels - 2.0  # informative but badly calibrated: 0.5 is a poor cut
+    out = make_compute_metrics("multi_label_classification", threshold="tune")((logits, labels))
+    best = float(tune_thresholds(sigmoid(logits), labels))
+    assert out["threshold"] == best and best != 0.5
+    assert out["micro_f1"] == multilabel_metrics(sigmoid(logits), labels, threshold=best)["micro_f1"]
+    at_half = make_compute_metrics("multi_label_classification")((logits, labels))["micro_f1"]
+    assert out["micro_f1"] > at_half
+    with pytest.raises(ValueError, match="'tune' only for problem_type 'multi_label_classification'"):
+        make_compute_metrics("binary", threshold="tune")

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import args_for, make_tokenizer, random_dataset, tiny_bert
+from conftest import CLINICAL_LABELS, args_for, make_tokenizer, random_dataset, tiny_bert, write_label_files
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 
 from hf_kd import DistillationTrainer
 from hf_kd.pipeline import DistillationPipelineConfig, run_pipeline
 
-LABELS = ["cough", "fever", "pain"]
-WORDS = ["patient", "fever", "cough", "pain", "chest", "acute", "chronic", "the", "a", "with"]
+LABELS = list(CLINICAL_LABELS)
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 
 
@@ -162,18 +160,6 @@ def test_lora_student_checkpoint_resume_restores_the_adapter(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _write_data(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(0)
-    for split, n in (("train", 16), ("validation", 8), ("test", 8)):
-        with open(folder / f"{split}.jsonl", "w", encoding="utf-8") as handle:
-            for _ in range(n):
-                labels = sorted({rng.choice(LABELS) for _ in range(rng.randint(1, 2))})
-                words = [rng.choice(WORDS) for _ in range(6)] + labels
-                handle.write(json.dumps({"text": " ".join(words), "labels": labels}) + "\n")
-    return folder
-
-
 def _plain(folder: Path):
     from transformers import AutoModelForSequenceClassification
 
@@ -196,7 +182,11 @@ def lora_run(tmp_path_factory) -> dict:
     make_tokenizer(tmp / "tok").save_pretrained(teacher)
     common = {"per_device_train_batch_size": 8, "logging_steps": 1, "use_cpu": True}
     recipe = {
-        "data": {"dataset": "files", "path": str(_write_data(tmp / "data")), "max_length": 16},
+        "data": {
+            "dataset": "files",
+            "path": str(write_label_files(tmp / "data", (("train", 16), ("validation", 8), ("test", 8)))),
+            "max_length": 16,
+        },
         "teacher": {
             "model": str(teacher),
             "learning_rate": 5e-2,

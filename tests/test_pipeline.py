@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import make_tokenizer, tiny_bert
+from conftest import CLINICAL_LABELS, make_tokenizer, tiny_bert, write_label_files
 from transformers import Trainer
 
 from hf_kd.pipeline import DONE_FILE, DistillationPipelineConfig, QualityGateError, run_pipeline
 
-LABELS = ["cough", "fever", "pain"]
-WORDS = ["patient", "fever", "cough", "pain", "chest", "acute", "chronic", "the", "a", "with"]
-
-
-def _write_data(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(0)
-    for split, n in (("train", 24), ("validation", 12), ("test", 12)):
-        with open(folder / f"{split}.jsonl", "w", encoding="utf-8") as handle:
-            for _ in range(n):
-                labels = sorted({rng.choice(LABELS) for _ in range(rng.randint(1, 2))})
-                words = [rng.choice(WORDS) for _ in range(6)] + labels
-                handle.write(json.dumps({"text": " ".join(words), "labels": labels}) + "\n")
-    return folder
+LABELS = list(CLINICAL_LABELS)
 
 
 def _save_model(model, folder: Path, tmp_path: Path) -> str:
@@ -37,7 +23,7 @@ def _save_model(model, folder: Path, tmp_path: Path) -> str:
 
 @pytest.fixture
 def recipe(tmp_path) -> dict:
-    data = _write_data(tmp_path / "data")
+    data = write_label_files(tmp_path / "data")
     teacher = _save_model(tiny_bert(num_labels=3, layers=2), tmp_path / "teacher_base", tmp_path)
     common = {"per_device_train_batch_size": 8, "num_train_epochs": 1, "logging_steps": 1, "use_cpu": True}
     return {
