@@ -52,6 +52,7 @@ def _outputs(root: Path) -> str:
     ("recipe", "data_file", "text_fields"),
     [
         ("recipes/hoc/offline.yaml", "hoc/abstract_level_train.jsonl", ("text",)),
+        ("recipes/hoc/offline_sentence.yaml", "hoc/abstract_level_train.jsonl", ("text",)),
         ("recipes/dsg_kd/offline.yaml", "codiesp/codiesp_train.jsonl", ("text_es", "text_en_mt")),
     ],
 )
@@ -79,7 +80,13 @@ def test_offline_recipe_end_to_end_on_shared_data(recipe, data_file, text_fields
 
     # The teacher's cached logits came from its own inputs: for the cross-lingual recipe, another text column.
     cached = datasets.load_from_disk(str(run / "teacher_logits" / "dataset"))
-    assert len(cached) == 24 and len(cached[0]["teacher_logits"]) == len(student_config["id2label"])
+    assert len(cached[0]["teacher_logits"]) == len(student_config["id2label"])
+    if config.data.level == "sentence":  # all the sentences of 24 abstracts, scored per abstract (BLURB)
+        assert len(cached) > 24 and len(set(cached["group"] if "group" in cached.column_names else [])) <= 24
+        for side in (teacher, student):
+            assert 0.0 <= side["metrics"]["validation_blurb_micro_f1"] <= 1.0
+    else:
+        assert len(cached) == 24
     if config.data.teacher_text_column not in (None, config.data.text_column):
         assert cached[0]["teacher_input_ids"] != cached[0]["input_ids"]
 
