@@ -1,6 +1,6 @@
 """PSO against random search and Optuna's TPE at an equal budget, on the offline HoC recipe.
 
-    python benchmarks/search_comparison.py [--recipe recipes/hoc/offline.yaml] [--n_trials 6] [--n_particles 3]
+    python benchmarks/search_comparison.py [--recipe recipes/hoc/offline_abstract.yaml] [--n_trials 6] [--n_particles 3]
         [--backends pso,random,tpe] [--output_dir runs/search-comparison] [--section.field VALUE ...]
 
 The recipe's teacher stages (fine-tuning, gate, cached logits) run once, under `--output_dir`; then each backend runs
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default=str(ROOT / "recipes" / "hoc" / "offline.yaml"))
+    parser.add_argument("--recipe", default=str(ROOT / "recipes" / "hoc" / "offline_abstract.yaml"))
     parser.add_argument("--n_trials", type=int, default=6)
     parser.add_argument("--n_particles", type=int, default=3)
     parser.add_argument("--backends", default="pso,random,tpe")

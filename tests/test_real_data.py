@@ -52,7 +52,7 @@ def _outputs(root: Path) -> str:
     ("recipe", "data_file", "text_fields"),
     [
         ("recipes/hoc/offline.yaml", "hoc/abstract_level_train.jsonl", ("text",)),
-        ("recipes/hoc/offline_sentence.yaml", "hoc/abstract_level_train.jsonl", ("text",)),
+        ("recipes/hoc/offline_abstract.yaml", "hoc/abstract_level_train.jsonl", ("text",)),
         ("recipes/dsg_kd/offline.yaml", "codiesp/codiesp_train.jsonl", ("text_es", "text_en_mt")),
     ],
 )
