@@ -1,7 +1,7 @@
 """PSO against random search and Optuna's TPE at an equal budget, on the offline HoC recipe.
 
-    python benchmarks/search_comparison.py [--recipe recipes/hoc/offline_abstract.yaml] [--n_trials 6] [--n_particles 3]
-        [--backends pso,random,tpe] [--output_dir runs/search-comparison] [--section.field VALUE ...]
+    python benchmarks/search_comparison.py [--recipe recipes/hoc/offline_abstract.yaml] [--n_trials 6]
+        [--n_particles 3] [--backends pso,random,tpe] [--output_dir runs/search-comparison] [--section.field VALUE ...]
 
 The recipe's teacher stages (fine-tuning, gate, cached logits) run once, under `--output_dir`; then each backend runs
 `hf_kd.pipeline.run_search` with the same `search.hp_space`, the same number of trials, the same seed and the same

@@ -697,12 +697,17 @@ def _is_finetuned_on(model_name: str, label_names: Sequence[str]) -> bool:
     return model_config.num_labels == len(label_names) and names == list(label_names)
 
 
-def _load_classifier(name: str, label_names: Sequence[str], problem_type: str) -> Any:
+def _load_classifier(name: str, label_names: Sequence[str], problem_type: str, seed: int | None = None) -> Any:
+    """Load a classifier; with `seed`, a newly initialised head is drawn from that seed, whatever ran before."""
+    import torch
     from transformers import AutoModelForSequenceClassification
 
-    return AutoModelForSequenceClassification.from_pretrained(
-        name, use_safetensors=True, ignore_mismatched_sizes=True, **_label_kwargs(label_names, problem_type)
-    )
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return AutoModelForSequenceClassification.from_pretrained(
+            name, use_safetensors=True, ignore_mismatched_sizes=True, **_label_kwargs(label_names, problem_type)
+        )
 
 
 # LoraConfig fields the pipeline sets itself.
@@ -977,7 +982,7 @@ class _Run:
             _mark_done(folder, {"model": self.teacher_name, "fine_tuned": False, "reason": "already fine-tuned"})
             self.stages["teacher"] = "skipped (teacher already fine-tuned)"
             return
-        model = _load_classifier(self.teacher_name, self.label_names, self.problem_type)
+        model = _load_classifier(self.teacher_name, self.label_names, self.problem_type, seed=self.config.seed)
         lora = self.config.teacher.lora
         model = _with_lora(model, lora, "teacher", self.config.seed)
         args = _training_args(folder / "checkpoints", self.config, self.config.teacher.training, alpha=1.0)
@@ -1079,9 +1084,9 @@ class _Run:
 
         student_config = self.config.student
         if warm_model is not None:
-            model = _load_classifier(warm_model, self.label_names, self.problem_type)
+            model = _load_classifier(warm_model, self.label_names, self.problem_type, seed=self.config.seed)
         elif student_config.model is not None:
-            model = _load_classifier(student_config.model, self.label_names, self.problem_type)
+            model = _load_classifier(student_config.model, self.label_names, self.problem_type, seed=self.config.seed)
         else:
             model = student_from_teacher(
                 self.load_teacher(), layers=student_config.from_teacher_layers, num_layers=student_config.num_layers

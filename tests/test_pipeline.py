@@ -232,3 +232,27 @@ def test_online_teacher_distils_without_the_cached_column(recipe, monkeypatch):
     recipe["output_dir"] += "-cached"
     run_pipeline(DistillationPipelineConfig.from_dict(recipe))
     assert seen[-1] == (False, True)
+
+
+def test_same_recipe_gives_the_same_models_whatever_ran_before(recipe, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    # A base whose head does not fit the 3 labels: the teacher's head is newly initialised, as from a Hub encoder.
+    recipe["teacher"]["model"] = _save_model(tiny_bert(num_labels=5, layers=2), tmp_path / "base5", tmp_path)
+    weights = []
+    for k, noise in enumerate((0, 12345)):
+        torch.manual_seed(noise)  # the process's RNG state before the run must not matter
+        torch.rand(noise % 97 + 1)
+        recipe["output_dir"] = str(tmp_path / f"run{k}")
+        run_pipeline(DistillationPipelineConfig.from_dict(recipe))
+        weights.append(
+            {
+                side: load_file(str(tmp_path / f"run{k}" / side / "model" / "model.safetensors"))
+                for side in ("teacher", "student")
+            }
+        )
+    for side in ("teacher", "student"):
+        assert weights[0][side].keys() == weights[1][side].keys()
+        for name, tensor in weights[0][side].items():
+            assert torch.equal(tensor, weights[1][side][name]), (side, name)
