@@ -1125,29 +1125,34 @@ class _Run:
         self.stages["student_warmup"] = "ran"
         return str(model_dir)
 
-    def run_student(self, train: Any, warm_model: str | None) -> tuple[str, dict[str, Any]]:
+    def distillation_trainer(self, output_dir: Path, train: Any, model: Any = None, model_init: Any = None) -> Any:
+        """The student's `DistillationTrainer` (stage 5 and every search trial): the online teacher only when
+        `needs_online_teacher()`, otherwise the cached `teacher_logits` column alone."""
         from .distillation_trainer import DistillationTrainer
 
-        folder = self.stage_dir("student")
-        done = _done(folder)
-        if done is not None:
-            self.stages["student"] = "skipped (done)"
-            return done["model"], done
         online = self.needs_online_teacher()
         if self.config.student.online_teacher and "teacher_logits" in train.column_names:
             train = train.remove_columns("teacher_logits")  # every logit comes from the teacher's forward pass
-        student = self.new_student(warm_model)
-        args = _training_args(folder / "checkpoints", self.config, self.config.student.training)
-        trainer = DistillationTrainer(
-            model=student,
+        return DistillationTrainer(
+            model=model,
+            model_init=model_init,
             teacher_model=self.load_teacher() if online else None,
-            args=args,
+            args=_training_args(output_dir, self.config, self.config.student.training),
             train_dataset=_keep_model_columns(train, drop_teacher_side=not online),
             eval_dataset=_keep_model_columns(self.student_evals[self.validation_split], drop_teacher_side=True),
             processing_class=self.student_tokenizer,
             teacher_processing_class=self.teacher_tokenizer if online else None,
             compute_metrics=self.compute_metrics(),
         )
+
+    def run_student(self, train: Any, warm_model: str | None) -> tuple[str, dict[str, Any]]:
+        folder = self.stage_dir("student")
+        done = _done(folder)
+        if done is not None:
+            self.stages["student"] = "skipped (done)"
+            return done["model"], done
+        online = self.needs_online_teacher()
+        trainer = self.distillation_trainer(folder / "checkpoints", train, model=self.new_student(warm_model))
         started = time.perf_counter()
         _train(trainer)
         model_dir = folder / "model"
@@ -1439,7 +1444,6 @@ def run_search(config: DistillationPipelineConfig, n_trials: int | None = None, 
     Returns:
         `transformers.trainer_utils.BestRun`: The best trial.
     """
-    from .distillation_trainer import DistillationTrainer
 
     search = config.search
     backend = search.backend
@@ -1455,24 +1459,11 @@ def run_search(config: DistillationPipelineConfig, n_trials: int | None = None, 
     run.run_teacher()
     run.run_teacher_eval()
     train = run.run_teacher_logits()
-    online = run.needs_online_teacher()
-
-    def model_init() -> Any:
-        return run.new_student()
-
     # PSO keeps its state in search/pso/; an Optuna search's trial folders go to search/<backend>/.
     search_dir = run.root / "search" if backend == "pso" else run.root / "search" / backend
-    args = _training_args(search_dir, config, config.student.training)
-    trainer = DistillationTrainer(
-        model_init=model_init,
-        teacher_model=run.load_teacher() if online else None,
-        args=args,
-        train_dataset=_keep_model_columns(train, drop_teacher_side=not online),
-        eval_dataset=_keep_model_columns(run.student_evals[run.validation_split], drop_teacher_side=True),
-        processing_class=run.student_tokenizer,
-        teacher_processing_class=run.teacher_tokenizer if online else None,
-        compute_metrics=run.compute_metrics(),
-    )
+    # A zero-argument `model_init`: Trainer passes the trial to a one-argument one.
+    trainer = run.distillation_trainer(search_dir, train, model_init=lambda: run.new_student())
+    args = trainer.args
     key = f"eval_{search.metric}"
 
     def objective(metrics: dict[str, float]) -> float:

@@ -256,3 +256,23 @@ def test_same_recipe_gives_the_same_models_whatever_ran_before(recipe, tmp_path)
         assert weights[0][side].keys() == weights[1][side].keys()
         for name, tensor in weights[0][side].items():
             assert torch.equal(tensor, weights[1][side][name]), (side, name)
+
+
+def test_search_trials_distil_like_the_student_stage(recipe, monkeypatch):
+    # Stage 5 and the search build their trainer in one place: with `online_teacher`, trials read no cached column.
+    pytest.importorskip("optuna")
+    from hf_kd import DistillationTrainer
+    from hf_kd.pipeline import run_search
+
+    seen: list[tuple[bool, bool]] = []
+    original = DistillationTrainer.train
+
+    def recording(self, *args, **kwargs):
+        seen.append((self.teacher_model is not None, "teacher_logits" in self.train_dataset.column_names))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DistillationTrainer, "train", recording)
+    recipe["student"]["online_teacher"] = True
+    recipe["search"] = {"hp_space": {"alpha": [0.1, 0.9]}, "backend": "random", "n_trials": 1}
+    run_search(DistillationPipelineConfig.from_dict(recipe))
+    assert seen[-1] == (True, False)
