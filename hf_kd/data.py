@@ -29,7 +29,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -297,6 +297,25 @@ def _vocabulary(
     return vocabulary
 
 
+def _multi_hot(
+    values: dict[str, list[Any]], width: int, position: Callable[[Any, str, int], int]
+) -> dict[str, list[list[float]]]:
+    """Multi-hot vectors per split; a missing row (`None`) becomes all `IGNORE_INDEX` (unlabeled)."""
+    encoded: dict[str, list[list[float]]] = {}
+    for split, rows in values.items():
+        out = []
+        for row, value in enumerate(rows):
+            if value is None:
+                out.append([float(IGNORE_INDEX)] * width)
+                continue
+            vector = [0.0] * width
+            for v in value:
+                vector[position(v, split, row)] = 1.0
+            out.append(vector)
+        encoded[split] = out
+    return encoded
+
+
 def _unknown_label(vocabulary: Sequence[Any], label: Any, split: str, row: int, column: str) -> ValueError:
     return ValueError(
         f"Unknown label {_label_repr(label)} in column '{column}' of split '{split}' (row {row}); known labels: "
@@ -491,42 +510,27 @@ def _encode_labels(
                 raise ValueError(f"The 'train' split has no label in column '{column}'.")
             vocabulary = [str(i) for i in range(max(train) + 1)]
         width = len(vocabulary)
-        for split, rows in values.items():
-            out = []
-            for row, value in enumerate(rows):
-                if value is None:
-                    out.append([float(IGNORE_INDEX)] * width)
-                    continue
-                vector = [0.0] * width
-                for v in value:
-                    if v >= width:
-                        raise ValueError(
-                            f"Unknown label {v} in column '{column}' of split '{split}' (row {row}): ids must be "
-                            f"below {width}."
-                        )
-                    vector[v] = 1.0
-                out.append(vector)
-            encoded[split] = out
-        return encoded, vocabulary, problem_type
+
+        def position(v: int, split: str, row: int) -> int:
+            if v >= width:
+                raise ValueError(
+                    f"Unknown label {v} in column '{column}' of split '{split}' (row {row}): ids must be below "
+                    f"{width}."
+                )
+            return v
+
+        return _multi_hot(values, width, position), vocabulary, problem_type
 
     if kind in ("multi_names", "multi_values"):
         vocabulary = _vocabulary(values, column, label_names, default_order)
         index = {name: i for i, name in enumerate(vocabulary)}
-        width = len(vocabulary)
-        for split, rows in values.items():
-            out = []
-            for row, value in enumerate(rows):
-                if value is None:
-                    out.append([float(IGNORE_INDEX)] * width)
-                    continue
-                vector = [0.0] * width
-                for v in value:
-                    if v not in index:
-                        raise _unknown_label(vocabulary, v, split, row, column)
-                    vector[index[v]] = 1.0
-                out.append(vector)
-            encoded[split] = out
-        return encoded, vocabulary, problem_type
+
+        def position(v: Any, split: str, row: int) -> int:
+            if v not in index:
+                raise _unknown_label(vocabulary, v, split, row, column)
+            return index[v]
+
+        return _multi_hot(values, len(vocabulary), position), vocabulary, problem_type
 
     raise ValueError(f"Unknown label format {kind!r}.")
 
