@@ -69,6 +69,7 @@ def main() -> None:
     seen: dict[str, Any] = {"teacher_logits_examples": 0, "teacher_logits_state": None, "trainers": []}
     _instrument(seen)
     status = cli_main(["distill", recipe])
+    seen["process_group_open_after_cli"] = torch.distributed.is_initialized()
     state = PartialState()
     info_dir.mkdir(parents=True, exist_ok=True)
     info = {"status": status, "num_processes": state.num_processes, "process_index": state.process_index, **seen}

@@ -14,6 +14,7 @@ from conftest import random_dataset, tiny_bert  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 from hf_kd import DistillationTrainer, DistillationTrainingArguments  # noqa: E402
+from hf_kd.cli import leave_process_group  # noqa: E402
 
 
 def main() -> None:
@@ -52,6 +53,8 @@ def main() -> None:
     (out / f"info-{rank}.json").write_text(json.dumps(info))
     if rank == 0:
         save_file({k: v.contiguous() for k, v in trainer.model.state_dict().items()}, str(out / "weights.safetensors"))
+    del trainer, teacher
+    leave_process_group()
 
 
 if __name__ == "__main__":
