@@ -11,7 +11,7 @@ from dataclasses import fields
 from typing import Any
 
 import torch
-from accelerate.utils import DistributedType
+from accelerate.utils import DistributedType, extract_model_from_parallel
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, Trainer, TrainerCallback
@@ -158,7 +158,7 @@ class DistillationTrainer(Trainer):
     def _check_label_spaces(self, student: nn.Module, teacher: nn.Module) -> None:
         """Check that teacher and student share a label space; reorder the teacher's logits to the student's order."""
         self._teacher_label_order = None
-        s_cfg, t_cfg = getattr(student, "config", None), getattr(_unwrap(teacher), "config", None)
+        s_cfg, t_cfg = getattr(student, "config", None), getattr(extract_model_from_parallel(teacher), "config", None)
         if s_cfg is None or t_cfg is None:
             return
         if s_cfg.num_labels != t_cfg.num_labels:
@@ -201,7 +201,7 @@ class DistillationTrainer(Trainer):
             return self.teacher_model(**t_inputs)
 
     def _check_shared_vocabulary(self) -> None:
-        teacher_cfg = getattr(_unwrap(self.teacher_model), "config", None)
+        teacher_cfg = getattr(extract_model_from_parallel(self.teacher_model), "config", None)
         student_cfg = getattr(self.model, "config", None)
         tok_s, tok_t = self.processing_class, self.teacher_processing_class
         differs = False
@@ -458,7 +458,7 @@ class DistillationTrainer(Trainer):
         )
 
     def _build_intermediate(self) -> None:
-        teacher_cfg = _unwrap(self.teacher_model).config
+        teacher_cfg = extract_model_from_parallel(self.teacher_model).config
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.args.seed)
             self.intermediate = IntermediateDistiller(
@@ -641,12 +641,6 @@ class _ProjectionGradSyncCallback(TrainerCallback):
             if param.grad is not None:
                 torch.distributed.all_reduce(param.grad)
                 param.grad /= args.world_size
-
-
-def _unwrap(model: nn.Module | None) -> nn.Module | None:
-    while model is not None and hasattr(model, "module") and isinstance(model.module, nn.Module):
-        model = model.module
-    return model
 
 
 def _head_parameter_ids(model: nn.Module) -> set[int]:

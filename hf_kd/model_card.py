@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from accelerate.utils import extract_model_from_parallel
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, metadata_load
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
@@ -475,14 +476,10 @@ def validate_model_card(
     return card
 
 
-def _unwrap(model: Any) -> Any:
-    while model is not None and hasattr(model, "module"):
-        model = model.module
-    return model
-
-
 def _name_or_path(model: Any) -> str | None:
-    config = getattr(_unwrap(model), "config", None)
+    if model is None:
+        return None
+    config = getattr(extract_model_from_parallel(model), "config", None)
     value = getattr(config, "_name_or_path", None) or getattr(config, "name_or_path", None)
     return str(value) if value else None
 
@@ -519,7 +516,8 @@ def card_data_from_trainer(
         [`DistillationCardData`]: The card data.
     """
     args = trainer.args
-    student = _unwrap(getattr(trainer, "model", None))
+    student = getattr(trainer, "model", None)
+    student = None if student is None else extract_model_from_parallel(student)
     teacher = getattr(trainer, "teacher_model", None)
     config = getattr(student, "config", None)
     problem_type = getattr(config, "problem_type", None)

@@ -22,7 +22,10 @@ Trials
     `EarlyStoppingCallback`) are copied per trial, other callbacks are shared. A one-argument `model_init` receives
     the trial's hyperparameters as a dict. The teacher's logits are cached once over the training set (and the eval
     set when `teacher_eval_metrics` is on) before the first trial, and trials train without the online teacher, unless
-    a trial enables hidden-state or attention losses, which need the teacher's activations.
+    a trial enables hidden-state or attention losses, which need the teacher's activations. A particle whose
+    hyperparameters equal those of an earlier trial (the bounds hold particles at the box's faces and corners, so they
+    revisit points) is not trained again: its record takes that trial's objective and names it in `reused_from`, and it
+    still counts as a trial of the swarm.
 
 Resuming
     `output_dir/pso/state.json` holds the swarm (positions, velocities, personal and global bests), the completed
@@ -68,6 +71,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate.state import AcceleratorState, GradientState, PartialState
+from accelerate.utils import extract_model_from_parallel
 from transformers import TrainerCallback
 from transformers.trainer_callback import DefaultFlowCallback, ExportableState, PrinterCallback, ProgressCallback
 from transformers.trainer_utils import BestRun, default_compute_objective, get_last_checkpoint, number_of_arguments
@@ -515,11 +519,11 @@ def _write_reports(pso_dir: str, state: dict[str, Any]) -> None:
     direction = state["config"]["direction"]
     with open(os.path.join(pso_dir, "trials.csv"), "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["trial", "iteration", "particle", *names, "objective"])
+        writer.writerow(["trial", "iteration", "particle", *names, "objective", "reused_from"])
         for t in trials:
             objective = "" if t["objective"] is None else t["objective"]
             row = [t["trial"], t["iteration"], t["particle"], *(t["hyperparameters"][n] for n in names), objective]
-            writer.writerow(row)
+            writer.writerow([*row, t.get("reused_from", "")])
     best = _best_trial(trials, direction)
     if best is None:
         return
@@ -628,8 +632,16 @@ class _Search:
     rank: int
 
 
-def _run_trial(search: _Search, iteration: int, particle: int, k: int, position: list[float]) -> dict[str, Any]:
-    """Train and evaluate one particle (or reuse its result from an earlier run); returns its trial record."""
+def _run_trial(
+    search: _Search, iteration: int, particle: int, k: int, position: list[float], earlier: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """Train and evaluate one particle, or reuse a result; returns its trial record.
+
+    A result is reused when an earlier trial of this search (`earlier`) had the same hyperparameters: particles that
+    the bounds hold at a corner of the box revisit one point, and training it again with the same seed would only
+    repeat the run. The record then names that trial in `reused_from`. A result is also reused when an interrupted run
+    of the search had finished this trial.
+    """
     trainer = search.trainer
     params = {spec.name: spec.value(u) for spec, u in zip(search.specs, position)}
     trial_dir = os.path.join(search.pso_dir, f"trial-{k}")
@@ -642,6 +654,15 @@ def _run_trial(search: _Search, iteration: int, particle: int, k: int, position:
         "hyperparameters": params,
         "output_dir": trial_dir,
     }
+    same = next((t for t in earlier if t["hyperparameters"] == params), None)
+    if same is not None:
+        logger.info(f"PSO trial {k} has the hyperparameters of trial {same['trial']}; reusing its objective.")
+        return {
+            **record,
+            "output_dir": same["output_dir"],
+            "objective": same["objective"],
+            "reused_from": same["trial"],
+        }
     done = _read_json(os.path.join(trial_dir, _TRIAL_FILE))
     if done is not None and done.get("position") == record["position"] and done.get("hyperparameters") == params:
         logger.info(f"PSO trial {k} was finished by an earlier run; reusing its objective {done['objective']}.")
@@ -677,8 +698,8 @@ def _run_trial(search: _Search, iteration: int, particle: int, k: int, position:
             cached and (not args.teacher_eval_metrics or _has_logits(search.eval_dataset))
         )
         teacher = trainer.teacher_model if online else None
-        while teacher is not None and isinstance(getattr(teacher, "module", None), torch.nn.Module):
-            teacher = teacher.module
+        if teacher is not None:
+            teacher = extract_model_from_parallel(teacher)
         trial_trainer = type(trainer)(
             model_init=trial_model_init,
             teacher_model=teacher,
@@ -912,9 +933,9 @@ def _iterate(search: _Search, state: dict[str, Any], iterations: int, world_size
         error: Exception | None = None
         for particle in range(search.rank, n_particles, world_size):
             try:
-                results[particle] = _run_trial(
-                    search, iteration, particle, iteration * n_particles + particle, positions[particle]
-                )
+                k = iteration * n_particles + particle
+                earlier = [*state["trials"], *results.values()]
+                results[particle] = _run_trial(search, iteration, particle, k, positions[particle], earlier)
             except Exception as err:
                 if not distributed:
                     raise

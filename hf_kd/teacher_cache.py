@@ -15,18 +15,13 @@ from typing import Any
 
 import datasets
 import torch
+from accelerate.utils import extract_model_from_parallel
 from torch import nn
 
 __all__ = ["cache_teacher_logits", "teacher_fingerprint"]
 
 _TEACHER_COLUMNS = ("teacher_input_ids", "teacher_attention_mask", "teacher_token_type_ids")
 _STUDENT_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    while hasattr(model, "module") and isinstance(model.module, nn.Module):
-        model = model.module
-    return model
 
 
 def teacher_fingerprint(teacher_model: nn.Module) -> str:
@@ -40,7 +35,7 @@ def teacher_fingerprint(teacher_model: nn.Module) -> str:
         `str`: a hex digest that changes whenever any weight changes.
     """
     digest = hashlib.sha256()
-    for name, tensor in _unwrap(teacher_model).state_dict().items():
+    for name, tensor in extract_model_from_parallel(teacher_model).state_dict().items():
         tensor = tensor.detach().contiguous().cpu().reshape(-1)
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes())
@@ -111,7 +106,7 @@ def cache_teacher_logits(
         dataset = dataset.remove_columns("teacher_logits")
     columns = _input_columns(dataset)
     order = None if label_order is None else torch.as_tensor(list(map(int, label_order)), dtype=torch.long)
-    teacher = _unwrap(teacher_model)
+    teacher = extract_model_from_parallel(teacher_model)
     teacher.eval()
     device = next(teacher.parameters()).device
     vocab_size = getattr(getattr(teacher, "config", None), "vocab_size", None)

@@ -498,3 +498,29 @@ def test_optuna_space_suggests_each_field_at_its_bounds_and_scale(tmp_path):
         ("float", "temperature", 1.0, 8.0, True),
         ("int", "gradient_accumulation_steps", 1, 4),
     ]
+
+
+def test_a_point_already_trained_is_reused_not_trained_again(tmp_path):
+    # Four particles on a 1-D integer axis with two values: at least two particles of the first iteration share a
+    # value, and every later particle repeats one.
+    recorder = Recorder()
+    trainer = make_trainer(tmp_path, callbacks=[recorder])
+    search(trainer, hp_space={"num_train_epochs": (1, 2, "int")}, n_trials=8, n_particles=4)
+    trials = load_state(tmp_path)["trials"]
+    assert len(trials) == 8
+    distinct = {t["hyperparameters"]["num_train_epochs"] for t in trials}
+    trained = [t for t in trials if "reused_from" not in t]
+    # One training per distinct point, done by its first trial.
+    assert len(recorder.begun) == len(trained) == len(distinct)
+    assert recorder.begun == [f"trial-{t['trial']}" for t in trained]
+    by_number = {t["trial"]: t for t in trials}
+    for t in trials:
+        if "reused_from" in t:
+            first = by_number[t["reused_from"]]
+            assert "reused_from" not in first and first["trial"] < t["trial"]
+            assert first["hyperparameters"] == t["hyperparameters"] and first["objective"] == t["objective"]
+            assert t["output_dir"] == first["output_dir"]
+            assert not (tmp_path / "pso" / f"trial-{t['trial']}").exists()
+    with open(tmp_path / "pso" / "trials.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["reused_from"] for r in rows] == [str(t.get("reused_from", "")) for t in trials]
