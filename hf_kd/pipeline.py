@@ -1005,6 +1005,22 @@ class _Run:
         _mark_done(folder, info)
         self.stages["teacher"] = "ran"
 
+    def evaluate(
+        self, model: Any, tokenizer: Any, splits: dict[str, Any], folder: Path
+    ) -> dict[str, dict[str, float]]:
+        """Metrics of `model` on each of `splits`, with the threshold tuned on the validation split as configured."""
+        return _evaluate(
+            model,
+            tokenizer,
+            splits,
+            self.validation_split,
+            self.problem_type,
+            self.label_names,
+            self.config.evaluation.tune_threshold,
+            folder / "tmp",
+            self.config.evaluation.batch_size,
+        )
+
     def load_teacher(self) -> Any:
         model = _load_classifier(self.teacher_path, self.label_names, self.problem_type)
         return model
@@ -1016,17 +1032,7 @@ class _Run:
             metrics = done["metrics"]
             self.stages["teacher_eval"] = "skipped (done)"
         else:
-            metrics = _evaluate(
-                self.load_teacher(),
-                self.teacher_tokenizer,
-                self.teacher_evals,
-                self.validation_split,
-                self.problem_type,
-                self.label_names,
-                self.config.evaluation.tune_threshold,
-                folder / "tmp",
-                self.config.evaluation.batch_size,
-            )
+            metrics = self.evaluate(self.load_teacher(), self.teacher_tokenizer, self.teacher_evals, folder)
             _mark_done(folder, {"metrics": metrics})
             self.stages["teacher_eval"] = "ran"
         gate = self.config.evaluation.min_teacher_metric
@@ -1176,17 +1182,7 @@ class _Run:
             self.stages["evaluation"] = "skipped (done)"
             return done
         student = _load_classifier(student_dir, self.label_names, self.problem_type)
-        student_metrics = _evaluate(
-            student,
-            self.student_tokenizer,
-            self.student_evals,
-            self.validation_split,
-            self.problem_type,
-            self.label_names,
-            self.config.evaluation.tune_threshold,
-            folder / "tmp",
-            self.config.evaluation.batch_size,
-        )
+        student_metrics = self.evaluate(student, self.student_tokenizer, self.student_evals, folder)
         result: dict[str, Any] = {"teacher": teacher_metrics, "student": student_metrics}
         if _is_main():
             result["report"] = self._report(student, student_dir, teacher_metrics, student_metrics, folder)
