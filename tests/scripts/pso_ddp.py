@@ -13,7 +13,6 @@ import os
 import sys
 from pathlib import Path
 
-import torch
 from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -21,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import random_dataset, tiny_bert  # noqa: E402
 
 from hf_kd import DistillationTrainer, DistillationTrainingArguments  # noqa: E402
+from hf_kd.cli import leave_process_group  # noqa: E402
 
 SPACE = {"learning_rate": (1e-4, 1e-1, "log"), "alpha": (0.0, 1.0)}
 N_TRIALS = 6
@@ -80,9 +80,8 @@ def main(output_dir: str) -> None:
     }
     with open(os.path.join(output_dir, f"process-{trainer.args.process_index}.json"), "w") as f:
         json.dump(report, f)
-    if torch.distributed.is_initialized():
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+    del trainer
+    leave_process_group()
 
 
 if __name__ == "__main__":
