@@ -321,7 +321,7 @@ def test_best_run_and_report_files(reference):
 
     with open(out / "trials.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["trial", "iteration", "particle", *SPACE, "objective"]
+    assert list(rows[0]) == ["trial", "iteration", "particle", *SPACE, "objective", "reused_from"]
     assert [(int(r["trial"]), int(r["iteration"]), int(r["particle"])) for r in rows] == [
         (0, 0, 0),
         (1, 0, 1),
@@ -386,9 +386,16 @@ def test_finished_search_returns_its_best_without_training_and_can_be_extended(r
     assert recorder.begun == [] and teacher.calls == 0
 
     search(trainer, n_trials=N_TRIALS + N_PARTICLES)
-    assert recorder.begun == ["trial-4", "trial-5"]
     state = load_state(tmp_path / "out")
     assert state["iteration"] == 3 and trial_summary(state)[:N_TRIALS] == trial_summary(reference["state"])
+    # The new iteration's particles are trained, except those on a point an earlier trial had (with this seed both
+    # land on trial 3's corner of the box: the highest learning rate and alpha 0).
+    new = state["trials"][N_TRIALS:]
+    assert [t["trial"] for t in new] == [4, 5]
+    assert recorder.begun == [f"trial-{t['trial']}" for t in new if "reused_from" not in t]
+    for t in new:
+        if "reused_from" in t:
+            assert state["trials"][t["reused_from"]]["hyperparameters"] == t["hyperparameters"]
 
     with pytest.raises(ValueError, match=r"seed=7.*seed=8"):
         search(trainer, seed=8)
