@@ -214,3 +214,19 @@ def arms_table(rows: list[dict[str, Any]], order: list[str], metric: str) -> lis
         test_text = f"{100 * test[0]:.2f} ± {100 * test[1]:.2f}" if test else "–"
         lines.append(f"| {arm} | {100 * val[0]:.2f} ± {100 * val[1]:.2f} | {test_text} | {ratio} | {secs[0]:.0f} |")
     return lines
+
+
+def per_seed_table(rows: list[dict[str, Any]], order: list[str], metric: str) -> list[str]:
+    """Markdown table of `run_student_arms`' output with one column per seed: validation / test `metric` (%)."""
+    seeds = sorted({r["seed"] for r in rows})
+    lines = [
+        f"| model | {' | '.join(f'seed {s}: validation / test {metric}' for s in seeds)} |",
+        "| --- |" + " ---: |" * len(seeds),
+    ]
+    for arm in order:
+        cells = []
+        for seed in seeds:
+            row = next((r for r in rows if r["arm"] == arm and r["seed"] == seed), None)
+            cells.append("–" if row is None else f"{100 * row['validation']:.2f} / {100 * row['test']:.2f}")
+        lines.append(f"| {arm} | {' | '.join(cells)} |")
+    return lines

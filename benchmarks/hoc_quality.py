@@ -30,7 +30,15 @@ from pathlib import Path
 from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import arms_table, machine, machine_line, parse_seeds, run_student_arms, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    arms_table,
+    machine,
+    machine_line,
+    parse_seeds,
+    per_seed_table,
+    run_student_arms,
+    write_results,
+)
 
 from hf_kd.cli import parse_overrides  # noqa: E402
 from hf_kd.pipeline import DistillationPipelineConfig  # noqa: E402
@@ -43,6 +51,9 @@ def main() -> None:
     parser.add_argument("--recipe", default=str(ROOT / "recipes" / "hoc" / "offline.yaml"))
     parser.add_argument("--seeds", default="1", help="count (3 -> 42,43,44) or comma list")
     parser.add_argument("--pso_recipe", default=None, help="best_recipe.yaml written by `hf-kd search`")
+    parser.add_argument(
+        "--skip", default="", help="comma list of arms not to run, e.g. student_kd_online (it equals the cached arm)"
+    )
     parser.add_argument("--output_dir", default="runs/hoc-quality")
     parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     cli, rest = parser.parse_known_args()
@@ -61,10 +72,19 @@ def main() -> None:
         found = DistillationPipelineConfig.from_yaml(cli.pso_recipe)
         searched = {k: found.student.training[k] for k in (found.search.hp_space or {}) if k in found.student.training}
         arms["student_kd_pso"] = dataclasses.replace(base.student, training={**base.student.training, **searched})
+    skipped = [name for name in cli.skip.split(",") if name]
+    unknown = sorted(set(skipped) - set(arms))
+    if unknown:
+        parser.error(f"--skip: unknown arm(s) {unknown}; the arms that can be skipped are {sorted(arms)}")
+    arms = {name: student for name, student in arms.items() if name not in skipped}
     info = machine()
     seeds = parse_seeds(cli.seeds)
     rows = run_student_arms(base, arms, seeds, metric, Path(cli.output_dir), reference="student_kd_cached")
-    order = ["teacher", "student_alone", "student_kd_online", "student_kd_cached", "student_kd_pso"]
+    order = [
+        a
+        for a in ("teacher", "student_alone", "student_kd_online", "student_kd_cached", "student_kd_pso")
+        if a not in skipped
+    ]
     lines = [
         f"Machine: {machine_line(info)}.",
         f"Recipe `{Path(cli.recipe).name}` (level {base.data.level}, train subset {base.data.train_size}), overrides "
@@ -72,6 +92,10 @@ def main() -> None:
         "validation. Train time: the training stage alone (the cached arm's caching pass is stage 3).",
         "",
         *arms_table(rows, order, metric),
+        "",
+        "Per seed:",
+        "",
+        *per_seed_table(rows, order, metric),
     ]
     markdown = "\n".join(lines)
     payload = {
