@@ -7,8 +7,8 @@ from .data import (
     load_hoc,
     tokenize_for_distillation,
 )
-from .distillation_config import DistillationTrainingArguments
-from .distillation_trainer import DistillationTrainer
+from .config import DistillationTrainingArguments
+from .trainer import DistillationTrainer
 from .student import student_from_teacher
 from .teacher_cache import cache_teacher_logits
 

@@ -18,31 +18,53 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import TrainerCallback
 
 from .alignment import aligned_word_states, mean_pool
 from .losses import attention_kl_loss, hidden_cosine_loss, hidden_mse_loss
 
-__all__ = ["IntermediateDistiller", "uniform_layer_mapping"]
+__all__ = ["IntermediateDistiller", "ProjectionGradSyncCallback", "uniform_layers"]
 
 
-def uniform_layer_mapping(num_student_layers: int, num_teacher_layers: int) -> list[int]:
-    """The default layer mapping: student layer `i` (1-based) of `m` matches teacher layer `round(i · n / m)`.
+def uniform_layers(num_teacher_layers: int, num_student_layers: int, align: str = "first") -> list[int]:
+    """
+    Evenly spaced teacher layers, one per student layer (0-based layer indices).
+
+    - `align="first"` starts at the teacher's first layer: 6 → 3 gives `[0, 2, 4]`, the layers DistilBERT copies into
+      its student (`hf_kd.student_from_teacher`). It needs `1 <= num_student_layers <= num_teacher_layers`.
+    - `align="last"` ends at the teacher's last layer: student layer `i` (1-based) of `m` matches teacher layer
+      `round(i · n / m)`, so 3 of 6 gives `[1, 3, 5]` (layers 2, 4 and 6), TinyBERT's uniform mapping and the default
+      `layer_mapping` of hidden-state distillation (as hidden-state indices, `[2, 4, 6]`). A student deeper than
+      its teacher maps several of its layers to one teacher layer.
 
     Args:
-        num_student_layers (`int`):
-            Number of student layers `m`.
         num_teacher_layers (`int`):
-            Number of teacher layers `n`.
+            Layers in the teacher, `n`.
+        num_student_layers (`int`):
+            Layers in the student, `m`.
+        align (`str`, *optional*, defaults to `"first"`):
+            `"first"` or `"last"`.
 
     Returns:
-        `list[int]`: teacher hidden-state index for each student layer `1..m`.
+        `list[int]`: One 0-based teacher layer index per student layer.
     """
     if num_student_layers < 1 or num_teacher_layers < 1:
         raise ValueError(
             f"Both models need at least one layer, got {num_student_layers} (student) and {num_teacher_layers} "
             "(teacher)."
         )
-    return [max(1, round(i * num_teacher_layers / num_student_layers)) for i in range(1, num_student_layers + 1)]
+    if align == "first":
+        if num_student_layers > num_teacher_layers:
+            raise ValueError(
+                f"`num_student_layers` must be between 1 and the teacher's {num_teacher_layers} layers, got "
+                f"{num_student_layers}."
+            )
+        return [(i * num_teacher_layers) // num_student_layers for i in range(num_student_layers)]
+    if align == "last":
+        return [
+            max(1, round(i * num_teacher_layers / num_student_layers)) - 1 for i in range(1, num_student_layers + 1)
+        ]
+    raise ValueError(f"`align` must be 'first' or 'last', got {align!r}.")
 
 
 def _num_layers(config: Any) -> int:
@@ -92,7 +114,9 @@ class IntermediateDistiller(nn.Module):
     ) -> None:
         super().__init__()
         n_student, n_teacher = _num_layers(student_config), _num_layers(teacher_config)
-        mapping = list(layer_mapping) if layer_mapping is not None else uniform_layer_mapping(n_student, n_teacher)
+        if layer_mapping is None:
+            layer_mapping = [j + 1 for j in uniform_layers(n_teacher, n_student, align="last")]
+        mapping = list(layer_mapping)
         if len(mapping) != n_student:
             raise ValueError(
                 f"`layer_mapping` must name one teacher layer per student layer: the student has {n_student} layers, "
@@ -197,3 +221,29 @@ class IntermediateDistiller(nn.Module):
             ]
             losses["attention_loss"] = self.attention_loss_weight * torch.stack(terms).mean()
         return losses
+
+
+class ProjectionGradSyncCallback(TrainerCallback):
+    """
+    Average the layer projections' gradients across processes before each optimizer step.
+
+    The projections of an [`IntermediateDistiller`] live outside the DDP-wrapped student, so DDP does not average
+    their gradients; this callback does, with one `all_reduce` per projection parameter.
+
+    Args:
+        trainer ([`~hf_kd.DistillationTrainer`]):
+            The trainer whose `intermediate` distiller holds the projections.
+    """
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """All-reduce (mean) the projections' gradients when several processes train."""
+        distiller = self.trainer.intermediate
+        if distiller is None or args.world_size <= 1 or not torch.distributed.is_initialized():
+            return
+        for param in distiller.parameters():
+            if param.grad is not None:
+                torch.distributed.all_reduce(param.grad)
+                param.grad /= args.world_size

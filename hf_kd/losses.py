@@ -32,6 +32,7 @@ __all__ = [
     "hidden_mse_loss",
     "logit_mse_loss",
     "softmax_kd_loss",
+    "validate_labels",
 ]
 
 Reduction = Literal["mean", "sum", "none"]
@@ -214,6 +215,40 @@ def hard_label_loss(
     if reduction == "sum":
         return per_item.sum(), count
     raise ValueError(f"`reduction` must be 'sum' or 'none', got {reduction!r}.")
+
+
+def validate_labels(labels: torch.Tensor, problem_type: str) -> torch.Tensor:
+    """Check a batch's labels for the task type, and cast them to the dtype its hard loss takes.
+
+    Args:
+        labels (`torch.Tensor`):
+            The batch's labels.
+        problem_type (`str`):
+            One of `"single_label_classification"`, `"multi_label_classification"`, `"regression"`.
+
+    Returns:
+        `torch.Tensor`: `int64` class ids (single-label), `float32` targets (multi-label), or the labels unchanged.
+
+    Raises:
+        `ValueError`: On non-integer class ids or NaN values.
+    """
+    if problem_type == "single_label_classification":
+        if labels.is_floating_point():
+            if torch.isnan(labels).any() or not torch.equal(labels, labels.round()):
+                raise ValueError(
+                    "Single-label classification needs integer class ids in `labels`, got non-integer float values. "
+                    "For multi-hot targets set `problem_type='multi_label_classification'`."
+                )
+            labels = labels.long()
+        return labels
+    if problem_type == "multi_label_classification":
+        labels = labels.float()
+        if torch.isnan(labels).any():
+            raise ValueError("`labels` contains NaN; mark a missing label with -100.")
+        return labels
+    if torch.isnan(labels.float()).any():
+        raise ValueError("Regression `labels` contains NaN.")
+    return labels
 
 
 def hidden_mse_loss(

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .distillation_config import DistillationTrainingArguments
+from .config import DistillationTrainingArguments
 
 logger = logging.getLogger(__name__)
 
@@ -828,7 +828,7 @@ def _split_metrics(
 
 
 def _predict(model: Any, tokenizer: Any, dataset: Any, output_dir: Path, batch_size: int) -> np.ndarray:
-    from .distillation_trainer import DistillationTrainer
+    from .trainer import DistillationTrainer
 
     args = DistillationTrainingArguments(
         output_dir=str(output_dir),
@@ -968,7 +968,7 @@ class _Run:
     # ------------------------------------------------------------------ stages
 
     def run_teacher(self) -> None:
-        from .distillation_trainer import DistillationTrainer
+        from .trainer import DistillationTrainer
 
         folder = self.stage_dir("teacher")
         done = _done(folder)
@@ -1100,7 +1100,7 @@ class _Run:
         return _with_lora(model, student_config.lora, "student", self.config.seed)
 
     def run_student_warmup(self, train: Any) -> str | None:
-        from .distillation_trainer import DistillationTrainer
+        from .trainer import DistillationTrainer
 
         epochs = self.config.student.warmup_epochs
         if not epochs:
@@ -1134,7 +1134,7 @@ class _Run:
     def distillation_trainer(self, output_dir: Path, train: Any, model: Any = None, model_init: Any = None) -> Any:
         """The student's `DistillationTrainer` (stage 5 and every search trial): the online teacher only when
         `needs_online_teacher()`, otherwise the cached `teacher_logits` column alone."""
-        from .distillation_trainer import DistillationTrainer
+        from .trainer import DistillationTrainer
 
         online = self.needs_online_teacher()
         if self.config.student.online_teacher and "teacher_logits" in train.column_names:
@@ -1264,7 +1264,7 @@ class _Run:
         self, student: Any, student_dir: str, teacher: Any, student_metrics: Any, teacher_metrics: Any, report: Any
     ) -> None:
         try:
-            from .distillation_trainer import DistillationTrainer
+            from .trainer import DistillationTrainer
             from .model_card import card_data_from_trainer, write_model_card
         except ImportError:  # pragma: no cover - the model card module is optional
             return

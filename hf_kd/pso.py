@@ -605,9 +605,9 @@ def _trial_callbacks(trainer: Any) -> list[TrainerCallback]:
     """The search trainer's own callbacks (not those every trainer adds), stateful ones copied."""
     from transformers.integrations import get_reporting_integration_callbacks
 
-    from .distillation_trainer import _ProjectionGradSyncCallback
+    from .intermediate import ProjectionGradSyncCallback
 
-    added = {DefaultFlowCallback, PrinterCallback, ProgressCallback, _ProjectionGradSyncCallback}
+    added = {DefaultFlowCallback, PrinterCallback, ProgressCallback, ProjectionGradSyncCallback}
     added.update(get_reporting_integration_callbacks(trainer.args.report_to))
     callbacks = []
     for cb in trainer.callback_handler.callbacks:

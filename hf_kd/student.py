@@ -8,29 +8,11 @@ from collections.abc import Sequence
 from torch import nn
 from transformers import PreTrainedModel
 
-__all__ = ["student_from_teacher", "uniform_layers"]
+from .intermediate import uniform_layers
+
+__all__ = ["head_parameter_ids", "student_from_teacher", "uniform_layers"]
 
 _LAYER_COUNT_ATTRS = ("num_hidden_layers", "n_layers", "num_layers")
-
-
-def uniform_layers(num_teacher_layers: int, num_student_layers: int) -> list[int]:
-    """Evenly spaced teacher layers starting at the first, e.g. 6 → 3 gives `[0, 2, 4]` (DistilBERT's choice).
-
-    Args:
-        num_teacher_layers (`int`):
-            Layers in the teacher.
-        num_student_layers (`int`):
-            Layers wanted in the student, between 1 and `num_teacher_layers`.
-
-    Returns:
-        `list[int]`: 0-based teacher layer indices.
-    """
-    if not 1 <= num_student_layers <= num_teacher_layers:
-        raise ValueError(
-            f"`num_student_layers` must be between 1 and the teacher's {num_teacher_layers} layers, got "
-            f"{num_student_layers}."
-        )
-    return [(i * num_teacher_layers) // num_student_layers for i in range(num_student_layers)]
 
 
 def _layer_list(model: nn.Module, n_layers: int) -> tuple[nn.Module, str]:
@@ -95,3 +77,25 @@ def student_from_teacher(
     student.requires_grad_(True)
     student.train()
     return student
+
+
+def head_parameter_ids(model: nn.Module) -> set[int]:
+    """
+    Ids of the trainable parameters of a classifier's task head (outside its base model, or in its pooler).
+
+    Args:
+        model (`nn.Module`):
+            A transformers classifier, or a `peft.PeftModel` around one.
+
+    Returns:
+        `set[int]`: The `id()` of each trainable head parameter.
+    """
+    from peft import PeftModel
+
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    prefix = getattr(base, "base_model_prefix", "")
+
+    def is_head(name: str) -> bool:
+        return bool(prefix and not name.startswith(prefix + ".")) or ".pooler." in f".{name}"
+
+    return {id(p) for n, p in base.named_parameters() if p.requires_grad and is_head(n)}
