@@ -621,7 +621,8 @@ def _problem_type(dataset: Any) -> str:
 
 
 def _load_data(config: DistillationPipelineConfig) -> tuple[Any, list[str]]:
-    from .data import load_classification_dataset, load_codiesp, load_hoc
+    from .corpora import load_codiesp, load_hoc
+    from .data import load_classification_dataset
 
     data = config.data
     if data.dataset == "hoc":
@@ -1264,8 +1265,8 @@ class _Run:
         self, student: Any, student_dir: str, teacher: Any, student_metrics: Any, teacher_metrics: Any, report: Any
     ) -> None:
         try:
-            from .trainer import DistillationTrainer
             from .model_card import card_data_from_trainer, write_model_card
+            from .trainer import DistillationTrainer
         except ImportError:  # pragma: no cover - the model card module is optional
             return
         args = _training_args(self.stage_dir("evaluation") / "tmp", self.config, self.config.student.training)

@@ -93,7 +93,7 @@ class DistillationTrainer(Trainer):
         if isinstance(teacher_model, str):
             teacher_model = load_teacher(teacher_model, args.teacher_model_init_kwargs)
         if data_collator is None and processing_class is not None and hasattr(processing_class, "pad"):
-            from .data import DistillationDataCollator
+            from .collator import DistillationDataCollator
 
             # Without a teacher tokenizer the teacher shares the student's: it pads teacher_* columns too (e.g. a
             # teacher reading a translation with the same tokenizer).

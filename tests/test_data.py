@@ -13,14 +13,9 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from transformers import AutoTokenizer, BertTokenizerFast, BertTokenizerLegacy
 
-from hf_kd.data import (
-    DistillationDataCollator,
-    load_classification_dataset,
-    load_codiesp,
-    load_hoc,
-    same_tokenization,
-    tokenize_for_distillation,
-)
+from hf_kd.collator import DistillationDataCollator
+from hf_kd.corpora import load_codiesp, load_hoc
+from hf_kd.data import load_classification_dataset, same_tokenization, tokenize_for_distillation
 
 SHARED = Path(__file__).parents[1] / ".." / "shared"
 HOC_DIR = SHARED / "data" / "hoc"
