@@ -51,7 +51,26 @@ _EXPORTS: dict[str, str] = {
     "write_model_card": "model_card",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "DistillationCardData",
+    "DistillationDataCollator",
+    "DistillationPipelineConfig",
+    "DistillationTrainer",
+    "DistillationTrainingArguments",
+    "__version__",
+    "build_model_card",
+    "cache_teacher_logits",
+    "evaluate_model",
+    "load_classification_dataset",
+    "load_codiesp",
+    "load_hoc",
+    "make_compute_metrics",
+    "run_pipeline",
+    "run_search",
+    "student_from_teacher",
+    "tokenize_for_distillation",
+    "write_model_card",
+]
 
 
 def __getattr__(name: str) -> Any:

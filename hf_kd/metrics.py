@@ -1,7 +1,8 @@
-"""Evaluation metrics for (distilled) text classifiers.
+"""Evaluation metrics for (distilled) text classifiers, on scikit-learn.
 
 Plain numpy / scikit-learn functions, usable on their own or through [`make_compute_metrics`] as the
-`compute_metrics` argument of a `transformers.Trainer`.
+`compute_metrics` argument of a `transformers.Trainer`. Decision thresholds are in `hf_kd.thresholds`, BLURB's HoC
+scoring in `hf_kd.corpora`.
 
 Conventions shared by every function of this module:
 
@@ -16,240 +17,48 @@ Conventions shared by every function of this module:
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+from sklearn.metrics import accuracy_score, average_precision_score, brier_score_loss, f1_score, roc_auc_score
+
+from .constants import IGNORE_INDEX, TASK_TYPES
+from .numeric import (
+    as_numeric,
+    as_probabilities,
+    check_same_shape,
+    check_threshold,
+    confusion_counts,
+    f1_from_counts,
+    labeled_mask,
+    metric_keys,
+    prepare_multilabel,
+    safe_divide,
+    sigmoid,
+    softmax,
+    threshold_vector,
+)
+from .thresholds import tune_thresholds
 
 if TYPE_CHECKING:
     from transformers import EvalPrediction
 
 __all__ = [
-    "DEFAULT_THRESHOLD_GRID",
-    "IGNORE_INDEX",
     "PROBLEM_TYPES",
-    "aggregate_by_group",
     "agreement",
     "binary_metrics",
-    "blurb_hoc_f1",
     "expected_calibration_error",
     "make_compute_metrics",
     "multilabel_metrics",
-    "positive_rate_threshold",
     "sigmoid",
     "single_label_metrics",
     "softmax",
-    "tune_thresholds",
 ]
 
-IGNORE_INDEX: int = -100
-"""Label value ignored by every metric (the `transformers` convention)."""
-
-PROBLEM_TYPES: tuple[str, ...] = (
-    "single_label_classification",
-    "multi_label_classification",
-    "binary",
-    "regression",
-)
+PROBLEM_TYPES: tuple[str, ...] = TASK_TYPES
 """Problem types understood by [`make_compute_metrics`]."""
-
-DEFAULT_THRESHOLD_GRID: np.ndarray = np.round(np.arange(1, 20) * 0.05, 2)
-"""Default grid of [`tune_thresholds`]: 0.05, 0.10, ..., 0.95."""
-
-_AGGREGATIONS: tuple[str, ...] = ("max", "min", "mean", "sum", "any")
-
-
-# ----------------------------------------------------------------------------------------------------
-# Numeric helpers
-# ----------------------------------------------------------------------------------------------------
-
-
-def _as_float(x: npt.ArrayLike) -> np.ndarray:
-    array = np.asarray(x)
-    if not np.issubdtype(array.dtype, np.floating):
-        array = array.astype(np.float64)
-    return array
-
-
-def sigmoid(x: npt.ArrayLike) -> np.ndarray:
-    """
-    Numerically stable logistic function `1 / (1 + exp(-x))`, element-wise.
-
-    Never overflows: `exp` is only evaluated on `-|x|`. Floating inputs keep their dtype, other inputs are cast to
-    `float64`; NaN propagates.
-
-    Args:
-        x (`npt.ArrayLike`):
-            Logits of any shape.
-
-    Returns:
-        `np.ndarray`: Probabilities in `[0, 1]`, same shape as `x`.
-    """
-    x = _as_float(x)
-    exp_neg_abs = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + exp_neg_abs), exp_neg_abs / (1.0 + exp_neg_abs)).astype(x.dtype, copy=False)
-
-
-def softmax(x: npt.ArrayLike, axis: int = -1) -> np.ndarray:
-    """
-    Numerically stable softmax (the maximum is subtracted before exponentiating).
-
-    Floating inputs keep their dtype, other inputs are cast to `float64`; NaN propagates.
-
-    Args:
-        x (`npt.ArrayLike`):
-            Logits of any shape with at least one dimension.
-        axis (`int`, *optional*, defaults to -1):
-            Axis along which the probabilities sum to 1.
-
-    Returns:
-        `np.ndarray`: Probabilities, same shape as `x`.
-    """
-    x = _as_float(x)
-    if x.ndim == 0:
-        raise ValueError("`x` must have at least one dimension for softmax, got a scalar.")
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / np.sum(exp, axis=axis, keepdims=True)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Validation helpers
-# ----------------------------------------------------------------------------------------------------
-
-
-def _check_no_nan(array: np.ndarray, name: str) -> None:
-    if np.issubdtype(array.dtype, np.floating) and np.isnan(array).any():
-        raise ValueError(f"`{name}` contains NaN values ({int(np.isnan(array).sum())} of {array.size}).")
-
-
-def _to_array(x: npt.ArrayLike, name: str) -> np.ndarray:
-    array = np.asarray(x)
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise ValueError(f"`{name}` must be numeric, got an array of dtype {array.dtype}.")
-    _check_no_nan(array, name)
-    return array
-
-
-def _to_probs(x: npt.ArrayLike, name: str) -> np.ndarray:
-    array = _to_array(x, name).astype(np.float64, copy=False)
-    if array.size and (array.min() < 0.0 or array.max() > 1.0):
-        raise ValueError(
-            f"`{name}` must contain probabilities in [0, 1], got values in [{array.min():.4g}, {array.max():.4g}]; "
-            "apply `sigmoid`/`softmax` to logits first."
-        )
-    return array
-
-
-def _check_same_shape(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str) -> None:
-    if a.shape != b.shape:
-        raise ValueError(f"`{a_name}` has shape {a.shape} but `{b_name}` has shape {b.shape}; they must match.")
-
-
-def _check_same_length(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str) -> None:
-    if a.ndim == 0 or b.ndim == 0 or a.shape[0] != b.shape[0]:
-        raise ValueError(
-            f"`{a_name}` has shape {a.shape} but `{b_name}` has shape {b.shape}; "
-            "their first dimensions (number of examples) must match."
-        )
-
-
-def _binary_label_mask(labels: np.ndarray, name: str) -> np.ndarray:
-    """Returns the mask of labeled cells after checking every other cell is 0 or 1."""
-    mask = labels != IGNORE_INDEX
-    valid = labels[mask]
-    bad = (valid != 0) & (valid != 1)
-    if bad.any():
-        raise ValueError(
-            f"`{name}` must contain only 0, 1 or {IGNORE_INDEX} (ignored), got {np.unique(valid[bad])[:5].tolist()}."
-        )
-    return mask
-
-
-def _check_threshold_value(threshold: Any, name: str = "threshold") -> float:
-    if isinstance(threshold, np.ndarray) and threshold.ndim == 0:
-        threshold = threshold.item()
-    if isinstance(threshold, bool | np.bool_) or not isinstance(threshold, int | float | np.integer | np.floating):
-        raise ValueError(f"`{name}` must be a float in [0, 1], got {type(threshold).__name__}.")
-    value = float(threshold)
-    if not 0.0 <= value <= 1.0:  # also rejects NaN
-        raise ValueError(f"`{name}` must be in [0, 1], got {value}.")
-    return value
-
-
-def _threshold_vector(threshold: float | npt.ArrayLike, num_labels: int) -> np.ndarray:
-    """Broadcastable `(num_labels,)` thresholds from a scalar or a per-label array."""
-    if np.ndim(threshold) == 0:
-        return np.full(num_labels, _check_threshold_value(threshold))
-    values = _to_array(threshold, "threshold").astype(np.float64)
-    if values.shape != (num_labels,):
-        raise ValueError(
-            f"`threshold` must be a float or an array of shape ({num_labels},) (one per label), got shape "
-            f"{values.shape}."
-        )
-    if (values < 0).any() or (values > 1).any():
-        raise ValueError(f"`threshold` values must be in [0, 1], got values in [{values.min()}, {values.max()}].")
-    return values
-
-
-def _prepare_multilabel(probs: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validated `(probs, labels, mask)` as 2-D arrays (a 1-D input is one label)."""
-    probs_arr = _to_probs(probs, "probs")
-    labels_arr = _to_array(labels, "labels")
-    _check_same_shape(probs_arr, "probs", labels_arr, "labels")
-    if probs_arr.ndim == 1:
-        probs_arr, labels_arr = probs_arr[:, None], labels_arr[:, None]
-    if probs_arr.ndim != 2:
-        raise ValueError(f"`probs` must have shape (n_examples, num_labels), got shape {probs_arr.shape}.")
-    mask = _binary_label_mask(labels_arr, "labels")
-    if not mask.any():
-        raise ValueError("`labels` has no labeled entry (all are -100 or the input is empty).")
-    return probs_arr, labels_arr == 1, mask
-
-
-def _counts(
-    preds: np.ndarray, gold: np.ndarray, mask: np.ndarray, axis: int | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """True-positive, false-positive and false-negative counts over the labeled cells."""
-    tp = np.sum(preds & gold & mask, axis=axis)
-    fp = np.sum(preds & ~gold & mask, axis=axis)
-    fn = np.sum(~preds & gold & mask, axis=axis)
-    return tp, fp, fn
-
-
-def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    numerator = np.asarray(numerator, dtype=np.float64)
-    denominator = np.asarray(denominator, dtype=np.float64)
-    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
-
-
-def _f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
-    return _safe_divide(2 * tp, 2 * tp + fp + fn)
-
-
-def _sanitize_label_names(label_names: Sequence[str] | None, num_labels: int) -> list[str]:
-    if label_names is None:
-        return [str(i) for i in range(num_labels)]
-    if isinstance(label_names, str):
-        raise ValueError("`label_names` must be a sequence of strings, got a single string.")
-    names = list(label_names)
-    if len(names) != num_labels:
-        raise ValueError(f"`label_names` has {len(names)} entries but there are {num_labels} labels.")
-    keys: list[str] = []
-    for index, name in enumerate(names):
-        ascii_name = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode("ascii")
-        key = re.sub(r"[^a-z0-9_]+", "_", ascii_name.lower())
-        key = re.sub(r"_+", "_", key).strip("_")
-        keys.append(key or str(index))
-    duplicated = sorted({key for key in keys if keys.count(key) > 1})
-    if duplicated:
-        raise ValueError(f"`label_names` map to duplicated metric keys after sanitization: {duplicated}.")
-    return keys
-
 
 # ----------------------------------------------------------------------------------------------------
 # Multi-label metrics
@@ -285,197 +94,24 @@ def multilabel_metrics(
     Returns:
         `dict[str, float]`: `micro_f1`, `macro_f1`, `micro_precision`, `micro_recall` and `f1_<name>` for each label.
     """
-    probs_arr, gold, mask = _prepare_multilabel(probs, labels)
+    probs_arr, gold, mask = prepare_multilabel(probs, labels)
     num_labels = probs_arr.shape[1]
-    keys = _sanitize_label_names(label_names, num_labels)
-    preds = probs_arr >= _threshold_vector(threshold, num_labels)
+    keys = metric_keys(label_names, num_labels)
+    preds = probs_arr >= threshold_vector(threshold, num_labels)
 
-    tp, fp, fn = _counts(preds, gold, mask, axis=0)
-    per_label_f1 = _f1_from_counts(tp, fp, fn)
+    tp, fp, fn = confusion_counts(preds, gold, mask, axis=0)
+    per_label_f1 = f1_from_counts(tp, fp, fn)
     tp_all, fp_all, fn_all = tp.sum(), fp.sum(), fn.sum()
     metrics = {
-        "micro_f1": float(_f1_from_counts(tp_all, fp_all, fn_all)),
+        "micro_f1": float(f1_from_counts(tp_all, fp_all, fn_all)),
         "macro_f1": float(per_label_f1.mean()),
-        "micro_precision": float(_safe_divide(tp_all, tp_all + fp_all)),
-        "micro_recall": float(_safe_divide(tp_all, tp_all + fn_all)),
+        "micro_precision": float(safe_divide(tp_all, tp_all + fp_all)),
+        "micro_recall": float(safe_divide(tp_all, tp_all + fn_all)),
     }
     for key, value in zip(keys, per_label_f1):
         metrics[f"f1_{key}"] = float(value)
     return metrics
 
-
-def _check_grid(grid: npt.ArrayLike | None) -> np.ndarray:
-    if grid is None:
-        return DEFAULT_THRESHOLD_GRID.copy()
-    values = _to_array(grid, "grid").astype(np.float64)
-    if values.ndim != 1 or values.size == 0:
-        raise ValueError(f"`grid` must be a non-empty 1-D array of thresholds, got shape {values.shape}.")
-    if (values < 0).any() or (values > 1).any():
-        raise ValueError(f"`grid` values must be in [0, 1], got values in [{values.min()}, {values.max()}].")
-    return np.unique(values)
-
-
-def _best_threshold(grid: np.ndarray, scores: np.ndarray) -> float:
-    """Grid value of maximal score; ties go to the value closest to 0.5, then to the lower one."""
-    best = scores.max()
-    candidates = grid[np.isclose(scores, best, rtol=0.0, atol=1e-12)]
-    distance = np.abs(candidates - 0.5)
-    return float(np.min(candidates[np.isclose(distance, distance.min(), rtol=0.0, atol=1e-12)]))
-
-
-def tune_thresholds(
-    probs: npt.ArrayLike,
-    labels: npt.ArrayLike,
-    per_label: bool = False,
-    grid: npt.ArrayLike | None = None,
-) -> float | np.ndarray:
-    """
-    Decision threshold(s) maximizing F1 on held-out data (typically the dev split).
-
-    With `per_label=False`, one global threshold maximizing micro-F1 over all labels is returned. With
-    `per_label=True`, each label gets the threshold maximizing its own F1, independently of the others.
-
-    Ties are broken deterministically: among the grid values reaching the best F1 (to `1e-12`), the one **closest to
-    0.5** wins, and if two are equally close (e.g. 0.4 and 0.6) the **lower** one wins. A label with no gold positive
-    has F1 = 0 at every threshold, so it gets the grid value closest to 0.5.
-
-    Args:
-        probs (`npt.ArrayLike` of shape `(n_examples, num_labels)`):
-            Probabilities in `[0, 1]`. A 1-D array (binary task) is treated as a single label.
-        labels (`npt.ArrayLike` of shape `(n_examples, num_labels)`):
-            Gold labels in `{0, 1}`, or `-100` for ignored cells.
-        per_label (`bool`, *optional*, defaults to `False`):
-            Whether to tune one threshold per label instead of a single global one.
-        grid (`npt.ArrayLike`, *optional*):
-            Candidate thresholds in `[0, 1]` (duplicates are dropped). Defaults to `0.05, 0.10, ..., 0.95`.
-
-    Returns:
-        `float` or `np.ndarray`: The global threshold as a `float`, or an array of shape `(num_labels,)` when
-        `per_label=True`.
-    """
-    probs_arr, gold, mask = _prepare_multilabel(probs, labels)
-    candidates = _check_grid(grid)
-    if per_label:
-        scores = np.empty((candidates.size, probs_arr.shape[1]))
-        for i, value in enumerate(candidates):
-            scores[i] = _f1_from_counts(*_counts(probs_arr >= value, gold, mask, axis=0))
-        return np.array([_best_threshold(candidates, scores[:, j]) for j in range(probs_arr.shape[1])])
-    scores = np.array([_f1_from_counts(*_counts(probs_arr >= value, gold, mask, axis=None)) for value in candidates])
-    return _best_threshold(candidates, scores)
-
-
-def aggregate_by_group(
-    values: npt.ArrayLike,
-    groups: Sequence[Hashable] | npt.ArrayLike,
-    reduce: Literal["max", "min", "mean", "sum", "any"] = "max",
-) -> tuple[np.ndarray, np.ndarray]:
-    """
-    Aggregates rows of `values` that share a group id (e.g. the sentences of one PubMed abstract).
-
-    Args:
-        values (`npt.ArrayLike` of shape `(n_examples, ...)`):
-            Numeric (or boolean) values, one row per example.
-        groups (`Sequence[Hashable]` or `npt.ArrayLike` of shape `(n_examples,)`):
-            Group id of each row (any hashable: int, str, ...).
-        reduce (`str`, *optional*, defaults to `"max"`):
-            One of `"max"`, `"min"`, `"mean"`, `"sum"` or `"any"` (logical OR, returns booleans). On 0/1 values
-            `"max"` and `"any"` both compute the union.
-
-    Returns:
-        `tuple[np.ndarray, np.ndarray]`: The unique group ids in order of first appearance, shape `(n_groups,)`, and
-        the aggregated values, shape `(n_groups, ...)`, row `i` belonging to group `i`.
-    """
-    if reduce not in _AGGREGATIONS:
-        raise ValueError(f"`reduce` must be one of {list(_AGGREGATIONS)}, got {reduce!r}.")
-    values_arr = _to_array(values, "values")
-    groups_arr = np.asarray(groups)
-    if groups_arr.ndim != 1:
-        raise ValueError(f"`groups` must be 1-D (one id per row), got shape {groups_arr.shape}.")
-    _check_same_length(values_arr, "values", groups_arr, "groups")
-    if values_arr.shape[0] == 0:
-        raise ValueError("`values` is empty.")
-
-    first_index: dict[Hashable, int] = {}
-    group_of_row = np.empty(len(groups_arr), dtype=np.intp)
-    first_rows: list[int] = []
-    for row, group in enumerate(groups_arr.tolist()):
-        index = first_index.get(group)
-        if index is None:
-            index = first_index[group] = len(first_rows)
-            first_rows.append(row)
-        group_of_row[row] = index
-    unique_groups = groups_arr[np.asarray(first_rows, dtype=np.intp)]
-    n_groups = len(first_rows)
-
-    if reduce == "any":
-        out = np.zeros((n_groups, *values_arr.shape[1:]), dtype=bool)
-        np.logical_or.at(out, group_of_row, values_arr.astype(bool))
-        return unique_groups, out
-    if reduce in ("max", "min"):
-        ufunc = np.maximum if reduce == "max" else np.minimum
-        out = values_arr[np.asarray(first_rows, dtype=np.intp)].copy()
-        ufunc.at(out, group_of_row, values_arr)
-        return unique_groups, out
-    dtype = np.float64 if reduce == "mean" else np.result_type(values_arr.dtype, np.int64)
-    out = np.zeros((n_groups, *values_arr.shape[1:]), dtype=dtype)
-    np.add.at(out, group_of_row, values_arr)
-    if reduce == "mean":
-        sizes = np.bincount(group_of_row, minlength=n_groups).reshape((n_groups,) + (1,) * (values_arr.ndim - 1))
-        out /= sizes
-    return unique_groups, out
-
-
-def blurb_hoc_f1(
-    sentence_probs_or_preds: npt.ArrayLike,
-    labels: npt.ArrayLike,
-    groups: Sequence[Hashable] | npt.ArrayLike,
-    threshold: float | npt.ArrayLike = 0.5,
-) -> dict[str, float]:
-    """
-    Document-level metric of the BLURB Hallmarks of Cancer (HoC) task.
-
-    Sentence predictions (`sentence_probs_or_preds >= threshold`) and sentence gold labels are grouped by document
-    id; each document's predicted (resp. gold) label set is the union (logical OR) of its sentences' sets. Micro
-    precision, recall and F1 are then computed over all `(document, label)` cells. Hard 0/1 predictions can be
-    passed directly: they are unchanged by any threshold in `(0, 1]`.
-
-    Cells labeled `-100` are ignored on both sides (their prediction does not count either); a document cell is
-    scored when at least one of its sentences is labeled for it, and a document with no labeled cell is dropped.
-
-    Args:
-        sentence_probs_or_preds (`npt.ArrayLike` of shape `(n_sentences, num_labels)`):
-            Sentence-level probabilities in `[0, 1]` or hard 0/1 predictions.
-        labels (`npt.ArrayLike` of shape `(n_sentences, num_labels)`):
-            Sentence-level gold labels in `{0, 1}`, or `-100` for ignored cells.
-        groups (`Sequence[Hashable]` or `npt.ArrayLike` of shape `(n_sentences,)`):
-            Document id (e.g. PMID) of each sentence.
-        threshold (`float` or `npt.ArrayLike` of shape `(num_labels,)`, *optional*, defaults to 0.5):
-            Decision threshold, global or one per label.
-
-    Returns:
-        `dict[str, float]`: `micro_f1`, `micro_precision`, `micro_recall`, `macro_f1` (mean over labels of the
-        document-level per-label F1) and `n_documents` (number of scored documents, an `int`).
-    """
-    probs_arr, gold, mask = _prepare_multilabel(sentence_probs_or_preds, labels)
-    groups_arr = np.asarray(groups)
-    if groups_arr.ndim != 1:
-        raise ValueError(f"`groups` must be 1-D (one document id per sentence), got shape {groups_arr.shape}.")
-    _check_same_length(probs_arr, "sentence_probs_or_preds", groups_arr, "groups")
-    preds = (probs_arr >= _threshold_vector(threshold, probs_arr.shape[1])) & mask
-
-    _, doc_preds = aggregate_by_group(preds, groups_arr, reduce="any")
-    _, doc_gold = aggregate_by_group(gold & mask, groups_arr, reduce="any")
-    _, doc_mask = aggregate_by_group(mask, groups_arr, reduce="any")
-
-    tp, fp, fn = _counts(doc_preds, doc_gold, doc_mask, axis=0)
-    tp_all, fp_all, fn_all = tp.sum(), fp.sum(), fn.sum()
-    return {
-        "micro_f1": float(_f1_from_counts(tp_all, fp_all, fn_all)),
-        "micro_precision": float(_safe_divide(tp_all, tp_all + fp_all)),
-        "micro_recall": float(_safe_divide(tp_all, tp_all + fn_all)),
-        "macro_f1": float(_f1_from_counts(tp, fp, fn).mean()),
-        "n_documents": int(doc_mask.any(axis=1).sum()),
-    }
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -483,8 +119,8 @@ def blurb_hoc_f1(
 # ----------------------------------------------------------------------------------------------------
 
 
-def _prepare_class_labels(labels: npt.ArrayLike, n_examples: int, num_classes: int, scores_name: str) -> np.ndarray:
-    labels_arr = _to_array(labels, "labels")
+def prepare_class_labels(labels: npt.ArrayLike, n_examples: int, num_classes: int, scores_name: str) -> np.ndarray:
+    labels_arr = as_numeric(labels, "labels")
     if labels_arr.ndim != 1 or labels_arr.shape[0] != n_examples:
         raise ValueError(
             f"`labels` has shape {labels_arr.shape} but `{scores_name}` has {n_examples} rows; expected labels of "
@@ -518,25 +154,25 @@ def single_label_metrics(logits_or_probs: npt.ArrayLike, labels: npt.ArrayLike) 
     Returns:
         `dict[str, float]`: `accuracy` and `macro_f1`.
     """
-    scores = _to_array(logits_or_probs, "logits_or_probs")
+    scores = as_numeric(logits_or_probs, "logits_or_probs")
     if scores.ndim != 2 or scores.shape[1] < 2:
         raise ValueError(
             f"`logits_or_probs` must have shape (n_examples, num_classes) with num_classes >= 2, got {scores.shape}."
         )
-    labels_arr = _prepare_class_labels(labels, scores.shape[0], scores.shape[1], "logits_or_probs")
+    labels_arr = prepare_class_labels(labels, scores.shape[0], scores.shape[1], "logits_or_probs")
     keep = labels_arr != IGNORE_INDEX
     if not keep.any():
         raise ValueError("`labels` has no labeled example (all are -100 or the input is empty).")
     preds = scores[keep].argmax(axis=-1)
     gold = labels_arr[keep]
     return {
-        "accuracy": float(np.mean(preds == gold)),
+        "accuracy": float(accuracy_score(gold, preds)),
         "macro_f1": float(f1_score(gold, preds, average="macro", zero_division=0)),
     }
 
 
 def _positive_scores(scores: npt.ArrayLike, name: str) -> np.ndarray:
-    scores_arr = _to_probs(scores, name)
+    scores_arr = as_probabilities(scores, name)
     if scores_arr.ndim == 2 and scores_arr.shape[1] == 1:
         scores_arr = scores_arr[:, 0]
     if scores_arr.ndim != 1:
@@ -567,13 +203,13 @@ def binary_metrics(scores: npt.ArrayLike, labels: npt.ArrayLike, threshold: floa
         `dict[str, float]`: `auroc`, `auprc` (average precision), `brier` (mean squared error of the probabilities),
         `f1`, `precision`, `recall` (positive class, at `threshold`) and `threshold`.
     """
-    threshold = _check_threshold_value(threshold)
+    threshold = check_threshold(threshold)
     scores_arr = _positive_scores(scores, "scores")
-    labels_arr = _to_array(labels, "labels")
+    labels_arr = as_numeric(labels, "labels")
     if labels_arr.ndim == 2 and labels_arr.shape[1] == 1:
         labels_arr = labels_arr[:, 0]
-    _check_same_shape(scores_arr, "scores", labels_arr, "labels")
-    mask = _binary_label_mask(labels_arr, "labels")
+    check_same_shape(scores_arr, "scores", labels_arr, "labels")
+    mask = labeled_mask(labels_arr, "labels")
     if not mask.any():
         raise ValueError("`labels` has no labeled example (all are -100 or the input is empty).")
     scores_arr, gold = scores_arr[mask], labels_arr[mask] == 1
@@ -583,44 +219,16 @@ def binary_metrics(scores: npt.ArrayLike, labels: npt.ArrayLike, threshold: floa
     else:
         auroc = float(roc_auc_score(gold, scores_arr))
         auprc = float(average_precision_score(gold, scores_arr))
-    tp, fp, fn = _counts(scores_arr >= threshold, gold, np.ones_like(gold), axis=None)
+    tp, fp, fn = confusion_counts(scores_arr >= threshold, gold, np.ones_like(gold), axis=None)
     return {
         "auroc": auroc,
         "auprc": auprc,
-        "brier": float(np.mean((scores_arr - gold) ** 2)),
-        "f1": float(_f1_from_counts(tp, fp, fn)),
-        "precision": float(_safe_divide(tp, tp + fp)),
-        "recall": float(_safe_divide(tp, tp + fn)),
+        "brier": float(brier_score_loss(gold, scores_arr, pos_label=True)),
+        "f1": float(f1_from_counts(tp, fp, fn)),
+        "precision": float(safe_divide(tp, tp + fp)),
+        "recall": float(safe_divide(tp, tp + fn)),
         "threshold": threshold,
     }
-
-
-def positive_rate_threshold(train_labels: npt.ArrayLike) -> float:
-    """
-    Decision threshold equal to the fraction of positives in the training labels (the DSG-KD rule).
-
-    Entries labeled `-100` are ignored. For multi-label `(n, num_labels)` labels the fraction is taken over all
-    labeled cells.
-
-    Args:
-        train_labels (`npt.ArrayLike` of shape `(n_examples,)` or `(n_examples, num_labels)`):
-            Training gold labels in `{0, 1}`, or `-100` for ignored entries.
-
-    Returns:
-        `float`: The positive rate, strictly between 0 and 1.
-
-    Raises:
-        `ValueError`: If there is no labeled entry, or only one class (the threshold would be 0 or 1, which
-            makes every prediction positive, resp. almost none).
-    """
-    labels_arr = _to_array(train_labels, "train_labels")
-    mask = _binary_label_mask(labels_arr, "train_labels")
-    if not mask.any():
-        raise ValueError("`train_labels` has no labeled entry (all are -100 or the input is empty).")
-    rate = float(np.mean(labels_arr[mask] == 1))
-    if rate in (0.0, 1.0):
-        raise ValueError(f"`train_labels` contains a single class (positive rate {rate}); no usable threshold.")
-    return rate
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -653,17 +261,17 @@ def agreement(
         `float`: Agreement in `[0, 1]`.
     """
     if problem_type == "single_label_classification":
-        student = _to_array(student_probs, "student_probs")
-        teacher = _to_array(teacher_probs, "teacher_probs")
+        student = as_numeric(student_probs, "student_probs")
+        teacher = as_numeric(teacher_probs, "teacher_probs")
     elif problem_type in ("multi_label_classification", "binary"):
-        student = _to_probs(student_probs, "student_probs")
-        teacher = _to_probs(teacher_probs, "teacher_probs")
+        student = as_probabilities(student_probs, "student_probs")
+        teacher = as_probabilities(teacher_probs, "teacher_probs")
     else:
         raise ValueError(
             f"`problem_type` must be 'single_label_classification', 'multi_label_classification' or 'binary', got "
             f"{problem_type!r}."
         )
-    _check_same_shape(student, "student_probs", teacher, "teacher_probs")
+    check_same_shape(student, "student_probs", teacher, "teacher_probs")
     if student.size == 0:
         raise ValueError("`student_probs` is empty.")
     if problem_type == "single_label_classification":
@@ -703,11 +311,11 @@ def expected_calibration_error(probs: npt.ArrayLike, labels: npt.ArrayLike, n_bi
     """
     if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer) or n_bins < 1:
         raise ValueError(f"`n_bins` must be a positive integer, got {n_bins!r}.")
-    probs_arr = _to_probs(probs, "probs")
-    labels_arr = _to_array(labels, "labels")
+    probs_arr = as_probabilities(probs, "probs")
+    labels_arr = as_numeric(labels, "labels")
 
     if probs_arr.ndim == 2 and labels_arr.ndim == 1 and probs_arr.shape[1] >= 2:
-        labels_arr = _prepare_class_labels(labels_arr, probs_arr.shape[0], probs_arr.shape[1], "probs")
+        labels_arr = prepare_class_labels(labels_arr, probs_arr.shape[0], probs_arr.shape[1], "probs")
         if not np.allclose(probs_arr.sum(axis=1), 1.0, atol=1e-3):
             raise ValueError(
                 "`probs` rows must sum to 1 for single-label ECE (labels are class ids); apply `softmax` first."
@@ -718,8 +326,8 @@ def expected_calibration_error(probs: npt.ArrayLike, labels: npt.ArrayLike, n_bi
     else:
         if probs_arr.ndim == 2 and probs_arr.shape[1] == 1 and labels_arr.ndim == 1:
             probs_arr = probs_arr[:, 0]
-        _check_same_shape(probs_arr, "probs", labels_arr, "labels")
-        keep = _binary_label_mask(labels_arr, "labels")
+        check_same_shape(probs_arr, "probs", labels_arr, "labels")
+        keep = labeled_mask(labels_arr, "labels")
         confidence = np.maximum(probs_arr[keep], 1.0 - probs_arr[keep])
         correct = (probs_arr[keep] >= 0.5) == (labels_arr[keep] == 1)
     if confidence.size == 0:
@@ -790,9 +398,9 @@ def make_compute_metrics(
                 f"{threshold!r} for {problem_type!r}."
             )
     elif problem_type == "binary" or np.ndim(threshold) == 0:
-        _check_threshold_value(threshold)
+        check_threshold(threshold)
     else:
-        _threshold_vector(threshold, int(np.size(threshold)))
+        threshold_vector(threshold, int(np.size(threshold)))
     names = list(label_names) if label_names is not None else None
 
     def compute_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
@@ -800,13 +408,13 @@ def make_compute_metrics(
             predictions, label_ids = eval_pred.predictions, eval_pred.label_ids
         else:
             predictions, label_ids = eval_pred[0], eval_pred[1]
-        logits = _to_array(_first(predictions), "predictions")
-        labels = _to_array(_first(label_ids), "label_ids")
+        logits = as_numeric(_first(predictions), "predictions")
+        labels = as_numeric(_first(label_ids), "label_ids")
 
         if problem_type == "regression":
             preds = logits[:, 0] if logits.ndim == 2 and logits.shape[1] == 1 else logits
             targets = labels[:, 0] if labels.ndim == 2 and labels.shape[1] == 1 else labels
-            _check_same_shape(preds, "predictions", targets, "label_ids")
+            check_same_shape(preds, "predictions", targets, "label_ids")
             if preds.size == 0:
                 raise ValueError("`predictions` is empty.")
             errors = preds.astype(np.float64) - targets.astype(np.float64)
@@ -831,6 +439,6 @@ def make_compute_metrics(
             raise ValueError(
                 f"`predictions` for problem_type 'binary' must have shape (n,), (n, 1) or (n, 2), got {logits.shape}."
             )
-        return binary_metrics(scores, labels.reshape(-1), threshold=_check_threshold_value(threshold))
+        return binary_metrics(scores, labels.reshape(-1), threshold=check_threshold(threshold))
 
     return compute_metrics

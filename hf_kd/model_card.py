@@ -20,7 +20,7 @@ from accelerate.utils import extract_model_from_parallel
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, metadata_load
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from .report import _quality_metrics, build_report, format_table
+from .report import build_report, format_table, quality_metrics
 
 __all__ = [
     "REQUIRED_TAGS",
@@ -199,7 +199,7 @@ def _eval_results(data: DistillationCardData) -> list[EvalResult]:
     if dataset is None:
         return []
     results = []
-    for key, value in _quality_metrics(data.student_metrics).items():
+    for key, value in quality_metrics(data.student_metrics).items():
         if not math.isfinite(value):
             continue
         results.append(
@@ -565,7 +565,7 @@ def card_data_from_trainer(
 
     hub_model_id = getattr(args, "hub_model_id", None)
     model_name = hub_model_id.split("/")[-1] if hub_model_id else Path(str(args.output_dir)).name or None
-    student_metrics = {k: v for k, v in _quality_metrics(metrics).items() if math.isfinite(v)}
+    student_metrics = {k: v for k, v in quality_metrics(metrics).items() if math.isfinite(v)}
     training = {
         "Learning rate": args.learning_rate,
         "Epochs": float(args.num_train_epochs),

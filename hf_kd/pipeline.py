@@ -811,7 +811,8 @@ def _split_metrics(
     label_names: Sequence[str],
     threshold: float,
 ) -> dict[str, float]:
-    from .metrics import blurb_hoc_f1, multilabel_metrics, sigmoid, single_label_metrics, softmax
+    from .corpora import blurb_hoc_f1
+    from .metrics import multilabel_metrics, sigmoid, single_label_metrics, softmax
 
     if problem_type == "multi_label_classification":
         probs = sigmoid(logits)
@@ -856,7 +857,8 @@ def _evaluate(
     batch_size: int,
 ) -> dict[str, dict[str, float]]:
     """Metrics of every split, the multi-label threshold tuned on `validation_split`."""
-    from .metrics import sigmoid, tune_thresholds
+    from .metrics import sigmoid
+    from .thresholds import tune_thresholds
 
     raw: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
     for name, dataset in splits.items():
@@ -1245,14 +1247,16 @@ class _Run:
         return report
 
     def _plots(self, report_module: Any, teacher_metrics: Any, student_metrics: Any, folder: Path) -> None:
+        from . import plots
+
         try:
             history = self.root / "student" / "log_history.json"
             if history.is_file():
-                report_module.plot_training_curves(
+                plots.plot_training_curves(
                     json.loads(history.read_text(encoding="utf-8")), folder / "student_training_curves.png"
                 )
             if self.problem_type == "multi_label_classification":
-                report_module.plot_per_label_f1(
+                plots.plot_per_label_f1(
                     teacher_metrics[self.validation_split],
                     student_metrics[self.validation_split],
                     self.label_names,

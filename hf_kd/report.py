@@ -30,16 +30,14 @@ from typing import Any, TextIO
 import torch
 from torch import nn
 
-from .metrics import _sanitize_label_names
-
 __all__ = [
     "build_report",
     "format_table",
     "measure_latency",
     "model_size",
-    "plot_per_label_f1",
-    "plot_training_curves",
+    "jsonable",
     "print_report",
+    "quality_metrics",
     "write_report",
 ]
 
@@ -55,7 +53,6 @@ _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Keys that `Trainer.evaluate` adds next to the quality metrics; they are not compared.
 _BOOKKEEPING_SUFFIXES = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
 _BOOKKEEPING_KEYS = ("epoch",)
-_METRIC_PREFIXES = ("eval_", "test_", "predict_")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -334,7 +331,7 @@ def _is_bookkeeping(key: str) -> bool:
     return key in _BOOKKEEPING_KEYS or key.endswith(_BOOKKEEPING_SUFFIXES)
 
 
-def _quality_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+def quality_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     """Numeric metrics, without the runtime/throughput/preparation-time/epoch entries `Trainer.evaluate` adds."""
     return {str(k): float(v) for k, v in (metrics or {}).items() if _is_number(v) and not _is_bookkeeping(str(k))}
 
@@ -371,7 +368,7 @@ def _check_side(side: Mapping[str, Any], name: str) -> dict[str, Any]:
         if value is not None and not _is_number(value):
             raise TypeError(f"`{name}['{key}']` must be a number, got {value!r}.")
     result = dict(side)
-    result["metrics"] = _quality_metrics(metrics)
+    result["metrics"] = quality_metrics(metrics)
     return result
 
 
@@ -485,12 +482,12 @@ def format_table(report: Mapping[str, Any]) -> str:
     return table
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """JSON-safe copy: numpy/torch scalars become Python numbers, NaN/inf become `None`, paths strings."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
     if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "shape", None) == ():
@@ -522,7 +519,7 @@ def write_report(report: Mapping[str, Any], output_dir: str | Path) -> dict[str,
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     json_path, md_path = folder / REPORT_JSON, folder / REPORT_MARKDOWN
-    json_path.write_text(json.dumps(_jsonable(report), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    json_path.write_text(json.dumps(jsonable(report), indent=2, sort_keys=False) + "\n", encoding="utf-8")
     md_path.write_text("# Teacher vs student\n\n" + format_table(report), encoding="utf-8")
     return {"json": json_path, "markdown": md_path}
 
@@ -538,154 +535,3 @@ def print_report(report: Mapping[str, Any], file: TextIO | None = None) -> None:
             Stream to print to. Defaults to `sys.stdout`.
     """
     print(format_table(report), file=file or sys.stdout)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Plots
-# ----------------------------------------------------------------------------------------------------
-
-
-def _figure(width: float, height: float) -> Any:
-    """A matplotlib figure on the Agg canvas, without touching pyplot's global state or backend."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _series(log_history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    steps, values = [], []
-    for entry in log_history:
-        if key in entry and _is_number(entry[key]) and _is_number(entry.get("step")):
-            steps.append(float(entry["step"]))
-            values.append(float(entry[key]))
-    return steps, values
-
-
-def plot_training_curves(
-    log_history: Sequence[Mapping[str, Any]], path: str | Path, metrics: Sequence[str] | None = None
-) -> Path:
-    """
-    Plot the training loss (with its `hard_loss`, `distill_loss` and intermediate parts when logged) and the evaluation
-    metrics against the step, from a `Trainer`'s `state.log_history`.
-
-    Args:
-        log_history (`Sequence[Mapping[str, Any]]`):
-            `trainer.state.log_history`: dicts with a `step` and the logged values.
-        path (`str` or `Path`):
-            Image file to write (the format follows the extension, e.g. `.png`, `.svg`).
-        metrics (`Sequence[str]`, *optional*):
-            Evaluation keys to plot in the second panel. Defaults to every numeric `eval_*` key except the loss, the
-            runtime/throughput entries and the per-label `eval_f1_*` scores.
-
-    Returns:
-        `Path`: The file written.
-    """
-    train_keys = ("loss", "hard_loss", "distill_loss", "hidden_loss", "attention_loss")
-    train_series = {k: _series(log_history, k) for k in train_keys}
-    train_series = {k: v for k, v in train_series.items() if v[0]}
-    eval_loss = _series(log_history, "eval_loss")
-    if metrics is None:
-        keys: list[str] = []
-        for entry in log_history:
-            for key, value in entry.items():
-                if (
-                    key.startswith("eval_")
-                    and key != "eval_loss"
-                    and not key.startswith("eval_f1_")
-                    and not _is_bookkeeping(key)
-                    and _is_number(value)
-                    and key not in keys
-                ):
-                    keys.append(key)
-    else:
-        keys = list(metrics)
-    eval_series = {k: _series(log_history, k) for k in keys}
-    eval_series = {k: v for k, v in eval_series.items() if v[0]}
-    if not train_series and not eval_loss[0] and not eval_series:
-        raise ValueError("`log_history` holds no training loss and no evaluation metric with a `step`.")
-
-    figure = _figure(11, 4)
-    loss_axes, eval_axes = figure.subplots(1, 2)
-    for key, (steps, values) in train_series.items():
-        loss_axes.plot(steps, values, label=key, linewidth=2 if key == "loss" else 1.2)
-    if eval_loss[0]:
-        loss_axes.plot(*eval_loss, label="eval_loss", linestyle="--", marker="o")
-    loss_axes.set(title="Training loss", xlabel="step", ylabel="loss")
-    if loss_axes.lines:
-        loss_axes.legend(fontsize="small")
-    for key, (steps, values) in eval_series.items():
-        eval_axes.plot(steps, values, label=key, marker="o")
-    eval_axes.set(title="Evaluation metrics", xlabel="step")
-    if eval_series:
-        eval_axes.legend(fontsize="small")
-    else:
-        eval_axes.text(0.5, 0.5, "no evaluation logged", ha="center", va="center", transform=eval_axes.transAxes)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=120)
-    return out
-
-
-def _per_label_values(metrics: Mapping[str, Any], keys: list[str], side: str) -> list[float]:
-    values = []
-    for key in keys:
-        for prefix in ("", *_METRIC_PREFIXES):
-            name = f"{prefix}f1_{key}"
-            if name in metrics and _is_number(metrics[name]):
-                values.append(float(metrics[name]))
-                break
-        else:
-            raise ValueError(f"`{side}_metrics` has no `f1_{key}` entry (with or without an eval_/test_ prefix).")
-    return values
-
-
-def plot_per_label_f1(
-    teacher_metrics: Mapping[str, Any],
-    student_metrics: Mapping[str, Any],
-    label_names: Sequence[str],
-    path: str | Path,
-) -> Path:
-    """
-    Grouped horizontal bars of the teacher's and the student's F1 for each label.
-
-    The scores are read from the `f1_<key>` entries that `hf_kd.metrics.multilabel_metrics` writes, where `<key>` is
-    the label name sanitized as that function does (lower-cased, accents stripped, other characters turned into
-    `_`); an `eval_`, `test_` or `predict_` prefix is accepted.
-
-    Args:
-        teacher_metrics (`Mapping[str, Any]`):
-            The teacher's metrics.
-        student_metrics (`Mapping[str, Any]`):
-            The student's metrics.
-        label_names (`Sequence[str]`):
-            Label names, in the order passed to the metric function; they label the bars.
-        path (`str` or `Path`):
-            Image file to write.
-
-    Returns:
-        `Path`: The file written.
-    """
-    names = [str(name) for name in label_names]
-    if not names:
-        raise ValueError("`label_names` is empty.")
-    keys = _sanitize_label_names(names, len(names))
-    teacher = _per_label_values(teacher_metrics, keys, "teacher")
-    student = _per_label_values(student_metrics, keys, "student")
-
-    figure = _figure(8, 1.2 + 0.45 * len(names))
-    axes = figure.subplots()
-    positions = list(range(len(names)))
-    height = 0.4
-    axes.barh([p - height / 2 for p in positions], teacher, height=height, label="teacher")
-    axes.barh([p + height / 2 for p in positions], student, height=height, label="student")
-    axes.set_yticks(positions, labels=names)
-    axes.invert_yaxis()
-    axes.set(xlim=(0, 1), xlabel="F1", title="Per-label F1")
-    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=120)
-    return out

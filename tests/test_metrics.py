@@ -18,20 +18,18 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from hf_kd.corpora import aggregate_by_group, blurb_hoc_f1
 from hf_kd.metrics import (
-    aggregate_by_group,
     agreement,
     binary_metrics,
-    blurb_hoc_f1,
     expected_calibration_error,
     make_compute_metrics,
     multilabel_metrics,
-    positive_rate_threshold,
     sigmoid,
     single_label_metrics,
     softmax,
-    tune_thresholds,
 )
+from hf_kd.thresholds import positive_rate_threshold, tune_thresholds
 
 
 @dataclass
@@ -401,7 +399,6 @@ def test_make_compute_metrics_regression_and_bad_arguments() -> None:
 
 
 def test_compute_metrics_tune_reports_the_f1_at_the_tuned_threshold() -> None:
-    from hf_kd.metrics import make_compute_metrics, multilabel_metrics, sigmoid, tune_thresholds
 
     rng = np.random.default_rng(0)
     labels = (rng.random((40, 3)) < 0.2).astype(float)

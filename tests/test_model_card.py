@@ -21,7 +21,8 @@ from hf_kd.model_card import (
     validate_model_card,
     write_model_card,
 )
-from hf_kd.report import build_report, measure_latency, model_size, plot_per_label_f1, plot_training_curves
+from hf_kd.plots import plot_per_label_f1, plot_training_curves
+from hf_kd.report import build_report, measure_latency, model_size
 from hf_kd.report import write_report as write_report_files
 
 STUDENT_METRICS = {

@@ -10,14 +10,13 @@ import torch
 from conftest import tiny_bert
 from safetensors.torch import save_file
 
-from hf_kd import report as report_module
+from hf_kd import plots as plots_module
+from hf_kd.plots import plot_per_label_f1, plot_training_curves
 from hf_kd.report import (
     build_report,
     format_table,
     measure_latency,
     model_size,
-    plot_per_label_f1,
-    plot_training_curves,
     print_report,
     write_report,
 )
@@ -234,14 +233,14 @@ def test_size_of_plain_module():
 @pytest.fixture
 def captured_figures(monkeypatch):
     figures = []
-    original = report_module._figure
+    original = plots_module._figure
 
     def capture(*args):
         figure = original(*args)
         figures.append(figure)
         return figure
 
-    monkeypatch.setattr(report_module, "_figure", capture)
+    monkeypatch.setattr(plots_module, "_figure", capture)
     return figures
 
 

@@ -1,0 +1,106 @@
+"""Decision thresholds: tuned on held-out data, or at the positive rate of the training labels.
+
+A probability `p` is predicted positive when `p >= threshold`; labels equal to `-100` are ignored.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from .numeric import as_numeric, confusion_counts, f1_from_counts, labeled_mask, prepare_multilabel
+
+__all__ = ["DEFAULT_THRESHOLD_GRID", "positive_rate_threshold", "tune_thresholds"]
+
+DEFAULT_THRESHOLD_GRID: np.ndarray = np.round(np.arange(1, 20) * 0.05, 2)
+"""Default grid of [`tune_thresholds`]: 0.05, 0.10, ..., 0.95."""
+
+
+def _check_grid(grid: npt.ArrayLike | None) -> np.ndarray:
+    if grid is None:
+        return DEFAULT_THRESHOLD_GRID.copy()
+    values = as_numeric(grid, "grid").astype(np.float64)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"`grid` must be a non-empty 1-D array of thresholds, got shape {values.shape}.")
+    if (values < 0).any() or (values > 1).any():
+        raise ValueError(f"`grid` values must be in [0, 1], got values in [{values.min()}, {values.max()}].")
+    return np.unique(values)
+
+
+def _best_threshold(grid: np.ndarray, scores: np.ndarray) -> float:
+    """Grid value of maximal score; ties go to the value closest to 0.5, then to the lower one."""
+    best = scores.max()
+    candidates = grid[np.isclose(scores, best, rtol=0.0, atol=1e-12)]
+    distance = np.abs(candidates - 0.5)
+    return float(np.min(candidates[np.isclose(distance, distance.min(), rtol=0.0, atol=1e-12)]))
+
+
+def tune_thresholds(
+    probs: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    per_label: bool = False,
+    grid: npt.ArrayLike | None = None,
+) -> float | np.ndarray:
+    """
+    Decision threshold(s) maximizing F1 on held-out data (typically the dev split).
+
+    With `per_label=False`, one global threshold maximizing micro-F1 over all labels is returned. With
+    `per_label=True`, each label gets the threshold maximizing its own F1, independently of the others.
+
+    Ties are broken deterministically: among the grid values reaching the best F1 (to `1e-12`), the one **closest to
+    0.5** wins, and if two are equally close (e.g. 0.4 and 0.6) the **lower** one wins. A label with no gold positive
+    has F1 = 0 at every threshold, so it gets the grid value closest to 0.5.
+
+    Args:
+        probs (`npt.ArrayLike` of shape `(n_examples, num_labels)`):
+            Probabilities in `[0, 1]`. A 1-D array (binary task) is treated as a single label.
+        labels (`npt.ArrayLike` of shape `(n_examples, num_labels)`):
+            Gold labels in `{0, 1}`, or `-100` for ignored cells.
+        per_label (`bool`, *optional*, defaults to `False`):
+            Whether to tune one threshold per label instead of a single global one.
+        grid (`npt.ArrayLike`, *optional*):
+            Candidate thresholds in `[0, 1]` (duplicates are dropped). Defaults to `0.05, 0.10, ..., 0.95`.
+
+    Returns:
+        `float` or `np.ndarray`: The global threshold as a `float`, or an array of shape `(num_labels,)` when
+        `per_label=True`.
+    """
+    probs_arr, gold, mask = prepare_multilabel(probs, labels)
+    candidates = _check_grid(grid)
+    if per_label:
+        scores = np.empty((candidates.size, probs_arr.shape[1]))
+        for i, value in enumerate(candidates):
+            scores[i] = f1_from_counts(*confusion_counts(probs_arr >= value, gold, mask, axis=0))
+        return np.array([_best_threshold(candidates, scores[:, j]) for j in range(probs_arr.shape[1])])
+    scores = np.array(
+        [f1_from_counts(*confusion_counts(probs_arr >= value, gold, mask, axis=None)) for value in candidates]
+    )
+    return _best_threshold(candidates, scores)
+
+
+def positive_rate_threshold(train_labels: npt.ArrayLike) -> float:
+    """
+    Decision threshold equal to the fraction of positives in the training labels (the DSG-KD rule).
+
+    Entries labeled `-100` are ignored. For multi-label `(n, num_labels)` labels the fraction is taken over all
+    labeled cells.
+
+    Args:
+        train_labels (`npt.ArrayLike` of shape `(n_examples,)` or `(n_examples, num_labels)`):
+            Training gold labels in `{0, 1}`, or `-100` for ignored entries.
+
+    Returns:
+        `float`: The positive rate, strictly between 0 and 1.
+
+    Raises:
+        `ValueError`: If there is no labeled entry, or only one class (the threshold would be 0 or 1, which
+            makes every prediction positive, resp. almost none).
+    """
+    labels_arr = as_numeric(train_labels, "train_labels")
+    mask = labeled_mask(labels_arr, "train_labels")
+    if not mask.any():
+        raise ValueError("`train_labels` has no labeled entry (all are -100 or the input is empty).")
+    rate = float(np.mean(labels_arr[mask] == 1))
+    if rate in (0.0, 1.0):
+        raise ValueError(f"`train_labels` contains a single class (positive rate {rate}); no usable threshold.")
+    return rate
