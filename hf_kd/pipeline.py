@@ -1509,7 +1509,7 @@ def _search(
     if backend != "pso":
         import optuna
 
-        from .pso import DEFAULT_PSO_SPACE, optuna_space, parse_space
+        from .search import DEFAULT_PSO_SPACE, optuna_space, parse_space
 
         n = n_trials if n_trials is not None else search.n_trials
         sampler_class = optuna.samplers.TPESampler if backend == "tpe" else optuna.samplers.RandomSampler

@@ -543,7 +543,7 @@ class DistillationTrainer(Trainer):
             [`~trainer_utils.BestRun`] (or a list of them for multi-objective searches with other backends).
         """
         if isinstance(backend, str) and backend.lower() == "pso":
-            from .pso import run_pso
+            from .search.pso import run_pso
 
             return run_pso(
                 self,

@@ -21,7 +21,8 @@ from conftest import CountingTeacher, random_dataset, tiny_bert
 from transformers import Trainer, TrainerCallback
 
 from hf_kd import DistillationTrainer, DistillationTrainingArguments, cache_teacher_logits
-from hf_kd.pso import DEFAULT_PSO_SPACE, ParamSpec, _make_optimizer, _new_state, _rng_from_json, _tell, parse_space
+from hf_kd.search.space import DEFAULT_PSO_SPACE, ParamSpec, parse_space
+from hf_kd.search.swarm import make_optimizer, new_state, rng_from_json, tell
 
 SPACE = {"learning_rate": (1e-4, 1e-1, "log"), "alpha": (0.0, 1.0), "num_train_epochs": (1, 2, "int")}
 N_TRIALS, N_PARTICLES, SEED = 4, 2, 7
@@ -242,11 +243,11 @@ def test_swarm_state_depends_only_on_the_seed_and_leaves_numpy_alone():
     }
     np.random.seed(123)
     before = np.random.get_state()[1].copy()
-    a, b, c = _new_state(config), _new_state(config), _new_state({**config, "seed": 12})
+    a, b, c = new_state(config), new_state(config), new_state({**config, "seed": 12})
     assert a["swarm"] == b["swarm"] and a["swarm"]["position"] != c["swarm"]["position"]
     start = a["swarm"]["position"]
-    _tell(_make_optimizer(config)[0], a, np.array([3.0, 1.0, 2.0]))
-    _tell(_make_optimizer(config)[0], b, np.array([3.0, 1.0, 2.0]))
+    tell(make_optimizer(config)[0], a, np.array([3.0, 1.0, 2.0]))
+    tell(make_optimizer(config)[0], b, np.array([3.0, 1.0, 2.0]))
     assert a == b
     assert a["swarm"]["best_cost"] == 1.0 and a["swarm"]["best_pos"] == start[1]
     assert a["swarm"]["position"] != start
@@ -267,15 +268,15 @@ def test_step_by_step_driving_with_saved_state_equals_pyswarms_optimize():
     def sphere(x):
         return ((x - 0.3) ** 2).sum(axis=1)
 
-    state = _new_state(config)
+    state = new_state(config)
     for _ in range(4):
         state = json.loads(json.dumps(state))  # as if written to disk and read back by the next run
-        _tell(_make_optimizer(config)[0], state, sphere(np.asarray(state["swarm"]["position"])))
+        tell(make_optimizer(config)[0], state, sphere(np.asarray(state["swarm"]["position"])))
 
-    optimizer, rng = _make_optimizer(config, seed=3)
+    optimizer, rng = make_optimizer(config, seed=3)
     outer = np.random.get_state()
     try:
-        np.random.set_state(_rng_from_json(rng))
+        np.random.set_state(rng_from_json(rng))
         best_cost, _ = optimizer.optimize(sphere, iters=4, verbose=False)
     finally:
         np.random.set_state(outer)
@@ -480,7 +481,7 @@ def test_two_processes_split_the_particles(tmp_path):
 
 
 def test_optuna_space_suggests_each_field_at_its_bounds_and_scale(tmp_path):
-    from hf_kd.pso import optuna_space
+    from hf_kd.search import optuna_space
 
     class FakeTrial:
         def __init__(self):
