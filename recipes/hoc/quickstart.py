@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from hf_kd import DistillationTrainer, DistillationTrainingArguments
-from hf_kd import load_hoc, tokenize_for_distillation
+from hf_kd import DistillationTrainer, DistillationTrainingArguments, load_hoc, tokenize_for_distillation
 from hf_kd.metrics import make_compute_metrics
 from hf_kd.student import student_from_teacher
 
