@@ -29,8 +29,7 @@ from transformers.utils import logging as hf_logging
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import arms_table, machine, machine_line, parse_seeds, run_student_arms, write_results  # noqa: E402
 
-from hf_kd.cli import parse_overrides  # noqa: E402
-from hf_kd.pipeline import DistillationPipelineConfig  # noqa: E402
+from hf_kd.recipe import DistillationPipelineConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,8 +45,7 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     logging.getLogger("hf_kd").setLevel(logging.WARNING)
 
-    overrides = parse_overrides(rest)
-    base = DistillationPipelineConfig.from_yaml(cli.recipe, overrides)
+    base = DistillationPipelineConfig.from_yaml(cli.recipe, args=rest)
     hidden = {"hidden_loss_weight": cli.hidden_loss_weight, "hidden_loss": "cosine", "hidden_alignment": "mean"}
     arms = {
         "student_alone": dataclasses.replace(base.student, training={**base.student.training, "alpha": 1.0}),
@@ -59,7 +57,7 @@ def main() -> None:
     lines = [
         f"Machine: {machine_line(info)}.",
         f"Recipe `{Path(cli.recipe).name}`: teacher reads `{base.data.teacher_text_column}`, student reads "
-        f"`{base.data.text_column}`, train subset {base.data.train_size}, overrides {overrides or 'none'}, seeds "
+        f"`{base.data.text_column}`, train subset {base.data.train_size}, overrides {' '.join(rest) or 'none'}, seeds "
         f"{seeds}; mean ± std over seeds. Metric: micro-F1 (%) over ICD-10 chapters, threshold tuned on validation. "
         f"`student_kd_hidden` adds {hidden}.",
         "",
@@ -68,7 +66,7 @@ def main() -> None:
     markdown = "\n".join(lines)
     payload = {
         "machine": info,
-        "settings": {**vars(cli), "overrides": overrides, "seeds": seeds},
+        "settings": {**vars(cli), "overrides": rest, "seeds": seeds},
         "arms": {name: dataclasses.asdict(student) for name, student in arms.items()},
         "runs": rows,
     }

@@ -40,8 +40,7 @@ from _common import (  # noqa: E402
     write_results,
 )
 
-from hf_kd.cli import parse_overrides  # noqa: E402
-from hf_kd.pipeline import DistillationPipelineConfig  # noqa: E402
+from hf_kd.recipe import DistillationPipelineConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,8 +59,7 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     logging.getLogger("hf_kd").setLevel(logging.WARNING)
 
-    overrides = parse_overrides(rest)
-    base = DistillationPipelineConfig.from_yaml(cli.recipe, overrides)
+    base = DistillationPipelineConfig.from_yaml(cli.recipe, args=rest)
     metric = "blurb_micro_f1" if base.data.level == "sentence" else "micro_f1"
     arms = {
         "student_alone": dataclasses.replace(base.student, training={**base.student.training, "alpha": 1.0}),
@@ -88,7 +86,7 @@ def main() -> None:
     lines = [
         f"Machine: {machine_line(info)}.",
         f"Recipe `{Path(cli.recipe).name}` (level {base.data.level}, train subset {base.data.train_size}), overrides "
-        f"{overrides or 'none'}, seeds {seeds}; mean ± std over seeds. Metric: {metric} (%), threshold tuned on "
+        f"{' '.join(rest) or 'none'}, seeds {seeds}; mean ± std over seeds. Metric: {metric} (%), threshold tuned on "
         "validation. Train time: the training stage alone (the cached arm's caching pass is stage 3).",
         "",
         *arms_table(rows, order, metric),
@@ -100,7 +98,7 @@ def main() -> None:
     markdown = "\n".join(lines)
     payload = {
         "machine": info,
-        "settings": {**vars(cli), "overrides": overrides, "metric": metric, "seeds": seeds},
+        "settings": {**vars(cli), "overrides": rest, "metric": metric, "seeds": seeds},
         "arms": {name: dataclasses.asdict(student) for name, student in arms.items()},
         "runs": rows,
     }

@@ -4,7 +4,7 @@
         [--n_particles 3] [--backends pso,random,tpe] [--output_dir runs/search-comparison] [--section.field VALUE ...]
 
 The recipe's teacher stages (fine-tuning, gate, cached logits) run once, under `--output_dir`; then each backend runs
-`hf_kd.pipeline.run_search` with the same `search.hp_space`, the same number of trials, the same seed and the same
+`hf_kd.run_search` with the same `search.hp_space`, the same number of trials, the same seed and the same
 objective (validation `eval_<search.metric>`), one after another in this process:
 
 - `pso`: `hyperparameter_search(backend="pso")` (pyswarms `GlobalBestPSO`, `n_trials / n_particles` iterations);
@@ -29,8 +29,8 @@ from transformers.utils import logging as hf_logging
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, machine_line, write_results  # noqa: E402
 
-from hf_kd.cli import parse_overrides  # noqa: E402
-from hf_kd.pipeline import DistillationPipelineConfig, replace_config, run_search  # noqa: E402
+from hf_kd.recipe import DistillationPipelineConfig  # noqa: E402
+from hf_kd.recipe_search import run_search  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,15 +47,13 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     logging.getLogger("hf_kd").setLevel(logging.WARNING)
 
-    overrides = parse_overrides(rest)
-    overrides["output_dir"] = cli.output_dir
-    config = DistillationPipelineConfig.from_yaml(cli.recipe, overrides)
+    config = DistillationPipelineConfig.from_yaml(cli.recipe, {"output_dir": cli.output_dir}, args=rest)
     backends = [b.strip() for b in cli.backends.split(",") if b.strip()]
     info = machine()
 
     rows = []
     for backend in backends:
-        search = replace_config(config, search=dataclasses.replace(config.search, backend=backend))
+        search = dataclasses.replace(config, search=dataclasses.replace(config.search, backend=backend))
         wall, cpu = time.perf_counter(), time.process_time()
         best = run_search(search, n_trials=cli.n_trials, n_particles=cli.n_particles)
         row = {
@@ -71,7 +69,7 @@ def main() -> None:
     metric = config.search.metric
     lines = [
         f"Machine: {machine_line(info)}. Recipe `{Path(cli.recipe).name}` with overrides "
-        f"{[f'{k}={v}' for k, v in overrides.items()]}; {cli.n_trials} trials per search "
+        f"{' '.join(rest) or 'none'}; {cli.n_trials} trials per search "
         f"(PSO: {cli.n_particles} particles), "
         f"seed {config.seed}, objective validation {metric}. The teacher stages ran once before the searches "
         "(the first search's wall time includes them when they were not already done).",
@@ -90,7 +88,7 @@ def main() -> None:
     markdown = "\n".join(lines)
     payload = {
         "machine": info,
-        "settings": {**vars(cli), "overrides": overrides, "search": dataclasses.asdict(config.search)},
+        "settings": {**vars(cli), "overrides": rest, "search": dataclasses.asdict(config.search)},
         "rows": rows,
     }
     paths = write_results("search_comparison", payload, markdown, Path(cli.out) if cli.out else None)

@@ -17,7 +17,7 @@ loaded from its module on first use:
 | `DistillationPipelineConfig` | `hf_kd.recipe` |
 | `run_pipeline` | `hf_kd.pipeline` |
 | `evaluate_model` | `hf_kd.evaluation` |
-| `run_search` | `hf_kd.search` |
+| `run_search` | `hf_kd.recipe_search` |
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ _EXPORTS: dict[str, str] = {
     "load_hoc": "corpora",
     "make_compute_metrics": "metrics",
     "run_pipeline": "pipeline",
-    "run_search": "search",
+    "run_search": "recipe_search",
     "student_from_teacher": "student",
     "tokenize_for_distillation": "data",
     "write_model_card": "model_card",
@@ -96,7 +96,7 @@ if TYPE_CHECKING:
     from .model_card import DistillationCardData, build_model_card, write_model_card
     from .pipeline import run_pipeline
     from .recipe import DistillationPipelineConfig
-    from .search import run_search
+    from .recipe_search import run_search
     from .student import student_from_teacher
     from .teacher_cache import cache_teacher_logits
     from .trainer import DistillationTrainer

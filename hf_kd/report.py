@@ -483,7 +483,19 @@ def format_table(report: Mapping[str, Any]) -> str:
 
 
 def jsonable(value: Any) -> Any:
-    """JSON-safe copy: numpy/torch scalars become Python numbers, NaN/inf become `None`, paths strings."""
+    """
+    A JSON-safe copy: numpy/torch scalars become Python numbers, arrays lists, NaN/inf `None`, paths strings.
+
+    Args:
+        value (`Any`):
+            Nested mappings, sequences and numbers.
+
+    Returns:
+        `Any`: The copy.
+
+    Raises:
+        `TypeError`: For a value of another type.
+    """
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
@@ -492,6 +504,8 @@ def jsonable(value: Any) -> Any:
         value = value.item()
     if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "shape", None) == ():
         value = value.item()
+    elif hasattr(value, "tolist") and hasattr(value, "dtype"):
+        return jsonable(value.tolist())
     if isinstance(value, bool) or value is None or isinstance(value, str | int):
         return value
     if isinstance(value, numbers.Real):

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from hf_kd import cli
-from hf_kd.pipeline import DistillationPipelineConfig
+from hf_kd.recipe import DistillationPipelineConfig, RecipeError
 
 RECIPE = {
     "data": {"dataset": "hoc", "path": "../shared/data/hoc", "train_size": 400},
@@ -47,15 +47,31 @@ def test_subcommand_help(command, capsys):
 
 
 def test_overrides_change_the_config(recipe_path):
-    overrides = cli.parse_overrides(
-        ["--student.alpha", "0.3", "--teacher_learning_rate=1e-4", "--data.train_size", "50", "--temperature", "4"]
-    )
-    config = DistillationPipelineConfig.from_yaml(recipe_path, overrides)
+    args = ["--student.alpha", "0.3", "--teacher.learning_rate=1e-4", "--data.train_size", "50"]
+    config = DistillationPipelineConfig.from_yaml(recipe_path, args=[*args, "--student.temperature", "4"])
     assert config.student.training["alpha"] == 0.3
     assert config.student.training["temperature"] == 4
     assert config.teacher.training["learning_rate"] == 1e-4
     assert config.data.train_size == 50
     assert config.student.from_teacher_layers == [0, 2, 4]  # untouched
+    config = DistillationPipelineConfig.from_yaml(recipe_path, args=["--student.from_teacher_layers", "0", "1"])
+    assert config.student.from_teacher_layers == [0, 1]
+
+
+def test_flat_spellings_are_refused_naming_the_nested_one(recipe_path):
+    with pytest.raises(RecipeError, match=r"--temperature.*did you mean .*--student.temperature"):
+        DistillationPipelineConfig.from_yaml(recipe_path, args=["--temperature", "4"])
+    with pytest.raises(RecipeError, match=r"teacher_learning_rate"):
+        DistillationPipelineConfig.from_yaml(recipe_path, args=["--teacher_learning_rate", "1e-4"])
+
+
+def test_values_are_typed_per_field(recipe_path):
+    with pytest.raises(RecipeError, match=r"--student.alpha: invalid float value: 'high'"):
+        DistillationPipelineConfig.from_yaml(recipe_path, args=["--student.alpha", "high"])
+    with pytest.raises(RecipeError, match=r"'data.train_size' must be int, got 2.5"):
+        DistillationPipelineConfig.from_yaml(recipe_path, {"data.train_size": 2.5})
+    config = DistillationPipelineConfig.from_yaml(recipe_path, args=["--evaluation.min_teacher_metric", "null"])
+    assert config.evaluation.min_teacher_metric is None
 
 
 def test_distill_runs_pipeline_with_overrides(recipe_path, monkeypatch, capsys):
@@ -83,7 +99,7 @@ def test_search_passes_trials_and_particles(recipe_path, monkeypatch, capsys):
         seen.update(config=config, n_trials=n_trials, n_particles=n_particles)
         return Best()
 
-    monkeypatch.setattr("hf_kd.pipeline.run_search", fake_search)
+    monkeypatch.setattr("hf_kd.recipe_search.run_search", fake_search)
     cli.main(["search", recipe_path, "--n_trials", "6", "--n_particles", "3"])
     assert (seen["n_trials"], seen["n_particles"]) == (6, 3)
     assert seen["config"].search.hp_space == {"alpha": [0.1, 0.9]}

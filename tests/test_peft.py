@@ -11,7 +11,8 @@ from conftest import CLINICAL_LABELS, args_for, make_tokenizer, random_dataset, 
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 
 from hf_kd import DistillationTrainer
-from hf_kd.pipeline import DistillationPipelineConfig, run_pipeline
+from hf_kd.pipeline import run_pipeline
+from hf_kd.recipe import DistillationPipelineConfig
 
 LABELS = list(CLINICAL_LABELS)
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
@@ -274,7 +275,7 @@ def test_pipeline_lora_student_is_saved_merged_and_evaluated(lora_run):
     assert student.config.num_hidden_layers == 1 and list(student.config.id2label.values()) == LABELS
 
     # The evaluation stage scored the saved (merged) student.
-    from hf_kd.pipeline import evaluate_model
+    from hf_kd.evaluation import evaluate_model
 
     metrics = evaluate_model(lora_run["config"], str(student_dir), split="validation")
     assert metrics["micro_f1"] == pytest.approx(result["student"]["validation"]["micro_f1"])
@@ -297,7 +298,7 @@ def test_bad_lora_section_is_a_value_error_naming_it(lora, match):
 
 def test_lora_sections_roundtrip_through_yaml(tmp_path):
     config = DistillationPipelineConfig.from_dict(
-        {"teacher_model": "t", "teacher_lora": {"r": 8}, "lora": {"r": 2, "lora_dropout": 0.1}}
+        {"teacher": {"model": "t", "lora": {"r": 8}}, "student": {"lora": {"r": 2, "lora_dropout": 0.1}}}
     )
     assert config.teacher.lora == {"r": 8} and config.student.lora == {"r": 2, "lora_dropout": 0.1}
     assert config.teacher.training == {} and config.student.training == {}

@@ -10,7 +10,8 @@ import yaml
 from conftest import CLINICAL_LABELS, make_tokenizer, tiny_bert, write_label_files
 from transformers import Trainer
 
-from hf_kd.pipeline import DONE_FILE, DistillationPipelineConfig, QualityGateError, run_pipeline
+from hf_kd.pipeline import DONE_FILE, QualityGateError, run_pipeline
+from hf_kd.recipe import DistillationPipelineConfig
 
 LABELS = list(CLINICAL_LABELS)
 
@@ -136,20 +137,17 @@ def test_already_finetuned_teacher_skips_stage_one_and_warmup_runs(recipe, count
     assert "student_warmup" in count_train[0] and "student" in count_train[1]
 
 
-def test_config_yaml_roundtrip_sections_and_flat(tmp_path):
-    flat = {
-        "dataset": "hoc",
-        "path": "../shared/data/hoc",
-        "teacher_model": "some/teacher",
-        "teacher_learning_rate": "2e-4",
-        "alpha": 0.3,
-        "from_teacher_layers": [0, 2, 4],
-        "min_teacher_metric": 0.5,
-        "n_particles": 3,
+def test_config_yaml_roundtrip_and_flat_keys_refused(tmp_path):
+    nested = {
+        "data": {"dataset": "hoc", "path": "../shared/data/hoc"},
+        "teacher": {"model": "some/teacher", "learning_rate": "2e-4"},
+        "student": {"alpha": 0.3, "from_teacher_layers": [0, 2, 4]},
+        "evaluation": {"min_teacher_metric": 0.5},
+        "search": {"n_particles": 3},
     }
-    config = DistillationPipelineConfig.from_dict(flat)
+    config = DistillationPipelineConfig.from_dict(nested)
     assert config.teacher.model == "some/teacher"
-    assert config.teacher.training == {"learning_rate": 2e-4}  # YAML 1.1 exponent strings become floats
+    assert config.teacher.training == {"learning_rate": 2e-4}  # a string is typed like its field
     assert config.student.training == {"alpha": 0.3}
     assert config.student.from_teacher_layers == [0, 2, 4]
     assert config.evaluation.min_teacher_metric == 0.5 and config.search.n_particles == 3
@@ -158,15 +156,23 @@ def test_config_yaml_roundtrip_sections_and_flat(tmp_path):
     written = yaml.safe_load(path.read_text())
     assert written["student"]["alpha"] == 0.3 and "training" not in written["student"]
     assert DistillationPipelineConfig.from_yaml(path) == config
+    path.write_text("teacher:\n  model: t\n  learning_rate: 1e-4\n")  # YAML 1.1 would read a string
+    assert DistillationPipelineConfig.from_yaml(path).teacher.training["learning_rate"] == 1e-4
     with pytest.raises(ValueError, match="'student.alfa'"):
-        DistillationPipelineConfig.from_dict(flat, overrides={"student.alfa": 0.1})
-    with pytest.raises(ValueError, match="'alfa'"):
-        DistillationPipelineConfig.from_dict({**flat, "alfa": 0.1})
+        DistillationPipelineConfig.from_dict(nested, overrides={"student.alfa": 0.1})
+    with pytest.raises(ValueError, match="'student.alfa'"):
+        DistillationPipelineConfig.from_dict({**nested, "student": {"alfa": 0.1}})
+    # The flat and prefixed spellings of earlier versions are refused, naming the nested spelling.
+    for flat in ({"alpha": 0.3}, {"teacher_model": "t"}, {"student.alpha": 0.3}):
+        with pytest.raises(ValueError, match=r"inside their section.*did you mean --(student\.alpha|teacher\.model)"):
+            DistillationPipelineConfig.from_dict({**nested, **flat})
+    with pytest.raises(ValueError, match="'student.training'"):
+        DistillationPipelineConfig.from_dict({**nested, "student": {"training": {"alpha": 0.3}}})
 
 
 def test_search_backend_random_searches_the_recipe_space_through_optuna(recipe, monkeypatch):
     pytest.importorskip("optuna")
-    from hf_kd.pipeline import run_search
+    from hf_kd.recipe_search import run_search
 
     seen: list[tuple[str, float, float]] = []
     original = Trainer.train
@@ -262,7 +268,7 @@ def test_search_trials_distil_like_the_student_stage(recipe, monkeypatch):
     # Stage 5 and the search build their trainer in one place: with `online_teacher`, trials read no cached column.
     pytest.importorskip("optuna")
     from hf_kd import DistillationTrainer
-    from hf_kd.pipeline import run_search
+    from hf_kd.recipe_search import run_search
 
     seen: list[tuple[bool, bool]] = []
     original = DistillationTrainer.train

@@ -9,7 +9,8 @@ import datasets
 import pytest
 from huggingface_hub import ModelCard
 
-from hf_kd.pipeline import DistillationPipelineConfig, run_pipeline
+from hf_kd.pipeline import run_pipeline
+from hf_kd.recipe import DistillationPipelineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -1,0 +1,143 @@
+"""What the pipeline's evaluation stage writes: `metrics.json`, the teacher-vs-student report, its figures, the card.
+
+Only numbers, settings and label names go into these files; latency is measured on synthetic token ids.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .evaluation import headline, result_summary
+from .models import training_args
+from .report import build_report, jsonable, measure_latency, model_size, print_report, write_report
+
+__all__ = ["write_run_report"]
+
+logger = logging.getLogger(__name__)
+
+
+def _numeric(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def write_run_report(
+    run: Any,
+    student: Any,
+    student_dir: str,
+    teacher_metrics: dict[str, dict[str, float]],
+    student_metrics: dict[str, dict[str, float]],
+    folder: Path,
+) -> dict[str, Any]:
+    """
+    Write the evaluation stage's files for a pipeline run (main process only).
+
+    `folder/metrics.json` (headline metrics), `report.json` / `report.md` in the run folder and in `folder` (metrics,
+    size and CPU latency of both models), the figures (`evaluation.plots`) and the student's model card
+    (`evaluation.model_card`).
+
+    Args:
+        run (`hf_kd.pipeline.PipelineRun`):
+            The run: its recipe, folders, tokenizers, teacher and label space.
+        student (`PreTrainedModel`):
+            The distilled student.
+        student_dir (`str`):
+            The student's folder (the card is written there).
+        teacher_metrics (`dict[str, dict[str, float]]`):
+            The teacher's metrics per split.
+        student_metrics (`dict[str, dict[str, float]]`):
+            The student's metrics per split.
+        folder (`Path`):
+            The evaluation stage's folder.
+
+    Returns:
+        `dict[str, Any]`: The report (`hf_kd.report.build_report`).
+    """
+    config = run.config
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(
+        json.dumps(jsonable(result_summary(teacher_metrics, student_metrics)), indent=2) + "\n", encoding="utf-8"
+    )
+    teacher = run.load_teacher()
+    sides: dict[str, dict[str, Any]] = {}
+    for name, model, tokenizer, metrics, path in (
+        ("teacher", teacher, run.teacher_tokenizer, teacher_metrics, run.teacher_path),
+        ("student", student, run.student_tokenizer, student_metrics, student_dir),
+    ):
+        side: dict[str, Any] = {"metrics": headline(metrics)}
+        size = model_size(path if Path(path).is_dir() else model)
+        side.update({"parameters": size["parameters"], "size_mb": size["size_mb"]})
+        if config.evaluation.latency:
+            side["latency"] = measure_latency(
+                model,
+                tokenizer,
+                batch_sizes=tuple(config.evaluation.latency_batch_sizes),
+                seq_len=config.data.max_length or 128,
+            )
+        sides[name] = side
+    extra = {
+        "dataset": config.data.dataset,
+        "level": config.data.level if config.data.dataset == "hoc" else None,
+        "train_examples": run.n_train,
+        "teacher": run.teacher_name,
+        "student_layers": getattr(student.config, "num_hidden_layers", None),
+        "problem_type": run.problem_type,
+    }
+    report = build_report(sides["teacher"], sides["student"], extra=extra)
+    write_report(report, run.root)
+    write_report(report, folder)
+    print_report(report)
+    if config.evaluation.plots:
+        _plots(run, teacher_metrics, student_metrics, folder)
+    if config.evaluation.model_card:
+        _model_card(run, student, student_dir, teacher, student_metrics, teacher_metrics, report)
+    return report
+
+
+def _plots(run: Any, teacher_metrics: Any, student_metrics: Any, folder: Path) -> None:
+    from .constants import MULTI_LABEL
+    from .plots import plot_per_label_f1, plot_training_curves
+
+    try:
+        history = run.root / "student" / "log_history.json"
+        if history.is_file():
+            plot_training_curves(
+                json.loads(history.read_text(encoding="utf-8")), folder / "student_training_curves.png"
+            )
+        if run.problem_type == MULTI_LABEL:
+            plot_per_label_f1(
+                teacher_metrics[run.validation_split],
+                student_metrics[run.validation_split],
+                run.label_names,
+                folder / "per_label_f1.png",
+            )
+    except Exception as error:  # noqa: BLE001 - figures are a convenience, never fatal
+        logger.warning("Could not write the plots: %s", type(error).__name__)
+
+
+def _model_card(
+    run: Any, student: Any, student_dir: str, teacher: Any, student_metrics: Any, teacher_metrics: Any, report: Any
+) -> None:
+    from .model_card import card_data_from_trainer, write_model_card
+    from .trainer import DistillationTrainer
+
+    config = run.config
+    args = training_args(run.stage_dir("evaluation") / "tmp", config, config.student.training)
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args)
+    split = run.validation_split
+    card = card_data_from_trainer(
+        trainer,
+        teacher_id=run.teacher_name,
+        dataset_names=[config.data.dataset],
+        metrics=_numeric(student_metrics[split]),
+        teacher_metrics=_numeric(teacher_metrics[split]),
+        eval_split=split,
+        label_names=list(run.label_names),
+        cached_teacher_logits=not run.needs_online_teacher(),
+        # The card's title: the Hub repo when the recipe names one, else the run's folder name.
+        model_name=str(args.hub_model_id).split("/")[-1] if args.hub_model_id else Path(config.output_dir).name,
+    )
+    write_model_card(student_dir, card, report)
