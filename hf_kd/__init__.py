@@ -13,7 +13,8 @@ loaded from its module on first use:
 | `cache_teacher_logits` | `hf_kd.teacher_cache` |
 | `student_from_teacher` | `hf_kd.student` |
 | `make_compute_metrics` | `hf_kd.metrics` |
-| `DistillationCardData`, `build_model_card`, `write_model_card` | `hf_kd.model_card` |
+| `DistillationCardData` | `hf_kd.card_data` |
+| `build_model_card`, `write_model_card` | `hf_kd.model_card` |
 | `DistillationPipelineConfig` | `hf_kd.recipe` |
 | `run_pipeline` | `hf_kd.pipeline` |
 | `evaluate_model` | `hf_kd.evaluation` |
@@ -32,7 +33,7 @@ except PackageNotFoundError:  # pragma: no cover - a source tree that was not in
     __version__ = "0+unknown"
 
 _EXPORTS: dict[str, str] = {
-    "DistillationCardData": "model_card",
+    "DistillationCardData": "card_data",
     "DistillationDataCollator": "collator",
     "DistillationPipelineConfig": "recipe",
     "DistillationTrainer": "trainer",
@@ -87,13 +88,14 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from .card_data import DistillationCardData
     from .collator import DistillationDataCollator
     from .config import DistillationTrainingArguments
     from .corpora import load_codiesp, load_hoc
     from .data import load_classification_dataset, tokenize_for_distillation
     from .evaluation import evaluate_model
     from .metrics import make_compute_metrics
-    from .model_card import DistillationCardData, build_model_card, write_model_card
+    from .model_card import build_model_card, write_model_card
     from .pipeline import run_pipeline
     from .recipe import DistillationPipelineConfig
     from .recipe_search import run_search

@@ -37,7 +37,7 @@ DistillationTrainingArguments field of their training run (`--student.learning_r
 def _section_lines() -> str:
     from dataclasses import fields
 
-    from .recipe import SECTIONS
+    from .recipe_sections import SECTIONS
 
     lines = ["Recipe sections and their fields:"]
     for name, cls in SECTIONS.items():

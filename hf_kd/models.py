@@ -14,7 +14,8 @@ from typing import Any
 
 from .config import DistillationTrainingArguments
 from .distributed import barrier, is_main_process, on_cpu
-from .recipe import DistillationPipelineConfig, lora_config
+from .recipe import DistillationPipelineConfig
+from .recipe_sections import lora_config
 from .report import jsonable
 
 __all__ = [

@@ -25,10 +25,23 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from transformers import HfArgumentParser
+
+from .recipe_sections import (
+    SEARCH_BACKENDS,
+    SECTIONS,
+    TRAINED_SECTIONS,
+    DataConfig,
+    EvaluationConfig,
+    SearchConfig,
+    StudentConfig,
+    TeacherConfig,
+    TopLevelConfig,
+    lora_config,
+)
 
 __all__ = [
     "DataConfig",
@@ -40,14 +53,11 @@ __all__ = [
     "StudentConfig",
     "TeacherConfig",
     "load_yaml",
-    "lora_config",
+    "read_recipe_file",
 ]
 
-SEARCH_BACKENDS = ("pso", "tpe", "random")
 # Training fields the pipeline sets itself for every stage.
 _PIPELINE_OWNED = ("output_dir",)
-# LoraConfig fields the pipeline sets itself.
-_LORA_RESERVED = ("peft_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision", "inference_mode")
 _NULLS = ("null", "none", "None", "~")
 
 
@@ -78,260 +88,6 @@ def load_yaml(text: str) -> Any:
         `Any`: The parsed value.
     """
     return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Sections
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class DataConfig:
-    """
-    Where the data comes from and how it is tokenized.
-
-    Args:
-        dataset (`str`, *optional*, defaults to `"hoc"`):
-            `"hoc"` (`hf_kd.load_hoc`), `"codiesp"` (`hf_kd.load_codiesp`) or `"files"` (generic files or a Hub
-            dataset id through `hf_kd.load_classification_dataset`).
-        path (`str`, *optional*):
-            The data directory (hoc, codiesp), or the file / directory / Hub id for `"files"`. Relative paths are
-            resolved against the current directory.
-        data_files (`dict[str, str]`, *optional*):
-            For `"files"`: a mapping split -> file, used instead of `path`.
-        level (`str`, *optional*, defaults to `"abstract"`):
-            HoC level: `"abstract"` or `"sentence"` (sentence-level training, BLURB abstract-level evaluation).
-        text_column (`str`, *optional*, defaults to `"text"`):
-            Column the student reads.
-        teacher_text_column (`str`, *optional*):
-            Column the teacher reads (e.g. `text_en_mt`); defaults to `text_column`.
-        label_column (`str`, *optional*, defaults to `"labels"`):
-            Label column for `"files"`.
-        problem_type (`str`, *optional*):
-            Problem type for `"files"`; inferred when unset.
-        label_delimiter (`str`, *optional*):
-            Delimiter of string labels for `"files"`.
-        max_length (`int`, *optional*, defaults to 256):
-            Student truncation length.
-        teacher_max_length (`int`, *optional*):
-            Teacher truncation length; defaults to `max_length`.
-        train_size (`int`, *optional*):
-            Keep a random subset of the training split (documents when a `group` column exists, e.g. the abstracts
-            of sentence-level HoC). All of it when unset.
-        eval_size (`int`, *optional*):
-            Likewise for the validation and test splits (for quick runs only).
-        validation_split (`str`, *optional*, defaults to `"validation"`):
-            Split used for thresholds and the gate.
-        test_split (`str`, *optional*, defaults to `"test"`):
-            Split reported as test; skipped when absent or set to null.
-    """
-
-    dataset: Literal["hoc", "codiesp", "files"] = field(
-        default="hoc", metadata={"help": "hoc, codiesp, or files (CSV/TSV/JSON(L)/Parquet files or a Hub dataset)."}
-    )
-    path: str | None = field(default=None, metadata={"help": "Data directory, file or Hub id."})
-    data_files: dict[str, str] | None = field(
-        default=None, metadata={"help": "For dataset: files, a mapping split -> file (YAML), instead of path."}
-    )
-    level: str = field(default="abstract", metadata={"help": "HoC level: abstract or sentence."})
-    text_column: str = field(default="text", metadata={"help": "Column the student reads."})
-    teacher_text_column: str | None = field(
-        default=None, metadata={"help": "Column the teacher reads (defaults to text_column)."}
-    )
-    label_column: str = field(default="labels", metadata={"help": "Label column (dataset: files)."})
-    problem_type: str | None = field(default=None, metadata={"help": "Problem type (dataset: files); inferred."})
-    label_delimiter: str | None = field(default=None, metadata={"help": "Delimiter of string labels (files)."})
-    max_length: int | None = field(default=256, metadata={"help": "Student truncation length."})
-    teacher_max_length: int | None = field(
-        default=None, metadata={"help": "Teacher truncation length (defaults to max_length)."}
-    )
-    train_size: int | None = field(
-        default=None, metadata={"help": "Random subset of the training split (documents when grouped)."}
-    )
-    eval_size: int | None = field(default=None, metadata={"help": "Random subset of the evaluation splits."})
-    validation_split: str = field(default="validation", metadata={"help": "Split for thresholds and the gate."})
-    test_split: str | None = field(default="test", metadata={"help": "Split reported as test (null: none)."})
-
-
-@dataclass
-class TeacherConfig:
-    """
-    The teacher and its fine-tuning.
-
-    Any other key of the `teacher:` section is a `DistillationTrainingArguments` field for the fine-tuning (stage 1),
-    e.g. `learning_rate`, `head_learning_rate`, `num_train_epochs`, `per_device_train_batch_size`; it is kept in
-    `training`.
-
-    Args:
-        model (`str`, *optional*):
-            Local path or Hub id: a classifier already fine-tuned on this label space (stage 1 is then skipped), or a
-            base model to fine-tune.
-        tokenizer (`str`, *optional*):
-            Tokenizer path or id; defaults to `model`.
-        lora (`dict[str, Any]`, *optional*):
-            Fine-tune the teacher with LoRA instead of fully: `peft.LoraConfig` keyword arguments (e.g. `r`,
-            `lora_alpha`, `lora_dropout`, `target_modules`; `{}` takes peft's defaults). `task_type` is always
-            `SEQ_CLS`, so the classification head is trained in full (peft's `modules_to_save`). After the
-            fine-tuning the adapter is merged into the teacher (`merge_and_unload`), and `teacher/model/` holds that
-            plain merged model, which the evaluation and the cached logits use; the adapter alone is kept in
-            `teacher/adapter/`. Unused when stage 1 is skipped (teacher already fine-tuned).
-        training (`dict[str, Any]`, *optional*):
-            `DistillationTrainingArguments` fields of the fine-tuning (`alpha` is forced to 1).
-    """
-
-    model: str | None = field(default=None, metadata={"help": "Teacher path or Hub id (required)."})
-    tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer path or id (defaults to model)."})
-    lora: dict[str, Any] | None = field(
-        default=None, metadata={"help": "Fine-tune with LoRA: peft.LoraConfig keyword arguments (YAML mapping)."}
-    )
-    training: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class StudentConfig:
-    """
-    The student and its distillation.
-
-    Any other key of the `student:` section is a `DistillationTrainingArguments` field for the distillation, e.g.
-    `temperature`, `alpha`, `head_learning_rate`, `hidden_loss_weight`, `num_train_epochs`; it is kept in `training`.
-
-    Args:
-        model (`str`, *optional*):
-            A pretrained student (path or Hub id), given a new classification head. Exclusive with
-            `from_teacher_layers` / `num_layers`.
-        from_teacher_layers (`list[int]`, *optional*):
-            Build the student from these teacher layers (e.g. `[0, 2, 4]`), embeddings and head copied.
-        num_layers (`int`, *optional*):
-            Build the student from this many evenly spaced teacher layers. The default when neither `model` nor
-            `from_teacher_layers` is given is half the teacher's layers.
-        tokenizer (`str`, *optional*):
-            Tokenizer of a pretrained student; defaults to `model` (a student built from the teacher uses the
-            teacher's tokenizer).
-        warmup_epochs (`float`, *optional*, defaults to `0.0`):
-            Epochs of hard-label training (`alpha=1`) before the distillation (stage 4); 0 skips it.
-        online_teacher (`bool`, *optional*, defaults to `False`):
-            Run the teacher at every training step of the distillation instead of reading the logits cached in stage
-            3 (e.g. to compare both; they give the same student). Implied by hidden-state and attention losses,
-            which need the teacher's activations.
-        lora (`dict[str, Any]`, *optional*):
-            Train the student with LoRA (in the warm-up, the distillation and the search): `peft.LoraConfig` keyword
-            arguments, as for the teacher (`task_type` is always `SEQ_CLS`, the head is trained in full). Each stage
-            merges the adapter into the student (`merge_and_unload`) and saves that plain model in
-            `<stage>/model/`, which the next stages, the evaluation, the report and the model card use; the adapter
-            alone is kept in `<stage>/adapter/`.
-        training (`dict[str, Any]`, *optional*):
-            `DistillationTrainingArguments` fields of the distillation.
-    """
-
-    model: str | None = field(default=None, metadata={"help": "A pretrained student (path or Hub id)."})
-    from_teacher_layers: list[int] | None = field(
-        default=None, metadata={"help": "Build the student from these 0-based teacher layers, e.g. 0 2 4."}
-    )
-    num_layers: int | None = field(
-        default=None, metadata={"help": "Build the student from this many evenly spaced teacher layers."}
-    )
-    tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer of a pretrained student."})
-    warmup_epochs: float = field(default=0.0, metadata={"help": "Epochs of hard-label training before distilling."})
-    online_teacher: bool = field(
-        default=False, metadata={"help": "Run the teacher at every step instead of reading the cached logits."}
-    )
-    lora: dict[str, Any] | None = field(
-        default=None, metadata={"help": "Train with LoRA: peft.LoraConfig keyword arguments (YAML mapping)."}
-    )
-    training: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class EvaluationConfig:
-    """
-    Evaluation, quality gate and report.
-
-    Args:
-        gate_metric (`str`, *optional*, defaults to `"micro_f1"`):
-            Validation metric of the teacher checked against `min_teacher_metric` (`blurb_micro_f1` for
-            sentence-level HoC, `accuracy` for single-label tasks...).
-        min_teacher_metric (`float`, *optional*):
-            Stop after stage 2 with a `QualityGateError` when the teacher's `gate_metric` is below this.
-        tune_threshold (`bool`, *optional*, defaults to `True`):
-            Multi-label: tune one global threshold on the validation split (`hf_kd.thresholds.tune_thresholds`) and
-            apply it to the test split; otherwise 0.5.
-        batch_size (`int`, *optional*, defaults to 32):
-            Batch size for the evaluation and logit caching.
-        latency (`bool`, *optional*, defaults to `True`):
-            Measure CPU latency in the report.
-        latency_batch_sizes (`list[int]`, *optional*, defaults to `[1, 32]`):
-            Batch sizes timed.
-        plots (`bool`, *optional*, defaults to `True`):
-            Write training-curve and per-label F1 plots.
-        model_card (`bool`, *optional*, defaults to `True`):
-            Write the student's model card.
-    """
-
-    gate_metric: str = field(default="micro_f1", metadata={"help": "Teacher validation metric of the gate."})
-    min_teacher_metric: float | None = field(
-        default=None, metadata={"help": "Stop before distilling when the teacher's gate metric is below this."}
-    )
-    tune_threshold: bool = field(
-        default=True, metadata={"help": "Multi-label: tune the threshold on the validation split (else 0.5)."}
-    )
-    batch_size: int = field(default=32, metadata={"help": "Batch size of the evaluation and the logit caching."})
-    latency: bool = field(default=True, metadata={"help": "Measure CPU latency in the report."})
-    latency_batch_sizes: list[int] = field(default_factory=lambda: [1, 32], metadata={"help": "Batch sizes timed."})
-    plots: bool = field(default=True, metadata={"help": "Write the report's figures."})
-    model_card: bool = field(default=True, metadata={"help": "Write the student's model card."})
-
-
-@dataclass
-class SearchConfig:
-    """
-    Search of the student's distillation hyperparameters (`hf-kd search`): particle swarm by default.
-
-    Args:
-        hp_space (`dict[str, list]`, *optional*):
-            `DistillationTrainingArguments` field -> `[low, high]`, `[low, high, "log"]` or `[low, high, "int"]`.
-            Defaults to `hf_kd.search.DEFAULT_PSO_SPACE`.
-        n_trials (`int`, *optional*, defaults to 10):
-            Number of trials (rounded up to whole swarm iterations).
-        n_particles (`int`, *optional*, defaults to 5):
-            Swarm size.
-        metric (`str`, *optional*, defaults to `"micro_f1"`):
-            Validation metric maximised (read as `eval_<metric>`).
-        direction (`str`, *optional*, defaults to `"maximize"`):
-            `"maximize"` or `"minimize"`.
-        backend (`str`, *optional*, defaults to `"pso"`):
-            `"pso"` (pyswarms, `hf_kd.search`), or `"tpe"` / `"random"`: Optuna's TPE or random sampler through
-            `Trainer.hyperparameter_search(backend="optuna")`, over the same space (needs `pip install optuna`,
-            the `search` extra). The Optuna searches are not resumable and run in one process.
-    """
-
-    hp_space: dict[str, list[Any]] | None = field(
-        default=None, metadata={"help": "Field -> [low, high(, log|int)] (YAML mapping)."}
-    )
-    n_trials: int = field(default=10, metadata={"help": "Number of trials."})
-    n_particles: int = field(default=5, metadata={"help": "Swarm size."})
-    metric: str = field(default="micro_f1", metadata={"help": "Validation metric optimised (eval_<metric>)."})
-    direction: Literal["maximize", "minimize"] = field(default="maximize", metadata={"help": "maximize or minimize."})
-    backend: Literal["pso", "tpe", "random"] = field(
-        default="pso", metadata={"help": "pso (pyswarms), or tpe / random (Optuna)."}
-    )
-
-
-@dataclass
-class _TopLevel:
-    output_dir: str = field(default="runs/hf-kd", metadata={"help": "Root folder of the stages."})
-    seed: int = field(default=42, metadata={"help": "Seed of the subsets and of every training run."})
-
-
-SECTIONS: dict[str, type] = {
-    "data": DataConfig,
-    "teacher": TeacherConfig,
-    "student": StudentConfig,
-    "evaluation": EvaluationConfig,
-    "search": SearchConfig,
-}
-"""The recipe's sections, in the order they are written."""
-
-_TRAINED_SECTIONS = ("teacher", "student")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -387,14 +143,14 @@ class RecipeParser(HfArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(**kwargs)
         self._recipe_keys: set[str] = set()
-        self._add_section("", _TopLevel, self.add_argument_group("top level"))
+        self._add_section("", TopLevelConfig, self.add_argument_group("top level"))
         for name, cls in SECTIONS.items():
             group = self.add_argument_group(f"{name} section", f"`{name}:` in the recipe, --{name}.<field> here.")
             self._add_section(name, cls, group)
         if training_fields:
             from .config import DistillationTrainingArguments
 
-            for name in _TRAINED_SECTIONS:
+            for name in TRAINED_SECTIONS:
                 self._add_section(name, DistillationTrainingArguments, self, hidden=True)
 
     def _add_section(self, prefix: str, cls: type, group: Any, hidden: bool = False) -> None:
@@ -557,36 +313,6 @@ class RecipeParser(HfArgumentParser):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def lora_config(values: Mapping[str, Any], section: str) -> Any:
-    """
-    The `peft.LoraConfig` of a `teacher.lora` / `student.lora` mapping, for sequence classification.
-
-    Args:
-        values (`Mapping[str, Any]`):
-            `LoraConfig` keyword arguments.
-        section (`str`):
-            `"teacher"` or `"student"`, for messages.
-
-    Returns:
-        `peft.LoraConfig`: With `task_type=SEQ_CLS`.
-
-    Raises:
-        `ValueError`: On a key that is not a `LoraConfig` field, or another task type.
-    """
-    from peft import LoraConfig, TaskType
-
-    if not isinstance(values, Mapping):
-        raise ValueError(f"`{section}.lora` must be a mapping of LoraConfig fields, got {type(values).__name__}.")
-    known = {f.name for f in fields(LoraConfig) if f.init} - set(_LORA_RESERVED)
-    unknown = sorted(str(k) for k in set(values) - known)
-    if unknown:
-        raise ValueError(f"Unknown `{section}.lora` key(s) {unknown}; the keys are `peft.LoraConfig` fields.")
-    task_type = values.get("task_type", TaskType.SEQ_CLS)
-    if task_type != TaskType.SEQ_CLS:
-        raise ValueError(f"`{section}.lora.task_type` must be 'SEQ_CLS' (sequence classification), got {task_type!r}.")
-    return LoraConfig(**{**values, "task_type": TaskType.SEQ_CLS})
-
-
 @dataclass
 class DistillationPipelineConfig:
     """
@@ -644,7 +370,7 @@ class DistillationPipelineConfig:
             raise ValueError(f"`search.direction` must be 'maximize' or 'minimize', got {self.search.direction!r}.")
         if self.search.backend not in SEARCH_BACKENDS:
             raise ValueError(f"`search.backend` must be one of {list(SEARCH_BACKENDS)}, got {self.search.backend!r}.")
-        for section in _TRAINED_SECTIONS:
+        for section in TRAINED_SECTIONS:
             lora = getattr(self, section).lora
             if lora is not None:
                 lora_config(lora, section)
@@ -652,7 +378,7 @@ class DistillationPipelineConfig:
     @property
     def use_cpu(self) -> bool:
         """Whether a training section sets `use_cpu` (the run then starts accelerate's state on the CPU)."""
-        return any(bool(getattr(self, name).training.get("use_cpu")) for name in _TRAINED_SECTIONS)
+        return any(bool(getattr(self, name).training.get("use_cpu")) for name in TRAINED_SECTIONS)
 
     @classmethod
     def from_dict(

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from .evaluation import headline, result_summary
+from .model_stats import measure_latency, model_size
 from .models import training_args
-from .report import build_report, jsonable, measure_latency, model_size, print_report, write_report
+from .report import build_report, jsonable, print_report, write_report
 
 __all__ = ["write_run_report"]
 
@@ -121,7 +122,8 @@ def _plots(run: Any, teacher_metrics: Any, student_metrics: Any, folder: Path) -
 def _model_card(
     run: Any, student: Any, student_dir: str, teacher: Any, student_metrics: Any, teacher_metrics: Any, report: Any
 ) -> None:
-    from .model_card import card_data_from_trainer, write_model_card
+    from .card_data import card_data_from_trainer
+    from .model_card import write_model_card
     from .trainer import DistillationTrainer
 
     config = run.config

@@ -11,12 +11,11 @@ from conftest import tiny_bert
 from safetensors.torch import save_file
 
 from hf_kd import plots as plots_module
+from hf_kd.model_stats import measure_latency, model_size
 from hf_kd.plots import plot_per_label_f1, plot_training_curves
 from hf_kd.report import (
     build_report,
     format_table,
-    measure_latency,
-    model_size,
     print_report,
     write_report,
 )
