@@ -1,4 +1,5 @@
-"""Word-level alignment of hidden states produced by two different tokenizers.
+"""Two tokenizations of one text: whether they are the same (`same_tokenization`), and word-level alignment of the
+hidden states they produce.
 
 When the teacher and the student use different tokenizers (for example a domain-specific teacher and a general
 student, as in DSG-KD), their token sequences cannot be matched position by position. This module matches them word by
@@ -23,6 +24,7 @@ Typical use::
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from bisect import bisect_right
@@ -32,6 +34,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "same_tokenization",
     "word_spans",
     "token_word_ids",
     "word_ids_for_encoding",
@@ -392,3 +395,58 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     """
     mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+
+
+_ENCODING_SETTINGS = (
+    "do_lower_case",
+    "do_basic_tokenize",
+    "never_split",
+    "strip_accents",
+    "tokenize_chinese_chars",
+    "add_prefix_space",
+    "add_bos_token",
+    "add_eos_token",
+    "truncation_side",
+)
+
+
+def _backend_state(tokenizer: Any) -> dict[str, Any]:
+    """The backend tokenizer's JSON minus the run-time truncation/padding settings and the decoder."""
+    state = json.loads(tokenizer.backend_tokenizer.to_str())
+    for key in ("truncation", "padding", "decoder"):
+        state.pop(key, None)
+    return state
+
+
+def same_tokenization(a: Any, b: Any) -> bool:
+    """Whether two tokenizers turn any text into the same token ids.
+
+    True when both have the same class, the same vocabulary (`get_vocab()`), the same special and added tokens, the
+    same truncation side and the same normalization: for fast tokenizers the whole backend pipeline (normalizer,
+    pre-tokenizer, model, post-processor, added tokens) must be identical; for slow ones the settings that change
+    encoding (`do_lower_case`, `strip_accents`, ...) must be equal. The comparison is conservative: False means "not
+    provably identical", in which case the teacher gets its own input columns.
+
+    Args:
+        a (`Any`):
+            The first tokenizer.
+        b (`Any`):
+            The second tokenizer.
+
+    Returns:
+        `bool`: Whether the tokenizations are identical.
+    """
+    if a is b:
+        return True
+    if type(a) is not type(b) or bool(getattr(a, "is_fast", False)) != bool(getattr(b, "is_fast", False)):
+        return False
+    if a.get_vocab() != b.get_vocab():
+        return False
+    if str(a.special_tokens_map) != str(b.special_tokens_map):
+        return False
+    for name in _ENCODING_SETTINGS:
+        if getattr(a, name, None) != getattr(b, name, None):
+            return False
+    if getattr(a, "is_fast", False):
+        return _backend_state(a) == _backend_state(b)
+    return str(a.added_tokens_decoder) == str(b.added_tokens_decoder)

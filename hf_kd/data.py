@@ -13,7 +13,6 @@ Privacy: error messages and logs name columns, splits, row indices and label val
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, load_dataset
 from transformers import PreTrainedTokenizerBase
 
+from .alignment import same_tokenization
 from .labels import encode_labels
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,6 @@ __all__ = [
     "load_data_files",
     "require_column",
     "require_text_column",
-    "same_tokenization",
     "tokenize_for_distillation",
 ]
 
@@ -290,61 +289,6 @@ def load_classification_dataset(
 # ---------------------------------------------------------------------------------------------------------------------
 # Tokenization
 # ---------------------------------------------------------------------------------------------------------------------
-
-_ENCODING_SETTINGS = (
-    "do_lower_case",
-    "do_basic_tokenize",
-    "never_split",
-    "strip_accents",
-    "tokenize_chinese_chars",
-    "add_prefix_space",
-    "add_bos_token",
-    "add_eos_token",
-    "truncation_side",
-)
-
-
-def _backend_state(tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
-    """The backend tokenizer's JSON minus the run-time truncation/padding settings and the decoder."""
-    state = json.loads(tokenizer.backend_tokenizer.to_str())
-    for key in ("truncation", "padding", "decoder"):
-        state.pop(key, None)
-    return state
-
-
-def same_tokenization(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> bool:
-    """Whether two tokenizers turn any text into the same token ids.
-
-    True when both have the same class, the same vocabulary (`get_vocab()`), the same special and added tokens, the
-    same truncation side and the same normalization: for fast tokenizers the whole backend pipeline (normalizer,
-    pre-tokenizer, model, post-processor, added tokens) must be identical; for slow ones the settings that change
-    encoding (`do_lower_case`, `strip_accents`, ...) must be equal. The comparison is conservative: False means "not
-    provably identical", in which case the teacher gets its own input columns.
-
-    Args:
-        a (`PreTrainedTokenizerBase`):
-            The first tokenizer.
-        b (`PreTrainedTokenizerBase`):
-            The second tokenizer.
-
-    Returns:
-        `bool`: Whether the tokenizations are identical.
-    """
-    if a is b:
-        return True
-    if type(a) is not type(b) or bool(getattr(a, "is_fast", False)) != bool(getattr(b, "is_fast", False)):
-        return False
-    if a.get_vocab() != b.get_vocab():
-        return False
-    if str(a.special_tokens_map) != str(b.special_tokens_map):
-        return False
-    for name in _ENCODING_SETTINGS:
-        if getattr(a, name, None) != getattr(b, name, None):
-            return False
-    if getattr(a, "is_fast", False):
-        return _backend_state(a) == _backend_state(b)
-    return str(a.added_tokens_decoder) == str(b.added_tokens_decoder)
-
 
 def _truncation_length(tokenizer: PreTrainedTokenizerBase, max_length: int | None) -> int | None:
     """The length sequences are truncated to: `max_length`, else the tokenizer's real limit, else None."""

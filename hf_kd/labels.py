@@ -73,10 +73,6 @@ def _unknown_label(vocabulary: Sequence[Any], label: Any, split: str, row: int, 
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _column(ds: datasets.Dataset, column: str) -> pa.Array:
-    return ds.data.column(column).combine_chunks()
-
-
 def _scalar_kind(arrow_type: pa.DataType) -> str:
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
         return "str"
@@ -275,8 +271,6 @@ def _name_encoder(column: str, vocabulary: Sequence[Any]) -> Callable[[Any, str,
 
 def _multi_hot_row(width: int, column: str) -> Callable[[Any, str, int], list[float]]:
     def encode(value: Any, split: str, row: int) -> list[float]:
-        if len(value) != width:  # pragma: no cover - lengths are checked before
-            raise ValueError(f"Multi-hot labels of column '{column}' have different lengths.")
         if value and all(v == IGNORE_INDEX for v in value):
             return [float(IGNORE_INDEX)] * width
         for v in value:
@@ -382,7 +376,7 @@ def encode_labels(
         duplicates = sorted({n for n in label_names if label_names.count(n) > 1}, key=str)
         if duplicates:
             raise ValueError(f"`label_names` has duplicates: {duplicates}.")
-    values = {split: _column(ds, column) for split, ds in dataset.items()}
+    values = {split: ds.data.column(column).combine_chunks() for split, ds in dataset.items()}
     for split, arr in values.items():
         problem = _missing_row(arr, delimited=label_delimiter is not None)
         if problem is not None:

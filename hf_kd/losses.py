@@ -27,6 +27,7 @@ import torch.nn.functional as F
 __all__ = [
     "attention_kl_loss",
     "bernoulli_kd_loss",
+    "distillation_loss",
     "hard_label_loss",
     "hidden_cosine_loss",
     "hidden_mse_loss",
@@ -154,6 +155,47 @@ def logit_mse_loss(
     diff = (student_logits.float() - teacher_logits.detach().float()) ** 2
     per_example = diff.reshape(diff.shape[0], -1).mean(-1)
     return _reduce(per_example, reduction)
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    problem_type: str,
+    temperature: float = 2.0,
+    single_label_loss: str = "kl",
+    multi_label_loss: str = "bernoulli_kl",
+    reduction: Reduction = "none",
+) -> torch.Tensor:
+    """The distillation term of a task: the loss of the table above for `problem_type`.
+
+    Args:
+        student_logits (`torch.Tensor` of shape `(batch, K)`):
+            The student's logits.
+        teacher_logits (`torch.Tensor`, same number of elements):
+            The teacher's logits.
+        problem_type (`str`):
+            `"single_label_classification"`, `"multi_label_classification"` or `"regression"`.
+        temperature (`float`, *optional*, defaults to 2.0):
+            Softening temperature of the KL terms.
+        single_label_loss (`str`, *optional*, defaults to `"kl"`):
+            `"kl"` ([`softmax_kd_loss`]) or `"mse"` ([`logit_mse_loss`]) for single-label tasks.
+        multi_label_loss (`str`, *optional*, defaults to `"bernoulli_kl"`):
+            `"bernoulli_kl"` ([`bernoulli_kd_loss`]) or `"mse"` for multi-label tasks.
+        reduction (`str`, *optional*, defaults to `"none"`):
+            `"none"` (per example), `"sum"` or `"mean"`.
+
+    Returns:
+        `torch.Tensor`: the loss.
+    """
+    teacher_logits = teacher_logits.reshape(student_logits.shape)
+    if problem_type == "regression":
+        return logit_mse_loss(student_logits, teacher_logits, reduction=reduction)
+    loss = single_label_loss if problem_type == "single_label_classification" else multi_label_loss
+    if loss == "mse":
+        return logit_mse_loss(student_logits, teacher_logits, reduction=reduction)
+    if problem_type == "single_label_classification":
+        return softmax_kd_loss(student_logits, teacher_logits, temperature, reduction=reduction)
+    return bernoulli_kd_loss(student_logits, teacher_logits, temperature, reduction=reduction)
 
 
 def hard_label_loss(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 from transformers import PreTrainedModel
 
 from .intermediate import uniform_layers
 
-__all__ = ["head_parameter_ids", "student_from_teacher", "uniform_layers"]
+__all__ = ["head_parameter_ids", "set_head_learning_rate", "student_from_teacher", "uniform_layers"]
 
 _LAYER_COUNT_ATTRS = ("num_hidden_layers", "n_layers", "num_layers")
 
@@ -99,3 +100,42 @@ def head_parameter_ids(model: nn.Module) -> set[int]:
         return bool(prefix and not name.startswith(prefix + ".")) or ".pooler." in f".{name}"
 
     return {id(p) for n, p in base.named_parameters() if p.requires_grad and is_head(n)}
+
+
+def set_head_learning_rate(optimizer: Any, model: nn.Module, learning_rate: float) -> None:
+    """
+    Give the student's trainable head parameters their own learning rate, in every parameter group of `optimizer`.
+
+    Each group is split in two, its head parameters (classifier and pooler, see [`head_parameter_ids`]) getting
+    `learning_rate` and the others keeping the group's options.
+
+    Args:
+        optimizer (`torch.optim.Optimizer`):
+            The optimizer, already built over the model's parameters.
+        model (`nn.Module`):
+            The student (or a `peft.PeftModel` around it).
+        learning_rate (`float`):
+            The head's learning rate.
+
+    Raises:
+        `ValueError`: When the student has no trainable head parameter.
+    """
+    head_ids = head_parameter_ids(model)
+    if not head_ids:
+        raise ValueError(
+            "`head_learning_rate` is set but no trainable head parameters were found in the student (looked for "
+            "parameters outside its base model, and its pooler; with PEFT, the head must be trainable, e.g. "
+            "`task_type='SEQ_CLS'` or `modules_to_save`)."
+        )
+    groups = []
+    for group in optimizer.param_groups:
+        options = {k: v for k, v in group.items() if k != "params"}
+        body = [p for p in group["params"] if id(p) not in head_ids]
+        head = [p for p in group["params"] if id(p) in head_ids]
+        if body:
+            groups.append({**options, "params": body})
+        if head:
+            groups.append({**options, "params": head, "lr": learning_rate})
+    optimizer.param_groups.clear()
+    for group in groups:
+        optimizer.add_param_group(group)

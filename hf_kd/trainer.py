@@ -19,8 +19,8 @@ from transformers.utils import logging
 from .config import DistillationTrainingArguments
 from .constants import DISTILLATION_COLUMNS, IGNORE_INDEX, TEACHER_INPUT_COLUMNS, problem_type_of_config
 from .intermediate import IntermediateDistiller, ProjectionGradSyncCallback
-from .losses import bernoulli_kd_loss, hard_label_loss, logit_mse_loss, softmax_kd_loss, validate_labels
-from .student import head_parameter_ids
+from .losses import distillation_loss, hard_label_loss, validate_labels
+from .student import set_head_learning_rate
 from .teacher import check_shared_vocabulary, load_teacher, prepare_teacher, teacher_label_order
 
 __all__ = ["PROJECTIONS_FILE", "DistillationTrainer"]
@@ -209,15 +209,14 @@ class DistillationTrainer(Trainer):
 
     def _distill_per_example(self, student: torch.Tensor, teacher: torch.Tensor, problem_type: str) -> torch.Tensor:
         args = self.args
-        if problem_type == "regression":
-            return logit_mse_loss(student, teacher.reshape(student.shape), reduction="none")
-        if problem_type == "single_label_classification":
-            if args.single_label_distillation_loss == "mse":
-                return logit_mse_loss(student, teacher, reduction="none")
-            return softmax_kd_loss(student, teacher, args.temperature, reduction="none")
-        if args.multi_label_distillation_loss == "mse":
-            return logit_mse_loss(student, teacher, reduction="none")
-        return bernoulli_kd_loss(student, teacher, args.temperature, reduction="none")
+        return distillation_loss(
+            student,
+            teacher,
+            problem_type,
+            args.temperature,
+            args.single_label_distillation_loss,
+            args.multi_label_distillation_loss,
+        )
 
     def compute_loss(
         self,
@@ -336,25 +335,7 @@ class DistillationTrainer(Trainer):
         opt_model = self.model if model is None else model
         head_lr = self.args.head_learning_rate
         if head_lr is not None:
-            head_ids = head_parameter_ids(opt_model)
-            if not head_ids:
-                raise ValueError(
-                    "`head_learning_rate` is set but no trainable head parameters were found in the student (looked "
-                    "for parameters outside its base model, and its pooler; with PEFT, the head must be trainable, "
-                    "e.g. `task_type='SEQ_CLS'` or `modules_to_save`)."
-                )
-            groups = []
-            for group in optimizer.param_groups:
-                options = {k: v for k, v in group.items() if k != "params"}
-                body = [p for p in group["params"] if id(p) not in head_ids]
-                head = [p for p in group["params"] if id(p) in head_ids]
-                if body:
-                    groups.append({**options, "params": body})
-                if head:
-                    groups.append({**options, "params": head, "lr": head_lr})
-            optimizer.param_groups.clear()
-            for group in groups:
-                optimizer.add_param_group(group)
+            set_head_learning_rate(optimizer, opt_model, head_lr)
         if self.intermediate is not None:
             params = [p for p in self.intermediate.parameters() if p.requires_grad]
             if params:
@@ -517,27 +498,26 @@ class DistillationTrainer(Trainer):
     ) -> Any:
         """`Trainer.hyperparameter_search`, plus `backend="pso"`: a resumable particle-swarm search.
 
-        With `backend="pso"` the arguments go to `hf_kd.pso.run_pso` (see there and the `hf_kd.pso` docstring); any
-        other backend is `Trainer.hyperparameter_search`.
+        With `backend="pso"` the arguments (and `n_particles`, `seed`, `pso_options`, `velocity_clamp` in `kwargs`)
+        go to [`hf_kd.search.run_pso`], which documents them: `hp_space` is a dict field -> `(low, high)`,
+        `(low, high, "log")` or `(low, high, "int")` over `DistillationTrainingArguments` fields. Any other backend
+        (`"optuna"`, `"ray"`, `"wandb"`, or the installed one) is `Trainer.hyperparameter_search`, unchanged.
 
         Args:
             hp_space (`dict` or `Callable`, *optional*):
-                For `"pso"`, a dict field -> `(low, high)`, `(low, high, "log")` or `(low, high, "int")` over
-                `DistillationTrainingArguments` fields (defaults to `hf_kd.pso.DEFAULT_PSO_SPACE`); for other
-                backends, their usual space.
+                The search space.
             compute_objective (`Callable[[dict[str, float]], float]`, *optional*):
-                Objective from the evaluation metrics. Defaults to transformers' `default_compute_objective`.
+                Objective from the evaluation metrics (transformers' `default_compute_objective` by default).
             n_trials (`int`, *optional*, defaults to 20):
-                Number of trials (for `"pso"`, rounded up to whole iterations of `n_particles`).
+                Number of trials.
             direction (`str` or `list[str]`, *optional*, defaults to `"minimize"`):
-                `"minimize"` or `"maximize"` (a list for multi-objective searches with other backends).
+                `"minimize"` or `"maximize"`.
             backend (`str` or `HPSearchBackend`, *optional*):
-                `"pso"`, or a transformers backend (`"optuna"`, `"ray"`, `"wandb"`); defaults to the installed one.
+                `"pso"` or a transformers backend.
             hp_name (`Callable`, *optional*):
-                Names a trial's run (for `"pso"`, from its hyperparameter dict).
+                Names a trial's run.
             kwargs (`dict[str, Any]`, *optional*):
-                For `"pso"`: `n_particles`, `seed`, `pso_options` (`{"c1", "c2", "w"}`) and `velocity_clamp`;
-                otherwise passed to the transformers backend.
+                Backend options.
 
         Returns:
             [`~trainer_utils.BestRun`] (or a list of them for multi-objective searches with other backends).

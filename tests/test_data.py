@@ -15,7 +15,8 @@ from transformers import AutoTokenizer, BertTokenizerFast, BertTokenizerLegacy
 
 from hf_kd.collator import DistillationDataCollator
 from hf_kd.corpora import load_codiesp, load_hoc
-from hf_kd.data import load_classification_dataset, same_tokenization, tokenize_for_distillation
+from hf_kd.alignment import same_tokenization
+from hf_kd.data import load_classification_dataset, tokenize_for_distillation
 
 SHARED = Path(__file__).parents[1] / ".." / "shared"
 HOC_DIR = SHARED / "data" / "hoc"
