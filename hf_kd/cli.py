@@ -78,9 +78,16 @@ def build_parser(command: str, training_fields: bool = True) -> Any:
     """
     from .recipe import RecipeParser
 
+    usage = {
+        "distill": "hf-kd distill RECIPE [--section.field VALUE ...]",
+        "evaluate": "hf-kd evaluate --model PATH --recipe RECIPE [--split SPLIT] [--side SIDE] [--output FILE] "
+        "[--section.field VALUE ...]",
+        "search": "hf-kd search RECIPE [--n_trials N] [--n_particles P] [--section.field VALUE ...]",
+    }[command]
     parser = RecipeParser(
         training_fields=training_fields,
         prog=f"hf-kd {command}",
+        usage=usage,
         description=COMMANDS[command],
         epilog=_OVERRIDES,
     )

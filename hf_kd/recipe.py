@@ -145,7 +145,13 @@ class RecipeParser(HfArgumentParser):
         self._recipe_keys: set[str] = set()
         self._add_section("", TopLevelConfig, self.add_argument_group("top level"))
         for name, cls in SECTIONS.items():
-            group = self.add_argument_group(f"{name} section", f"`{name}:` in the recipe, --{name}.<field> here.")
+            description = f"`{name}:` in the recipe, --{name}.<field> here."
+            if name in TRAINED_SECTIONS:
+                description += (
+                    f" Also every DistillationTrainingArguments field of the {name}'s training run, e.g. "
+                    f"--{name}.learning_rate, --{name}.num_train_epochs (not listed here)."
+                )
+            group = self.add_argument_group(f"{name} section", description)
             self._add_section(name, cls, group)
         if training_fields:
             from .config import DistillationTrainingArguments
@@ -169,6 +175,8 @@ class RecipeParser(HfArgumentParser):
             for alias in action.option_strings[1:]:  # and its `--field-name` alias
                 del self._option_string_actions[alias]
             action.option_strings = action.option_strings[:1]
+            if action.choices is None and action.nargs != "?":
+                action.metavar = "VALUE"
             if _is_mapping(hints[original.name]):
                 action.type, action.nargs, action.metavar = _yaml_value, None, "YAML"
             elif _allows_none(hints[original.name]) and action.type is not None:
