@@ -12,6 +12,7 @@ Privacy: error messages and logs name columns, splits, row indices and label val
 
 from __future__ import annotations
 
+import codecs
 import csv
 import logging
 import os
@@ -22,6 +23,7 @@ from typing import Any, Literal
 import datasets
 import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, load_dataset
+from datasets.exceptions import DatasetGenerationError
 from transformers import PreTrainedTokenizerBase
 
 from .alignment import same_tokenization
@@ -81,6 +83,8 @@ def _load_split_files(split: str, paths: Sequence[str | os.PathLike]) -> Dataset
             f"Split '{split}' mixes file types ({sorted({p.suffix for p in files})}); use one format per split."
         )
     builder, kwargs = _builder_for(files[0])
+    for path in files:
+        _check_readable(path, split, text=builder != "parquet")
     try:
         return load_dataset(builder, data_files={split: [str(p) for p in files]}, split=split, **kwargs)
     except ValueError as error:
@@ -88,6 +92,34 @@ def _load_split_files(split: str, paths: Sequence[str | os.PathLike]) -> Dataset
         if "corresponds to no data" in str(error):
             raise ValueError(f"Split '{split}' is empty.") from None
         raise
+    except DatasetGenerationError as error:
+        # The parser's own message can quote the file's content; only its kind is reported.
+        cause = type(error.__cause__ or error).__name__
+        names = ", ".join(repr(str(p)) for p in files)
+        raise ValueError(
+            f"Data file(s) {names} of split '{split}' cannot be read as {builder} ({cause}); check the format "
+            "(header row, one record per line for JSON Lines, the separator of a TSV)."
+        ) from None
+
+
+def _check_readable(path: Path, split: str, text: bool) -> None:
+    """Refuse an empty data file, or a text file that is not UTF-8, naming the file and the split."""
+    if path.stat().st_size == 0 or (path.stat().st_size < 4096 and not path.read_bytes().strip()):
+        raise ValueError(f"Data file {str(path)!r} of split '{split}' is empty.")
+    if not text:
+        return
+    offset = 0
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                raise ValueError(
+                    f"Data file {str(path)!r} of split '{split}' is not UTF-8 text (invalid byte at offset "
+                    f"{offset + error.start}); save it as UTF-8."
+                ) from None
+            offset += len(chunk)
 
 
 def load_data_files(source: Any, splits: Sequence[str] | None = None) -> DatasetDict:

@@ -21,12 +21,16 @@ from datasets import DatasetDict
 
 from .constants import IGNORE_INDEX, LABELS_COLUMN, MULTI_LABEL, PROBLEM_TYPES, REGRESSION, SINGLE_LABEL
 
-__all__ = ["encode_labels", "label_feature"]
+__all__ = ["FREE_TEXT_MAX_CHARS", "FREE_TEXT_MAX_DISTINCT", "encode_labels", "label_feature"]
 
 logger = logging.getLogger(__name__)
 
 _MAX_NAMES_SHOWN = 20
 _MAX_LABEL_CHARS = 60
+# A string label column with values longer than this, or with more distinct values than a classifier could use, is
+# taken for free text (e.g. the text column given as the label column) and refused without showing any value.
+FREE_TEXT_MAX_CHARS = 100
+FREE_TEXT_MAX_DISTINCT = 1000
 _MULTI_KINDS = ("multi_names", "multi_ids", "multi_hot", "delimited", "multi_values")
 
 
@@ -131,6 +135,24 @@ def _first_non_integer(values: Mapping[str, pa.Array]) -> tuple[str, int, float]
     return None
 
 
+def _refuse_free_text(values: Mapping[str, pa.Array], column: str) -> None:
+    """Refuse a string label column that looks like free text, without printing any of its values."""
+    for split, arr in values.items():
+        flat = pc.list_flatten(arr) if _is_list(arr.type) else arr
+        if _scalar_kind(flat.type) != "str" or len(flat) == 0:
+            continue
+        longest = pc.max(pc.utf8_length(flat)).as_py() or 0
+        distinct = len(pc.unique(flat))
+        many = distinct > FREE_TEXT_MAX_DISTINCT or (distinct > 50 and distinct > 0.5 * len(flat))
+        if longest > FREE_TEXT_MAX_CHARS or many:
+            raise ValueError(
+                f"Label column '{column}' of split '{split}' looks like free text ({distinct} distinct values in "
+                f"{len(flat)} labels, the longest {longest} characters), not like labels; choose the column that "
+                "holds the labels (`label_column`, `data.label_column` in a recipe). No value is shown, since it may "
+                "be patient text."
+            )
+
+
 def _infer_kind(
     values: Mapping[str, pa.Array], column: str, label_delimiter: str | None, label_names: Sequence[Any] | None
 ) -> str:
@@ -216,17 +238,28 @@ def _vocabulary(
     return vocabulary
 
 
-def _id_vocabulary(values: Mapping[str, pa.Array], column: str, label_names: Sequence[Any] | None) -> list[Any]:
-    """`label_names`, else `"0"` ... `"max"` for the integer ids of the train split."""
+def _id_vocabulary(
+    values: Mapping[str, pa.Array], column: str, label_names: Sequence[Any] | None, gaps: bool = True
+) -> list[Any]:
+    """`label_names`, else `"0"` ... `"max"` for the integer ids of the train split (refusing gaps unless `gaps`)."""
     if label_names is not None:
         return list(label_names)
     train = _train(values, column, "number of labels")
     flat = pc.list_flatten(train) if _is_list(train.type) else train
     ids = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float64)
-    ids = ids[ids != IGNORE_INDEX]
+    ids = ids[(ids != IGNORE_INDEX) & (ids >= 0)]
     if ids.size == 0:
         raise ValueError(f"The 'train' split has no label in column '{column}'.")
-    return [str(i) for i in range(int(ids.max()) + 1)]
+    width = int(ids.max()) + 1
+    missing = sorted(set(range(width)) - set(ids.astype(np.int64).tolist()))
+    if missing and not gaps:
+        shown = ", ".join(map(str, missing[:_MAX_NAMES_SHOWN])) + (", ..." if len(missing) > _MAX_NAMES_SHOWN else "")
+        raise ValueError(
+            f"Integer labels of column '{column}' run up to {width - 1} in the 'train' split but ids {shown} never "
+            f"occur there, so the label space is unclear (a stray id would add classes); pass the label names "
+            "(`label_names`, `data.label_names` in a recipe)."
+        )
+    return [str(i) for i in range(width)]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -383,6 +416,8 @@ def encode_labels(
             row, what = problem
             raise ValueError(f"{what} label in column '{column}' of split '{split}' at row {row}.")
 
+    _refuse_free_text(values, column)
+
     # `ClassLabel` columns (Hub datasets) carry their names; -1 marks an unlabeled example there.
     feature = next(iter(dataset.values())).features[column]
     default_order: list[str] | None = None
@@ -453,7 +488,7 @@ def encode_labels(
         kind = "multi_names"
 
     if kind == "ids":
-        vocabulary = _id_vocabulary(values, column, label_names)
+        vocabulary = _id_vocabulary(values, column, label_names, gaps=False)
         encode = _id_encoder(column, len(vocabulary), multi=False)
 
         def single(value: Any, split: str, row: int) -> int:
