@@ -18,7 +18,7 @@ from accelerate.utils import extract_model_from_parallel
 
 from .report import quality_metrics
 
-__all__ = ["DistillationCardData", "card_data_from_trainer"]
+__all__ = ["DistillationCardData", "card_data_from_trainer", "trainer_card_data"]
 
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 _HARD_LOSSES = {
@@ -51,6 +51,8 @@ class DistillationCardData:
             Weight of the hard-label loss (`1 - alpha` weighs the distillation term).
         losses (`dict[str, str]`, *optional*, defaults to `{}`):
             Loss used for each term, e.g. `{"hard": "cross-entropy", "distill": "kl", "hidden": "mse"}`.
+        student_layers (`list[int]`, *optional*):
+            The teacher layers (0-based) the student was built from, when it was (`hf_kd.student_from_teacher`).
         layer_mapping (`list[int]`, *optional*):
             Teacher layer matched by each student layer, when intermediate layers were distilled.
         loss_weights (`dict[str, float]`, *optional*, defaults to `{}`):
@@ -97,6 +99,7 @@ class DistillationCardData:
     alpha: float | None = None
     losses: dict[str, str] = field(default_factory=dict)
     layer_mapping: list[int] | None = None
+    student_layers: list[int] | None = None
     loss_weights: dict[str, float] = field(default_factory=dict)
     head_learning_rate: float | None = None
     cached_teacher_logits: bool | None = None
@@ -255,9 +258,14 @@ def card_data_from_trainer(
         "Gradient accumulation steps": args.gradient_accumulation_steps,
         "Seed": args.seed,
     }
+    # A student built from the teacher's layers records them in its config (`hf_kd.student_from_teacher`): it was
+    # initialised from the teacher, not from the folder it was last loaded from.
+    student_layers = getattr(config, "hf_kd_teacher_layers", None)
+    base_model = (getattr(config, "hf_kd_teacher", None) or teacher_id) if student_layers else _name_or_path(student)
     data = DistillationCardData(
         model_name=model_name,
-        base_model=_name_or_path(student),
+        base_model=base_model,
+        student_layers=list(student_layers) if student_layers else None,
         teacher_id=teacher_id,
         teacher_revision=teacher_revision,
         problem_type=problem_type,
@@ -274,3 +282,61 @@ def card_data_from_trainer(
         student_metrics=student_metrics,
     )
     return dataclasses.replace(data, **overrides) if overrides else data
+
+
+def trainer_card_data(
+    trainer: Any,
+    language: str | None = None,
+    license: str | None = None,
+    tags: str | list[str] | None = None,
+    model_name: str | None = None,
+    finetuned_from: str | None = None,
+    tasks: str | list[str] | None = None,
+    dataset_tags: str | list[str] | None = None,
+    dataset: str | list[str] | None = None,
+    dataset_args: str | list[str] | None = None,
+    **overrides: Any,
+) -> DistillationCardData:
+    """
+    The card data of `DistillationTrainer.create_model_card` (and so of `push_to_hub`), from `Trainer`'s arguments.
+
+    The student's metrics are those of its last evaluation in `trainer.state.log_history`.
+
+    Args:
+        trainer ([`~hf_kd.DistillationTrainer`]):
+            The trainer.
+        language (`str`, *optional*):
+            Language of the training text (ISO 639-1).
+        license (`str`, *optional*):
+            License id.
+        tags (`str` or `list[str]`, *optional*):
+            Tags added to the `hf-kd` and `knowledge-distillation` ones.
+        model_name (`str`, *optional*):
+            The card's title.
+        finetuned_from (`str`, *optional*):
+            Hub id the student started from (`base_model`).
+        tasks (`str` or `list[str]`, *optional*):
+            Unused: the task is text classification.
+        dataset_tags (`str` or `list[str]`, *optional*):
+            Dataset ids.
+        dataset (`str` or `list[str]`, *optional*):
+            Dataset names, when `dataset_tags` is not given.
+        dataset_args (`str` or `list[str]`, *optional*):
+            Unused.
+        **overrides (`Any`):
+            Other [`DistillationCardData`] fields (e.g. `teacher_metrics`, `eval_split`).
+
+    Returns:
+        [`DistillationCardData`]: The card data.
+    """
+    evaluated = [entry for entry in trainer.state.log_history if any(k.startswith("eval_") for k in entry)]
+    names = dataset_tags if dataset_tags is not None else dataset
+    given = {"language": language, "license": license, "model_name": model_name, "base_model": finetuned_from}
+    return card_data_from_trainer(
+        trainer,
+        dataset_names=[names] if isinstance(names, str) else list(names or []),
+        metrics=evaluated[-1] if evaluated else None,
+        tags=[tags] if isinstance(tags, str) else list(tags or []),
+        **{k: v for k, v in given.items() if v is not None},
+        **overrides,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from transformers import TrainingArguments
 
@@ -49,6 +50,9 @@ class DistillationTrainingArguments(TrainingArguments):
         precompute_teacher_logits (`bool`, *optional*, defaults to `False`):
             Run the teacher once over the training set at the start of `train()` and train from the cached
             `teacher_logits` column (see `hf_kd.cache_teacher_logits`).
+        keep_teacher_logits (`bool`, *optional*, defaults to `False`):
+            Train from a `teacher_logits` column that is already in the training set although a `teacher_model` is
+            given. By default that combination is refused: the column may come from another teacher.
         teacher_batch_size (`int`, *optional*):
             Batch size for caching the teacher's logits. Defaults to `per_device_eval_batch_size`.
         teacher_eval_metrics (`bool`, *optional*, defaults to `False`):
@@ -109,6 +113,10 @@ class DistillationTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "Cache the teacher's logits over the training set at the start of train()."},
     )
+    keep_teacher_logits: bool = field(
+        default=False,
+        metadata={"help": "Train from a teacher_logits column already in the data although a teacher is given."},
+    )
     teacher_batch_size: int | None = field(
         default=None,
         metadata={"help": "Batch size for caching teacher logits (defaults to per_device_eval_batch_size)."},
@@ -166,10 +174,39 @@ class DistillationTrainingArguments(TrainingArguments):
                     f"{self.layer_mapping!r}."
                 )
             self.layer_mapping = [int(i) for i in self.layer_mapping]
+        if self.uses_intermediate_losses:
+            # The layer projections are used after the student's forward: DDP must not look for unused parameters
+            # (it would mark them ready before their gradients exist).
+            if self.ddp_find_unused_parameters:
+                raise ValueError(
+                    "`ddp_find_unused_parameters=True` cannot be used with hidden-state or attention distillation: "
+                    "the layer projections are used after the student's forward pass. Leave it unset."
+                )
+            self.ddp_find_unused_parameters = False
         if self.teacher_model_init_kwargs is not None and not isinstance(self.teacher_model_init_kwargs, dict):
             raise ValueError(
                 f"`teacher_model_init_kwargs` must be a dict, got {type(self.teacher_model_init_kwargs).__name__}."
             )
+
+    @property
+    def distillation_options(self) -> dict[str, Any]:
+        """The keyword arguments of `hf_kd.losses.distillation_loss` these arguments choose."""
+        return {
+            "temperature": self.temperature,
+            "single_label_loss": self.single_label_distillation_loss,
+            "multi_label_loss": self.multi_label_distillation_loss,
+        }
+
+    @property
+    def intermediate_options(self) -> dict[str, Any]:
+        """The keyword arguments of `hf_kd.intermediate.IntermediateDistiller` these arguments choose."""
+        return {
+            "layer_mapping": self.layer_mapping,
+            "hidden_loss": self.hidden_loss,
+            "hidden_loss_weight": self.hidden_loss_weight,
+            "attention_loss_weight": self.attention_loss_weight,
+            "hidden_alignment": self.hidden_alignment,
+        }
 
     @property
     def uses_intermediate_losses(self) -> bool:

@@ -322,6 +322,7 @@ def load_classification_dataset(
 # Tokenization
 # ---------------------------------------------------------------------------------------------------------------------
 
+
 def _truncation_length(tokenizer: PreTrainedTokenizerBase, max_length: int | None) -> int | None:
     """The length sequences are truncated to: `max_length`, else the tokenizer's real limit, else None."""
     if max_length is not None:

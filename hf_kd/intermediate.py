@@ -2,7 +2,8 @@
 
 Student hidden-state index `k` (0 is the embeddings, `k` the output of layer `k`) is matched to the teacher's
 hidden-state index `mapping[k - 1]`. When the widths differ, a learned linear projection maps the student's vectors to
-the teacher's width; it is trained with the student and is not part of the saved student.
+the teacher's width; it is registered on the student ([`attach_intermediate`]), so it is trained, clipped, synchronised
+and checkpointed with it, and it is left out of the saved student.
 
 Two positions are compared:
 
@@ -18,12 +19,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import TrainerCallback
 
 from .alignment import aligned_word_states, mean_pool
 from .losses import attention_kl_loss, hidden_cosine_loss, hidden_mse_loss
 
-__all__ = ["IntermediateDistiller", "ProjectionGradSyncCallback", "uniform_layers"]
+__all__ = ["PROJECTIONS_MODULE", "IntermediateDistiller", "attach_intermediate", "uniform_layers"]
 
 
 def uniform_layers(num_teacher_layers: int, num_student_layers: int, align: str = "first") -> list[int]:
@@ -195,7 +195,7 @@ class IntermediateDistiller(nn.Module):
                         student_h, inputs["word_ids"], teacher_h, inputs["teacher_word_ids"]
                     )
                     if s_words.shape[0] == 0:
-                        terms.append(student_h.sum() * 0.0)
+                        terms.append(student_h.sum() * 0.0)  # student_h went through the projection
                     else:
                         terms.append(loss_fn(s_words, t_words))
             losses["hidden_loss"] = self.hidden_loss_weight * torch.stack(terms).mean()
@@ -223,27 +223,43 @@ class IntermediateDistiller(nn.Module):
         return losses
 
 
-class ProjectionGradSyncCallback(TrainerCallback):
-    """
-    Average the layer projections' gradients across processes before each optimizer step.
+PROJECTIONS_MODULE = "hf_kd_projections"
+"""Name of the [`IntermediateDistiller`] registered on the student by [`attach_intermediate`]."""
 
-    The projections of an [`IntermediateDistiller`] live outside the DDP-wrapped student, so DDP does not average
-    their gradients; this callback does, with one `all_reduce` per projection parameter.
+
+def attach_intermediate(model: nn.Module, teacher_config: Any, seed: int, **kwargs: Any) -> IntermediateDistiller:
+    """
+    Register an [`IntermediateDistiller`] on the student, as its submodule `hf_kd_projections`.
+
+    As part of the trained model, the layer projections are seen by everything that handles the model's parameters:
+    the optimizer (Trainer's parameter groups, or DeepSpeed's from its config), gradient clipping, `zero_grad`, DDP's
+    gradient averaging, DeepSpeed/FSDP sharding and checkpoints. They stay out of the student's `save_pretrained`
+    (`_keys_to_ignore_on_save`), so a saved student is a plain model of its architecture. A model that already has a
+    distiller keeps it (training twice continues with the same projections).
 
     Args:
-        trainer ([`~hf_kd.DistillationTrainer`]):
-            The trainer whose `intermediate` distiller holds the projections.
+        model (`nn.Module`):
+            The student (or a `peft.PeftModel` around it), on its device.
+        teacher_config (`PretrainedConfig`):
+            The teacher's config.
+        seed (`int`):
+            Seed of the projections' initialisation.
+        **kwargs:
+            [`IntermediateDistiller`] arguments (`layer_mapping`, `hidden_loss`, weights, `hidden_alignment`).
+
+    Returns:
+        [`IntermediateDistiller`]: The distiller on the model.
     """
-
-    def __init__(self, trainer: Any) -> None:
-        self.trainer = trainer
-
-    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """All-reduce (mean) the projections' gradients when several processes train."""
-        distiller = self.trainer.intermediate
-        if distiller is None or args.world_size <= 1 or not torch.distributed.is_initialized():
-            return
-        for param in distiller.parameters():
-            if param.grad is not None:
-                torch.distributed.all_reduce(param.grad)
-                param.grad /= args.world_size
+    existing = getattr(model, PROJECTIONS_MODULE, None)
+    if isinstance(existing, IntermediateDistiller):
+        return existing
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        distiller = IntermediateDistiller(model.config, teacher_config, **kwargs)
+    parameter = next(model.parameters(), None)
+    if parameter is not None:
+        distiller.to(parameter.device)
+    model.add_module(PROJECTIONS_MODULE, distiller)
+    ignored = list(getattr(model, "_keys_to_ignore_on_save", None) or [])
+    model._keys_to_ignore_on_save = ignored + [f"{PROJECTIONS_MODULE}.{key}" for key in distiller.state_dict()]
+    return distiller

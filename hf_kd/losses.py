@@ -31,6 +31,7 @@ __all__ = [
     "hard_label_loss",
     "hidden_cosine_loss",
     "hidden_mse_loss",
+    "labelled_counts",
     "logit_mse_loss",
     "softmax_kd_loss",
     "validate_labels",
@@ -259,22 +260,36 @@ def hard_label_loss(
     raise ValueError(f"`reduction` must be 'sum' or 'none', got {reduction!r}.")
 
 
-def validate_labels(labels: torch.Tensor, problem_type: str) -> torch.Tensor:
-    """Check a batch's labels for the task type, and cast them to the dtype its hard loss takes.
+def validate_labels(labels: torch.Tensor, problem_type: str, num_labels: int | None = None) -> torch.Tensor:
+    """Check a batch's labels for the task type before any loss is computed, and cast them to the dtype it takes.
+
+    - single-label: one integer class id per example, in `[0, num_labels)` or `-100`; multi-hot rows are refused;
+    - multi-label: one row of `num_labels` entries per example, each 0, 1 (or a soft target in between) or `-100`;
+      integer class ids (one per example) are refused;
+    - regression: no NaN.
 
     Args:
         labels (`torch.Tensor`):
             The batch's labels.
         problem_type (`str`):
             One of `"single_label_classification"`, `"multi_label_classification"`, `"regression"`.
+        num_labels (`int`, *optional*):
+            The model's number of labels, to check the ids and the row width.
 
     Returns:
         `torch.Tensor`: `int64` class ids (single-label), `float32` targets (multi-label), or the labels unchanged.
 
     Raises:
-        `ValueError`: On non-integer class ids or NaN values.
+        `ValueError`: Naming the problem: non-integer, out-of-range or negative ids, multi-hot rows for a single-label
+            model, class ids for a multi-label one, values outside [0, 1], NaN.
     """
     if problem_type == "single_label_classification":
+        if labels.dim() > 1 and labels.shape[-1] > 1:
+            raise ValueError(
+                f"The labels are rows of {labels.shape[-1]} values (multi-hot) but the student is a single-label "
+                "classifier; set its `problem_type='multi_label_classification'`, or give one class id per example."
+            )
+        labels = labels.reshape(-1)
         if labels.is_floating_point():
             if torch.isnan(labels).any() or not torch.equal(labels, labels.round()):
                 raise ValueError(
@@ -282,15 +297,55 @@ def validate_labels(labels: torch.Tensor, problem_type: str) -> torch.Tensor:
                     "For multi-hot targets set `problem_type='multi_label_classification'`."
                 )
             labels = labels.long()
+        bad = labels[(labels < 0) & (labels != -100)]
+        if bad.numel():
+            raise ValueError(
+                f"Label {int(bad[0])} is negative; class ids start at 0 and -100 marks an unlabeled example."
+            )
+        if num_labels is not None and (labels >= num_labels).any():
+            raise ValueError(
+                f"Label {int(labels.max())} is out of range: the student has {num_labels} classes (ids 0 to "
+                f"{num_labels - 1})."
+            )
         return labels
     if problem_type == "multi_label_classification":
+        if num_labels is not None and num_labels > 1 and (labels.dim() < 2 or labels.shape[-1] != num_labels):
+            raise ValueError(
+                f"The student is a multi-label classifier with {num_labels} labels, so each example needs a row of "
+                f"{num_labels} values (multi-hot), got labels of shape {tuple(labels.shape)} (class ids?)."
+            )
         labels = labels.float()
         if torch.isnan(labels).any():
             raise ValueError("`labels` contains NaN; mark a missing label with -100.")
+        bad = labels[((labels < 0) | (labels > 1)) & (labels != -100)]
+        if bad.numel():
+            raise ValueError(
+                f"Multi-hot label value {float(bad[0])} is outside [0, 1]; entries are 0, 1 (or a soft target in "
+                "between), and -100 marks an unlabeled entry."
+            )
         return labels
     if torch.isnan(labels.float()).any():
         raise ValueError("Regression `labels` contains NaN.")
     return labels
+
+
+def labelled_counts(batches: list[dict[str, torch.Tensor]]) -> tuple[int, int]:
+    """Labelled items (label entries other than `-100`) and examples in a list of batches, to normalise a loss by.
+
+    Args:
+        batches (`list[dict[str, torch.Tensor]]`):
+            The batches of one optimizer step.
+
+    Returns:
+        `tuple[int, int]`: The number of labelled items and the number of examples.
+    """
+    labelled, examples = 0, 0
+    for batch in batches:
+        labels = batch.get("labels")
+        if labels is not None:
+            labelled += int(labels.ne(-100).sum())
+        examples += len(batch["input_ids"]) if "input_ids" in batch else len(next(iter(batch.values())))
+    return labelled, examples
 
 
 def hidden_mse_loss(

@@ -99,11 +99,17 @@ def _fmt(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
+def _initialisation(data: DistillationCardData) -> str | None:
+    if data.student_layers:
+        return f"layers {', '.join(map(str, data.student_layers))} of the teacher (0-based)"
+    return data.base_model
+
+
 def _settings_table(data: DistillationCardData) -> str:
     rows: list[tuple[str, Any]] = [
         ("Teacher", data.teacher_id),
         ("Teacher revision", data.teacher_revision),
-        ("Student initialisation", data.base_model),
+        ("Student initialisation", _initialisation(data)),
         ("Task", data.problem_type),
         ("Temperature", data.temperature),
         ("Alpha (weight of the hard-label loss)", data.alpha),

@@ -11,13 +11,25 @@ from transformers import PreTrainedModel
 
 from .intermediate import uniform_layers
 
-__all__ = ["head_parameter_ids", "set_head_learning_rate", "student_from_teacher", "uniform_layers"]
+__all__ = ["head_parameter_ids", "layer_list", "set_head_learning_rate", "student_from_teacher", "uniform_layers"]
 
 _LAYER_COUNT_ATTRS = ("num_hidden_layers", "n_layers", "num_layers")
 
 
-def _layer_list(model: nn.Module, n_layers: int) -> tuple[nn.Module, str]:
-    """The `nn.ModuleList` holding the transformer blocks: the first one with `n_layers` entries."""
+def layer_list(model: nn.Module, n_layers: int) -> tuple[nn.Module, str]:
+    """
+    Where a model keeps its transformer blocks: the parent module and attribute of its first `nn.ModuleList` of
+    `n_layers` entries.
+
+    Args:
+        model (`nn.Module`):
+            The model.
+        n_layers (`int`):
+            Its number of layers (`config.num_hidden_layers`).
+
+    Returns:
+        `tuple[nn.Module, str]`: The parent module and the attribute name of the list.
+    """
     for name, module in model.named_modules():
         if isinstance(module, nn.ModuleList) and len(module) == n_layers:
             parent_name, _, attr = name.rpartition(".")
@@ -61,7 +73,7 @@ def student_from_teacher(
         raise ValueError(f"`layers` must be non-empty 0-based indices below {n_teacher}, got {layers}.")
 
     student = copy.deepcopy(teacher)
-    parent, name = _layer_list(student, n_teacher)
+    parent, name = layer_list(student, n_teacher)
     kept = nn.ModuleList(getattr(parent, name)[i] for i in layers)
     for new_index, layer in enumerate(kept):
         for module in layer.modules():
@@ -73,6 +85,9 @@ def student_from_teacher(
         head_names = [n for n, _ in student.named_children() if n != student.base_model_prefix]
         for head_name in head_names:
             student.get_submodule(head_name).apply(student._init_weights)
+    # Recorded in config.json, so that the model card says where the student came from.
+    student.config.hf_kd_teacher = getattr(teacher.config, "_name_or_path", None) or None
+    student.config.hf_kd_teacher_layers = layers
     student.config.name_or_path = ""
     # A teacher used by a DistillationTrainer is frozen in place; the student must train.
     student.requires_grad_(True)

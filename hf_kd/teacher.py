@@ -17,7 +17,19 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, PreTrainedModel
 from transformers.utils import logging
 
-__all__ = ["check_shared_vocabulary", "load_teacher", "prepare_teacher", "teacher_label_order"]
+from .constants import STUDENT_INPUT_COLUMNS, TEACHER_INPUT_COLUMNS
+from .student import layer_list
+
+__all__ = [
+    "agreement_counts",
+    "check_shared_vocabulary",
+    "load_teacher",
+    "prepare_teacher",
+    "reorder_logits",
+    "run_teacher",
+    "shard_teacher",
+    "teacher_label_order",
+]
 
 logger = logging.get_logger(__name__)
 
@@ -50,7 +62,8 @@ def prepare_teacher(teacher: nn.Module, accelerator: Any, dtype: str = "auto", d
     - plain and DDP runs: accelerate's evaluation-mode placement (`prepare_model(evaluation_mode=True)`), which moves
       the model to the device and never wraps it in DDP;
     - DeepSpeed: a DeepSpeed inference engine (sharded under ZeRO-3, replicated otherwise);
-    - FSDP: moved to the device.
+    - FSDP: sharded over the processes with FSDP2's `fully_shard`, per transformer layer ([`shard_teacher`]): each
+      process holds about 1/K of the teacher, and a layer's parameters are gathered only while it runs.
 
     Args:
         teacher (`nn.Module`):
@@ -71,11 +84,41 @@ def prepare_teacher(teacher: nn.Module, accelerator: Any, dtype: str = "auto", d
     teacher.requires_grad_(False)
     if deepspeed:
         teacher = _prepare_deepspeed_teacher(teacher, accelerator)
+    elif accelerator.distributed_type == DistributedType.FSDP:
+        teacher = shard_teacher(teacher.to(accelerator.device))
     else:
         teacher = accelerator.prepare_model(teacher, evaluation_mode=True)
-        if accelerator.distributed_type == DistributedType.FSDP:
-            teacher = teacher.to(accelerator.device)
     teacher.eval()
+    return teacher
+
+
+def shard_teacher(teacher: nn.Module, mesh: Any = None) -> nn.Module:
+    """
+    Shard a frozen teacher over the process group with FSDP2 (`torch.distributed.fsdp.fully_shard`).
+
+    Each transformer layer is its own FSDP unit and the rest (embeddings, head) the root's, so that a forward pass
+    gathers one layer at a time and frees it after (`reshard_after_forward`). The teacher is never in an optimizer,
+    so nothing but its parameters is sharded. Works on the CPU under gloo as on GPUs under NCCL.
+
+    Args:
+        teacher (`nn.Module`):
+            The teacher, on this process's device, frozen.
+        mesh (`torch.distributed.DeviceMesh`, *optional*):
+            The mesh to shard over; the default process group when None.
+
+    Returns:
+        `nn.Module`: The same teacher, sharded in place.
+    """
+    from torch.distributed.fsdp import fully_shard
+
+    config = getattr(teacher, "config", None)
+    counts = [getattr(config, name, None) for name in ("num_hidden_layers", "n_layers", "num_layers")]
+    n_layers = next((count for count in counts if count), None)
+    if n_layers:
+        parent, name = layer_list(teacher, int(n_layers))
+        for layer in getattr(parent, name):
+            fully_shard(layer, mesh=mesh, reshard_after_forward=True)
+    fully_shard(teacher, mesh=mesh, reshard_after_forward=True)
     return teacher
 
 
@@ -168,3 +211,79 @@ def check_shared_vocabulary(student: nn.Module, teacher: nn.Module, tokenizer: A
             "`teacher_input_ids`: the teacher must not read the student's token ids. Tokenize for both with "
             "`hf_kd.tokenize_for_distillation(dataset, tokenizer, teacher_tokenizer=...)`."
         )
+
+
+def run_teacher(teacher: nn.Module | None, inputs: dict[str, Any], hidden_states: bool, attentions: bool) -> Any:
+    """
+    The frozen teacher's outputs on a batch: its own `teacher_*` inputs when the batch has them, else the student's.
+
+    Args:
+        teacher (`nn.Module`):
+            The prepared teacher (None raises a `ValueError` saying how to get logits).
+        inputs (`dict[str, Any]`):
+            The batch.
+        hidden_states (`bool`):
+            Return the hidden states.
+        attentions (`bool`):
+            Return the attention maps.
+
+    Returns:
+        `ModelOutput`: The teacher's outputs, computed without gradients in eval mode.
+    """
+    if teacher is None:
+        raise ValueError(
+            "The batch has no `teacher_logits` column and no `teacher_model` was given: pass a teacher or cache its "
+            "logits with `hf_kd.cache_teacher_logits`."
+        )
+    if "teacher_input_ids" in inputs:
+        t_inputs = {k[len("teacher_") :]: inputs[k] for k in TEACHER_INPUT_COLUMNS if k in inputs}
+    else:
+        t_inputs = {k: inputs[k] for k in STUDENT_INPUT_COLUMNS if k in inputs}
+    if hidden_states or attentions:
+        t_inputs.update(output_hidden_states=hidden_states, output_attentions=attentions)
+    teacher.eval()
+    with torch.no_grad():
+        return teacher(**t_inputs)
+
+
+def reorder_logits(logits: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
+    """
+    The teacher's logits as float32, in the student's label order.
+
+    Args:
+        logits (`torch.Tensor` of shape `(batch, num_labels)`):
+            The teacher's logits.
+        order (`torch.Tensor`, *optional*):
+            From [`teacher_label_order`]; None keeps the order.
+
+    Returns:
+        `torch.Tensor`: The logits.
+    """
+    logits = logits.float()
+    return logits if order is None else logits[:, order.to(logits.device)]
+
+
+def agreement_counts(
+    student: torch.Tensor, teacher: torch.Tensor, problem_type: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Per example: how many predictions of the student agree with the teacher's, and how many there are.
+
+    Single-label: the argmax (1 prediction per example); otherwise every logit's sign (one per label).
+
+    Args:
+        student (`torch.Tensor` of shape `(batch, K)`):
+            The student's logits.
+        teacher (`torch.Tensor`, same shape):
+            The teacher's logits.
+        problem_type (`str`):
+            The task.
+
+    Returns:
+        `tuple[torch.Tensor, torch.Tensor]`: Agreeing predictions and predictions, one value per example.
+    """
+    if problem_type == "single_label_classification":
+        agree = (student.argmax(-1) == teacher.argmax(-1)).float()
+        return agree, torch.ones_like(agree)
+    agree = ((student > 0) == (teacher > 0)).float().reshape(len(student), -1).sum(-1)
+    return agree, torch.full_like(agree, student[0].numel())

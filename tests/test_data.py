@@ -13,9 +13,9 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from transformers import AutoTokenizer, BertTokenizerFast, BertTokenizerLegacy
 
+from hf_kd.alignment import same_tokenization
 from hf_kd.collator import DistillationDataCollator
 from hf_kd.corpora import load_codiesp, load_hoc
-from hf_kd.alignment import same_tokenization
 from hf_kd.data import load_classification_dataset, tokenize_for_distillation
 
 SHARED = Path(__file__).parents[1] / ".." / "shared"

@@ -12,6 +12,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_kd import DistillationTrainer, DistillationTrainingArguments
 from hf_kd.losses import bernoulli_kd_loss, softmax_kd_loss
+from hf_kd.teacher import reorder_logits, run_teacher
 
 
 def batch_of(dataset, n=4):
@@ -213,8 +214,8 @@ def test_teacher_runs_without_dropout_so_its_logits_are_deterministic(tmp_path):
     teacher.train()  # even if handed over in train mode
     trainer = DistillationTrainer(model=tiny_bert(), teacher_model=teacher, args=args_for(tmp_path))
     batch = batch_of(random_dataset())
-    a = trainer._teacher_logits(trainer._teacher_forward(batch, need_states=False))
-    b = trainer._teacher_logits(trainer._teacher_forward(batch, need_states=False))
+    a = reorder_logits(run_teacher(trainer.teacher_model, batch, False, False).logits, None)
+    b = reorder_logits(run_teacher(trainer.teacher_model, batch, False, False).logits, None)
     torch.testing.assert_close(a, b)
     assert not a.requires_grad
 
@@ -225,7 +226,7 @@ def test_teacher_in_bfloat16(tmp_path):
         model=tiny_bert(), teacher_model=teacher, args=args_for(tmp_path, teacher_dtype="bfloat16")
     )
     assert next(trainer.teacher_model.parameters()).dtype == torch.bfloat16
-    out = trainer._teacher_logits(trainer._teacher_forward(batch_of(random_dataset()), need_states=False))
+    out = reorder_logits(run_teacher(trainer.teacher_model, batch_of(random_dataset()), False, False).logits, None)
     assert out.dtype == torch.float32
 
 

@@ -67,12 +67,11 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate.utils import extract_model_from_parallel
-from transformers import TrainerCallback
+from transformers import TrainerCallback, set_seed
 from transformers.trainer_callback import DefaultFlowCallback, ExportableState, PrinterCallback, ProgressCallback
 from transformers.trainer_utils import BestRun, default_compute_objective, get_last_checkpoint, number_of_arguments
 from transformers.utils import logging
 
-from ..intermediate import ProjectionGradSyncCallback
 from ..teacher_cache import cache_teacher_logits
 from .isolation import (
     all_gather,
@@ -133,7 +132,7 @@ def _trial_callbacks(trainer: Any) -> list[TrainerCallback]:
     """The search trainer's own callbacks (not those every trainer adds), stateful ones copied."""
     from transformers.integrations import get_reporting_integration_callbacks
 
-    added = {DefaultFlowCallback, PrinterCallback, ProgressCallback, ProjectionGradSyncCallback}
+    added = {DefaultFlowCallback, PrinterCallback, ProgressCallback}
     added.update(get_reporting_integration_callbacks(trainer.args.report_to))
     callbacks = []
     for cb in trainer.callback_handler.callbacks:
@@ -215,7 +214,8 @@ def _run_trial(
         overrides: dict[str, Any] = {"output_dir": trial_dir, "run_name": run_name}
         cached = _has_logits(search.train_dataset)
         if cached:
-            overrides["precompute_teacher_logits"] = False  # already done, and the trial may have no teacher
+            # Already done by this search's teacher, and the trial may have no teacher.
+            overrides.update(precompute_teacher_logits=False, keep_teacher_logits=True)
         overrides.update(single_process_overrides(search.isolate_device))
         args = replace(trainer.args, **params, **overrides)
         if search.isolate_device is not None:
@@ -226,8 +226,9 @@ def _run_trial(
         teacher = trainer.teacher_model if online else None
         if teacher is not None:
             teacher = extract_model_from_parallel(teacher)
+        set_seed(args.seed)  # as Trainer.train does before calling `model_init`
         trial_trainer = type(trainer)(
-            model_init=trial_model_init,
+            model=trial_model_init(),  # one fresh student per trial (a `model_init` would be called twice)
             teacher_model=teacher,
             args=args,
             data_collator=trainer.data_collator,
