@@ -21,7 +21,7 @@ from datasets import DatasetDict
 
 from .constants import IGNORE_INDEX, LABELS_COLUMN, MULTI_LABEL, PROBLEM_TYPES, REGRESSION, SINGLE_LABEL
 
-__all__ = ["FREE_TEXT_MAX_CHARS", "FREE_TEXT_MAX_DISTINCT", "encode_labels", "label_feature"]
+__all__ = ["FREE_TEXT_MAX_CHARS", "FREE_TEXT_MAX_DISTINCT", "check_label_column", "encode_labels", "label_feature"]
 
 logger = logging.getLogger(__name__)
 
@@ -530,3 +530,74 @@ def encode_labels(
         return _apply(dataset, column, problem_type, encode, prepare), vocabulary, problem_type
 
     raise ValueError(f"Unknown label format {kind!r}.")
+
+
+def check_label_column(dataset: datasets.Dataset, config: Any, name: str = "training") -> None:
+    """
+    Check an encoded `labels` column against a model before training on it, in Arrow (no Python list of it).
+
+    Args:
+        dataset (`datasets.Dataset`):
+            The data, with a `labels` column.
+        config (`PretrainedConfig`):
+            The model's config: its `num_labels`, and its `problem_type` (when unset, inferred from the column as
+            transformers infers it from a batch: lists are multi-label, one output is regression).
+        name (`str`, *optional*, defaults to `"training"`):
+            The set's name, for the messages.
+
+    Raises:
+        `ValueError`: Naming the first row at fault: an id out of range, a negative id other than -100, a multi-hot
+            row for a single-label model (or class ids for a multi-label one), a row of the wrong width, a value
+            outside [0, 1], or a missing label.
+    """
+    if LABELS_COLUMN not in (dataset.column_names or []) or len(dataset) == 0:
+        return
+    column = dataset.with_format("arrow")[LABELS_COLUMN]
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    num_labels = int(config.num_labels)
+    problem_type = config.problem_type
+    if problem_type is None:
+        problem_type = REGRESSION if num_labels == 1 else MULTI_LABEL if _is_list(arr.type) else SINGLE_LABEL
+        if problem_type == SINGLE_LABEL and pa.types.is_floating(arr.type):
+            return  # float scalars: transformers would take them for multi-label targets and fail on the shape
+    if problem_type == REGRESSION:
+        return
+    where = f"row {{}} of the {name} set"
+    missing = _missing_row(arr, delimited=True)
+    if missing is not None:
+        raise ValueError(f"Missing label at {where.format(missing[0])}.")
+    if problem_type == SINGLE_LABEL:
+        if _is_list(arr.type):
+            raise ValueError(
+                f"The labels of the {name} set are lists (multi-hot) but the model is a single-label classifier with "
+                f"{num_labels} classes; set `problem_type='multi_label_classification'` or give one class id per row."
+            )
+        ids = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
+        bad = np.flatnonzero((ids != np.round(ids)) | ((ids < 0) & (ids != IGNORE_INDEX)) | (ids >= num_labels))
+        if bad.size:
+            value = ids[bad[0]]
+            shown = int(value) if value == round(value) else value
+            raise ValueError(
+                f"Label {shown} at {where.format(int(bad[0]))} is not a class id of the model: ids run from 0 to "
+                f"{num_labels - 1}, and -100 marks an unlabeled example."
+            )
+        return
+    if not _is_list(arr.type):
+        raise ValueError(
+            f"The labels of the {name} set are class ids but the model is a multi-label classifier: each row needs "
+            f"{num_labels} values (multi-hot)."
+        )
+    lengths = np.asarray(pc.list_value_length(arr).to_numpy(zero_copy_only=False))
+    wrong = np.flatnonzero(lengths != num_labels)
+    if wrong.size:
+        raise ValueError(
+            f"The label row at {where.format(int(wrong[0]))} has {int(lengths[wrong[0]])} values; the model has "
+            f"{num_labels} labels."
+        )
+    flat = np.asarray(pc.list_flatten(arr).to_numpy(zero_copy_only=False), dtype=np.float64)
+    bad = np.flatnonzero(((flat < 0) | (flat > 1)) & (flat != IGNORE_INDEX))
+    if bad.size:
+        raise ValueError(
+            f"Multi-hot label value {float(flat[bad[0]])} at {where.format(int(bad[0]) // num_labels)} is outside "
+            "[0, 1]; -100 marks an unlabeled entry."
+        )

@@ -23,6 +23,7 @@ from .constants import (
     problem_type_of_config,
 )
 from .intermediate import PROJECTIONS_MODULE, IntermediateDistiller, attach_intermediate
+from .labels import check_label_column
 from .losses import distillation_loss, hard_label_loss, labelled_counts, validate_labels
 from .student import set_head_learning_rate
 from .teacher import (
@@ -340,8 +341,10 @@ class DistillationTrainer(Trainer):
         ignore_keys_for_eval: list[str] | None = None,
         **kwargs: Any,
     ) -> Any:
-        """`Trainer.train`, after caching the teacher's logits when `precompute_teacher_logits` asks for it."""
+        """`Trainer.train`, after checking the labels and caching the teacher's logits when asked."""
         self._check_teacher_logits(self.train_dataset)
+        if self.model is not None and self.model_init is None and hasattr(self.train_dataset, "column_names"):
+            check_label_column(self.train_dataset, self.accelerator.unwrap_model(self.model).config)
         if self.args.precompute_teacher_logits and self.train_dataset is not None:
             if self.teacher_model is None:
                 raise ValueError("`precompute_teacher_logits=True` needs a `teacher_model`.")
@@ -436,11 +439,7 @@ class DistillationTrainer(Trainer):
     # ------------------------------------------------------------------ Hub
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
-        """Write the distillation model card as `args.output_dir/README.md`, what `push_to_hub` uploads.
-
-        See [`hf_kd.card_data.trainer_card_data`] for what it records and the keyword arguments (those of
-        `Trainer.create_model_card`, plus any `DistillationCardData` field).
-        """
+        """The distillation card as `output_dir/README.md` (what `push_to_hub` uploads): see `trainer_card_data`."""
         if not self.is_world_process_zero():
             return
         from .card_data import trainer_card_data

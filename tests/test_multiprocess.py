@@ -21,6 +21,7 @@ from conftest import make_tokenizer, tiny_bert
 from safetensors.torch import load_file
 
 SCRIPT = Path(__file__).parent / "scripts" / "ddp_train.py"
+TEACHER_SCRIPT = Path(__file__).parent / "scripts" / "distributed_teacher.py"
 PIPELINE_SCRIPT = Path(__file__).parent / "scripts" / "ddp_pipeline.py"
 MULTI_CPU_CONFIG = Path(__file__).resolve().parents[1] / "recipes" / "accelerate" / "multi_cpu.yaml"
 
@@ -139,10 +140,10 @@ def test_pipeline_two_processes_match_one_process(tmp_path):
     # `hf-kd` closes the process group when it is done (an open gloo group can abort the process at exit).
     assert [i["process_group_open_after_cli"] for i in pair] == [False, False]
 
-    # The teacher's logits are computed once: by the main process, over the whole training set; the other reads them.
+    # The teacher's pass is shared: each process runs it over its half of the training set.
     assert single["teacher_logits_examples"] == 32
     assert [i["teacher_logits_state"] for i in pair] == [[2, True], [2, False]]
-    assert [i["teacher_logits_examples"] for i in pair] == [32, 0]
+    assert [i["teacher_logits_examples"] for i in pair] == [16, 16]
     # Only the main process prints the report and the summary.
     assert printed.count("| validation_micro_f1 |") == 1 and printed.count('"stages":') == 1
     assert json.loads((two / "run" / "teacher_logits" / "DONE.json").read_text())["num_rows"] == 32
@@ -173,3 +174,48 @@ def test_pipeline_two_processes_match_one_process(tmp_path):
         assert got_report[side]["metrics"] == pytest.approx(expected_report[side]["metrics"], abs=1e-6)
     # Both models learnt something: they do not predict every label for every example.
     assert all(expected[side]["validation"]["micro_recall"] < 1.0 for side in ("teacher", "student"))
+
+
+def _torchrun(script: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), *args]
+
+
+@pytest.mark.slow
+def test_teacher_pass_is_shared_and_fsdp_shards_the_teacher(tmp_path):
+    run([sys.executable, str(TEACHER_SCRIPT), str(tmp_path / "one")], tmp_path)
+    run(_torchrun(TEACHER_SCRIPT, str(tmp_path / "two")), tmp_path)
+    single = json.loads((tmp_path / "one" / "info-0.json").read_text())
+    pair = [json.loads((tmp_path / "two" / f"info-{r}.json").read_text()) for r in (0, 1)]
+    # One process runs the teacher over all 41 examples; two run it over 21 each (20 + 1 padding row for one).
+    assert single["memory_examples"] == single["disk_examples"] == 41
+    assert [i["memory_examples"] for i in pair] == [21, 21] and [i["disk_examples"] for i in pair] == [21, 21]
+    assert [i["cached_examples"] for i in pair] == [0, 0]  # the cache file written once is read by both
+    for info in pair:
+        for key in ("memory_logits", "disk_logits", "again_logits"):  # gathered in order: the 1-process cache
+            torch.testing.assert_close(torch.tensor(info[key]), torch.tensor(single[key]), rtol=0, atol=1e-6)
+    # FSDP2: each process holds about half of the teacher, and the logits are the unsharded teacher's.
+    assert sum(i["local_parameters"] for i in pair) == pair[0]["full_parameters"]
+    assert all(0.45 < i["local_parameters"] / i["full_parameters"] < 0.55 for i in pair)
+    assert all(i["sharded_logits_equal"] and i["prepared_sharded"] and i["prepared_frozen"] for i in pair)
+
+
+@pytest.mark.slow
+def test_hidden_state_distillation_under_ddp_matches_one_process(tmp_path):
+    # A narrower student: the layer projections are trained, and as part of the student DDP averages their gradients.
+    one, two = tmp_path / "one", tmp_path / "two"
+    run([sys.executable, str(SCRIPT), str(one), "8", "hidden"], tmp_path)
+    run(_torchrun(SCRIPT, str(two), "4", "hidden"), tmp_path)
+    a, b = load_file(str(one / "weights.safetensors")), load_file(str(two / "weights.safetensors"))
+    assert any(name.startswith("hf_kd_projections.projections.") for name in a)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5, msg=name)
+    single = json.loads((one / "info-0.json").read_text())
+    pair = [json.loads((two / f"info-{r}.json").read_text()) for r in (0, 1)]
+    assert all(
+        i["student_wrapped"] == "DistributedDataParallel" and i["find_unused_parameters"] is False for i in pair
+    )
+    # The teacher's agreement on 7 evaluation examples (the last batch padded by the sampler) equals one process's.
+    for key in ("eval_teacher_agreement", "eval_distill_loss"):
+        assert [i["eval"][key] for i in pair] == pytest.approx([single["eval"][key]] * 2, rel=1e-6)
+    # Without average_tokens_across_devices each process normalises by its own labelled items.
+    assert [pair[0]["local_num_items"][k] + pair[1]["local_num_items"][k] for k in (0, 1)] == single["local_num_items"]
