@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from datasets import DatasetDict
 
-from .constants import IGNORE_INDEX, MULTI_LABEL
+from .constants import IGNORE_INDEX, MULTI_LABEL, SINGLE_LABEL
 from .data import load_data_files, require_column, require_text_column
 from .labels import encode_labels, label_feature
 from .numeric import (
@@ -32,7 +32,7 @@ from .numeric import (
     threshold_vector,
 )
 
-__all__ = ["aggregate_by_group", "blurb_hoc_f1", "load_codiesp", "load_hoc"]
+__all__ = ["TRIAGE_CHAPTERS", "TRIAGE_LABELS", "aggregate_by_group", "blurb_hoc_f1", "load_codiesp", "load_hoc"]
 
 _AGGREGATIONS: tuple[str, ...] = ("max", "min", "mean", "sum", "any")
 
@@ -87,7 +87,9 @@ def _parse_hoc_index(value: str, split: str, row: int) -> tuple[int, int]:
 
 
 def load_hoc(
-    data_dir: str | os.PathLike, level: Literal["abstract", "sentence"] = "abstract"
+    data_dir: str | os.PathLike,
+    level: Literal["abstract", "sentence"] = "abstract",
+    cache_dir: str | os.PathLike | None = None,
 ) -> tuple[DatasetDict, list[str]]:
     """Load the Hallmarks of Cancer corpus (BLURB split) as a 10-label multi-label dataset.
 
@@ -106,6 +108,8 @@ def load_hoc(
             The HoC directory (holding `labels.json`, `blurb_split/` and `abstract_level_*.jsonl`).
         level (`str`, *optional*, defaults to `"abstract"`):
             `"abstract"` or `"sentence"`.
+        cache_dir (`str` or `os.PathLike`, *optional*):
+            Where `datasets` keeps its cache files of the data (copies of the text); its default cache when None.
 
     Returns:
         `tuple[datasets.DatasetDict, list[str]]`: The dataset and the 10 hallmark names from `labels.json`.
@@ -118,7 +122,8 @@ def load_hoc(
     data_dir = Path(data_dir)
     names = _hoc_label_names(data_dir)
     if level == "sentence":
-        raw = load_data_files({split: data_dir / "blurb_split" / f"{name}.tsv" for split, name in _HOC_SPLITS.items()})
+        files = {split: data_dir / "blurb_split" / f"{name}.tsv" for split, name in _HOC_SPLITS.items()}
+        raw = load_data_files(files, cache_dir=cache_dir)
         out = {}
         for split, ds in raw.items():
             for column in ("labels", "index"):
@@ -135,7 +140,7 @@ def load_hoc(
         return DatasetDict(out), names
     if level == "abstract":
         files = {split: data_dir / f"abstract_level_{name}.jsonl" for split, name in _HOC_SPLITS.items()}
-        raw = load_data_files(files)
+        raw = load_data_files(files, cache_dir=cache_dir)
         for split, ds in raw.items():
             for column in ("text", "labels", "pmid"):
                 require_column(ds, column, split)
@@ -161,10 +166,19 @@ _CODIESP_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
 _CODIESP_TEXT_COLUMNS = ("text_es", "text_en_mt")
 
 
+TRIAGE_LABELS = ("other", "injury_or_external_cause")
+"""Label names of CodiEsp's binary triage proxy (`level="triage"`): the positive class is the second."""
+TRIAGE_CHAPTERS = (19, 20)
+"""ICD-10-CM chapters of the triage proxy: injury, poisoning (S00-T88) and external causes of morbidity (V00-Y99)."""
+
+
 def load_codiesp(
-    data_dir: str | os.PathLike, level: Literal["chapter"] = "chapter", include_unlabeled: bool = False
+    data_dir: str | os.PathLike,
+    level: Literal["chapter", "triage"] = "chapter",
+    include_unlabeled: bool = False,
+    cache_dir: str | os.PathLike | None = None,
 ) -> tuple[DatasetDict, list[str]]:
-    """Load CodiEsp (CLEF eHealth 2020, Spanish clinical cases) as multi-label ICD-10-CM chapter classification.
+    """Load CodiEsp (CLEF eHealth 2020, Spanish clinical cases) as ICD-10-CM chapter or triage-proxy classification.
 
     Splits are `train`, `validation` (CodiEsp `dev`) and `test`, plus `unlabeled` (the 2,751 background cases of
     `codiesp_background_unlabeled.jsonl`, labels all `-100`) when `include_unlabeled=True`. Columns: `id`, `text_es`
@@ -172,52 +186,74 @@ def load_codiesp(
     chapters that occur in the train split, in chapter order. The code columns of the files (`icd10_diagnosis`,
     `icd10_procedure`, `diag_cat3`, `diag_chapters`) are not kept. Remove `id` and the text columns before collation.
 
+    `level="triage"` makes a binary task for DSG-KD's emergency triage setting. CodiEsp has no triage label, so the
+    label is a proxy: 1 (`injury_or_external_cause`) when the case has a diagnosis code of chapter 19 (injury,
+    poisoning) or 20 (external causes), the cases an emergency department sees as trauma; 0 (`other`) otherwise.
+    About a fifth of the cases are positive (102 of 500 in train, 56 of 250 in dev, 53 of 250 in test). It is not a
+    clinical urgency judgement: a fracture seen months later counts, an acute myocardial infarction does not.
+
     Args:
         data_dir (`str` or `os.PathLike`):
             The CodiEsp directory (holding `codiesp_{train,dev,test}.jsonl`, `icd10cm_chapters.json` and, for
             `include_unlabeled`, `codiesp_background_unlabeled.jsonl`).
         level (`str`, *optional*, defaults to `"chapter"`):
-            Label granularity; only `"chapter"` (ICD-10-CM chapters, from `diag_chapters`) is supported: finer levels
-            have codes in the dev/test splits that never occur in train.
+            `"chapter"` (multi-label ICD-10-CM chapters, from `diag_chapters`; finer levels have codes in the dev/test
+            splits that never occur in train) or `"triage"` (the binary proxy above, `int64` labels).
         include_unlabeled (`bool`, *optional*, defaults to `False`):
             Whether to add the `unlabeled` split.
+        cache_dir (`str` or `os.PathLike`, *optional*):
+            Where `datasets` keeps its cache files of the data (copies of the text); its default cache when None.
 
     Returns:
-        `tuple[datasets.DatasetDict, list[str]]`: The dataset and the chapter names (from `icd10cm_chapters.json`).
+        `tuple[datasets.DatasetDict, list[str]]`: The dataset and the chapter names (from `icd10cm_chapters.json`),
+        or [`TRIAGE_LABELS`].
 
     Raises:
         `ValueError`: On an unsupported `level`, a missing column or label, or a chapter of the validation/test
             split that does not occur in train (naming chapter and split).
         `FileNotFoundError`: If a file is missing.
     """
-    if level != "chapter":
-        raise ValueError(f"`level` must be 'chapter', got {level!r}.")
+    if level not in ("chapter", "triage"):
+        raise ValueError(f"`level` must be 'chapter' or 'triage', got {level!r}.")
     data_dir = Path(data_dir)
     chapter_names = _read_json(data_dir / "icd10cm_chapters.json")
-    raw = load_data_files({split: data_dir / f"codiesp_{name}.jsonl" for split, name in _CODIESP_SPLITS.items()})
+    files = {split: data_dir / f"codiesp_{name}.jsonl" for split, name in _CODIESP_SPLITS.items()}
+    raw = load_data_files(files, cache_dir=cache_dir)
     for split, ds in raw.items():
         for column in _CODIESP_TEXT_COLUMNS:
             require_text_column(ds, column, split)
         require_column(ds, "id", split)
         require_column(ds, "diag_chapters", split)
     raw = DatasetDict({s: ds.select_columns(["id", *_CODIESP_TEXT_COLUMNS, "diag_chapters"]) for s, ds in raw.items()})
-    dataset, chapters, _ = encode_labels(raw, "diag_chapters", MULTI_LABEL, label_format="multi_values")
-    names = []
-    for chapter in chapters:
-        if str(chapter) not in chapter_names:
-            raise ValueError(f"Chapter {chapter!r} is not in icd10cm_chapters.json.")
-        names.append(str(chapter_names[str(chapter)]))
+    if level == "triage":
+
+        def triage(chapters: list[list[int]]) -> dict[str, list[int]]:
+            return {"labels": [int(bool(set(TRIAGE_CHAPTERS) & set(row))) for row in chapters]}
+
+        features = raw["train"].features.copy()
+        del features["diag_chapters"]
+        features["labels"] = label_feature(SINGLE_LABEL)
+        dataset = raw.map(
+            triage, batched=True, input_columns=["diag_chapters"], remove_columns=["diag_chapters"], features=features
+        )
+        names = list(TRIAGE_LABELS)
+    else:
+        dataset, chapters, _ = encode_labels(raw, "diag_chapters", MULTI_LABEL, label_format="multi_values")
+        names = []
+        for chapter in chapters:
+            if str(chapter) not in chapter_names:
+                raise ValueError(f"Chapter {chapter!r} is not in icd10cm_chapters.json.")
+            names.append(str(chapter_names[str(chapter)]))
     if include_unlabeled:
-        unlabeled = load_data_files({"unlabeled": data_dir / "codiesp_background_unlabeled.jsonl"}, None)["unlabeled"]
+        background = {"unlabeled": data_dir / "codiesp_background_unlabeled.jsonl"}
+        unlabeled = load_data_files(background, cache_dir=cache_dir)["unlabeled"]
         for column in _CODIESP_TEXT_COLUMNS:
             require_text_column(unlabeled, column, "unlabeled")
         require_column(unlabeled, "id", "unlabeled")
         unlabeled = unlabeled.select_columns(["id", *_CODIESP_TEXT_COLUMNS])
-        unlabeled = unlabeled.add_column(
-            "labels",
-            [[float(IGNORE_INDEX)] * len(names)] * len(unlabeled),
-            feature=label_feature(MULTI_LABEL),
-        )
+        missing = IGNORE_INDEX if level == "triage" else [float(IGNORE_INDEX)] * len(names)
+        problem = SINGLE_LABEL if level == "triage" else MULTI_LABEL
+        unlabeled = unlabeled.add_column("labels", [missing] * len(unlabeled), feature=label_feature(problem))
         dataset["unlabeled"] = unlabeled
     return dataset, names
 

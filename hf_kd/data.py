@@ -69,7 +69,7 @@ def _builder_for(path: Path) -> tuple[str, dict[str, Any]]:
     return _FILE_BUILDERS[suffix]
 
 
-def _load_split_files(split: str, paths: Sequence[str | os.PathLike]) -> Dataset:
+def _load_split_files(split: str, paths: Sequence[str | os.PathLike], cache_dir: Any = None) -> Dataset:
     """Load the files of one split with the `datasets` packaged loader matching their extension."""
     files = [Path(p) for p in paths]
     if not files:
@@ -86,7 +86,9 @@ def _load_split_files(split: str, paths: Sequence[str | os.PathLike]) -> Dataset
     for path in files:
         _check_readable(path, split, text=builder != "parquet")
     try:
-        return load_dataset(builder, data_files={split: [str(p) for p in files]}, split=split, **kwargs)
+        return load_dataset(
+            builder, data_files={split: [str(p) for p in files]}, split=split, cache_dir=cache_dir, **kwargs
+        )
     except ValueError as error:
         # `datasets` refuses to build a split without rows ('Instruction "x" corresponds to no data!').
         if "corresponds to no data" in str(error):
@@ -122,7 +124,7 @@ def _check_readable(path: Path, split: str, text: bool) -> None:
             offset += len(chunk)
 
 
-def load_data_files(source: Any, splits: Sequence[str] | None = None) -> DatasetDict:
+def load_data_files(source: Any, splits: Sequence[str] | None = None, cache_dir: Any = None) -> DatasetDict:
     """
     Load `source` as a `DatasetDict` with the packaged `datasets` loader of its file type.
 
@@ -132,6 +134,8 @@ def load_data_files(source: Any, splits: Sequence[str] | None = None) -> Dataset
             file (the `train` split) or a Hub dataset id.
         splits (`Sequence[str]`, *optional*):
             Splits to keep; every one must exist.
+        cache_dir (`str` or `os.PathLike`, *optional*):
+            Where `datasets` writes its Arrow copies of the files (they hold the text); its default cache when None.
 
     Returns:
         `datasets.DatasetDict`: The splits, none of them empty.
@@ -144,7 +148,7 @@ def load_data_files(source: Any, splits: Sequence[str] | None = None) -> Dataset
         loaded = {}
         for split, paths in source.items():
             paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-            loaded[str(split)] = _load_split_files(str(split), paths)
+            loaded[str(split)] = _load_split_files(str(split), paths, cache_dir)
         raw = DatasetDict(loaded)
     elif isinstance(source, str | os.PathLike):
         path = Path(source)
@@ -161,13 +165,13 @@ def load_data_files(source: Any, splits: Sequence[str] | None = None) -> Dataset
             files = {split: found for split, found in files.items() if found}
             if not files:
                 raise ValueError(f"No {sorted(_FILE_BUILDERS)} data files found in directory {str(path)!r}.")
-            raw = DatasetDict({split: _load_split_files(split, found) for split, found in files.items()})
+            raw = DatasetDict({split: _load_split_files(split, found, cache_dir) for split, found in files.items()})
         elif path.is_file():
-            raw = DatasetDict({"train": _load_split_files("train", [path])})
+            raw = DatasetDict({"train": _load_split_files("train", [path], cache_dir)})
         elif path.suffix.lower() in _FILE_BUILDERS or path.is_absolute() or str(source).startswith("."):
             raise FileNotFoundError(f"No such file or directory: {str(source)!r}.")
         else:
-            raw = load_dataset(str(source))
+            raw = load_dataset(str(source), cache_dir=cache_dir)
             if not isinstance(raw, DatasetDict):
                 raise ValueError(f"Expected a dataset with splits from {str(source)!r}, got {type(raw).__name__}.")
     else:
@@ -258,6 +262,7 @@ def load_classification_dataset(
     label_delimiter: str | None = None,
     splits: Sequence[str] | None = None,
     teacher_text_column: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> tuple[DatasetDict, list[str]]:
     """Load a text-classification dataset and normalize its labels into a `labels` column.
 
@@ -301,6 +306,9 @@ def load_classification_dataset(
         teacher_text_column (`str`, *optional*):
             A second text column the teacher reads (e.g. an English machine translation); validated like
             `text_column`.
+        cache_dir (`str` or `os.PathLike`, *optional*):
+            Where `datasets` writes its Arrow copies of the files and of their label encoding (they hold the text);
+            its default cache (`~/.cache/huggingface/datasets`) when None.
 
     Returns:
         `tuple[datasets.DatasetDict, list[str]]`: The dataset with its normalized `labels` column and the label names.
@@ -311,7 +319,7 @@ def load_classification_dataset(
             label and split), inconsistent label formats, or labels incompatible with `problem_type`.
         `FileNotFoundError`: If a local path does not exist.
     """
-    raw = load_data_files(source, splits)
+    raw = load_data_files(source, splits, cache_dir=cache_dir)
     dataset, vocabulary, _ = _normalize(
         raw, text_column, label_column, problem_type, label_names, label_delimiter, teacher_text_column
     )

@@ -1,13 +1,21 @@
 """Post-hoc evaluation of a classifier on a recipe's splits: one path, used by the pipeline and by `hf-kd evaluate`.
 
 A model's logits on each split come from `Trainer.predict` (the student alone, never the teacher), and the metrics of
-`hf_kd.metrics` are computed from them. For multi-label tasks one global threshold is tuned on the validation split
-(`evaluation.tune_threshold`) and applied to every split, and sentence-level splits with a `group` column also get
-BLURB's abstract-level scores (`blurb_*`).
+`hf_kd.metrics` are computed from them, per task:
+
+- multi-label: micro/macro F1, precision, recall and per-label F1 at one global threshold; sentence-level splits
+  with a `group` column (HoC) also get BLURB's abstract-level scores (`blurb_*`);
+- binary: AUROC, AUPRC, Brier score, ECE, and sensitivity, specificity, PPV, NPV and F1 at the operating threshold;
+- single-label: accuracy, macro-F1 and per-class F1; regression: MSE and MAE.
+
+The threshold of multi-label and binary tasks comes from the recipe's rule (`evaluation.threshold`, see
+`hf_kd.thresholds`) applied to the validation split, and is used on every split.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,53 +23,116 @@ from typing import Any
 import numpy as np
 
 from .config import DistillationTrainingArguments
-from .constants import LABELS_COLUMN, MULTI_LABEL, SINGLE_LABEL, problem_type_of_feature
+from .constants import BINARY, LABELS_COLUMN, MULTI_LABEL, SINGLE_LABEL
 from .distributed import on_cpu, start_state
 from .models import load_classifier, load_tokenizer
 from .recipe import DistillationPipelineConfig
 from .recipe_data import load_recipe_data, model_columns, subset, tokenize_side
 
 __all__ = [
+    "THRESHOLD_KEY",
+    "default_metric",
     "evaluate_model",
     "evaluate_splits",
     "headline",
+    "metric_names",
+    "model_problem_type",
     "predict_logits",
     "result_summary",
+    "saved_threshold",
     "split_metrics",
     "trainer_compute_metrics",
 ]
 
+THRESHOLD_KEY = "hf_kd_threshold"
+"""The `config.json` entry that records a model's operating threshold, chosen on the validation split."""
 
-def trainer_compute_metrics(problem_type: str, label_names: Sequence[str], tune: bool) -> Any:
+
+def model_problem_type(task: str) -> str:
+    """The `config.problem_type` of a task's models (a binary task has a two-logit single-label head)."""
+    return SINGLE_LABEL if task == BINARY else task
+
+
+def metric_names(task: str, label_names: Sequence[str], grouped: bool = False) -> list[str]:
+    """
+    The metrics the evaluation of a task reports per split (the names a gate or a search may use).
+
+    Args:
+        task (`str`):
+            The task (a problem type, or `"binary"`).
+        label_names (`Sequence[str]`):
+            The label names (per-label F1 keys).
+        grouped (`bool`, *optional*, defaults to `False`):
+            Whether the splits have a `group` column with several rows per document (BLURB scores).
+
+    Returns:
+        `list[str]`: The metric names.
+    """
+    from .numeric import metric_keys
+
+    per_label = [f"f1_{key}" for key in metric_keys(label_names, len(label_names))] if label_names else []
+    if task == MULTI_LABEL:
+        names = ["micro_f1", "macro_f1", "micro_precision", "micro_recall", "threshold", *per_label]
+        if grouped:
+            names += ["blurb_micro_f1", "blurb_micro_precision", "blurb_micro_recall", "blurb_macro_f1"]
+        return names
+    if task == BINARY:
+        return ["auroc", "auprc", "brier", "ece", "sensitivity", "specificity", "ppv", "npv", "f1", "prevalence"]
+    if task == SINGLE_LABEL:
+        return ["accuracy", "macro_f1", *per_label]
+    return ["mse", "mae"]
+
+
+def default_metric(task: str, grouped: bool = False) -> str | None:
+    """
+    The default gate (and search) metric of a task: BLURB micro-F1 for grouped multi-label data (sentence-level
+    HoC), `micro_f1` for multi-label, `macro_f1` for single-label, `auroc` for binary; none for regression.
+
+    Args:
+        task (`str`):
+            The task.
+        grouped (`bool`, *optional*, defaults to `False`):
+            Whether the splits have several rows per document.
+
+    Returns:
+        `str` or `None`: The metric.
+    """
+    return {MULTI_LABEL: "blurb_micro_f1" if grouped else "micro_f1", SINGLE_LABEL: "macro_f1", BINARY: "auroc"}.get(
+        task
+    )
+
+
+def trainer_compute_metrics(task: str, label_names: Sequence[str], threshold: Any) -> Any:
     """
     The `compute_metrics` of the pipeline's trainers (and the search objective): the numbers the report shows.
 
-    Multi-label metrics are taken at the threshold tuned on the evaluated (validation) predictions, as in the report,
-    so that the trainers' eval metrics and the search objective are the report's numbers for that split.
+    Multi-label and binary metrics are taken at the threshold the recipe's rule gives on the evaluated (validation)
+    predictions, as in the report, so that the trainers' eval metrics and the search objective are the report's
+    numbers for that split.
 
     Args:
-        problem_type (`str`):
+        task (`str`):
             The task.
         label_names (`Sequence[str]`):
             The label names.
-        tune (`bool`):
-            Multi-label: tune the threshold (else 0.5).
+        threshold (`float`, `str` or `dict`):
+            The threshold rule.
 
     Returns:
         `Callable`: For `Trainer(compute_metrics=...)`.
     """
     from .metrics import make_compute_metrics
 
-    multi_label = problem_type == MULTI_LABEL
-    threshold = "tune" if multi_label and tune else 0.5
-    return make_compute_metrics(problem_type, threshold=threshold, label_names=label_names if multi_label else None)
+    if task not in (MULTI_LABEL, BINARY):
+        threshold = 0.5
+    return make_compute_metrics(task, threshold=threshold, label_names=label_names if task != BINARY else None)
 
 
 def split_metrics(
     logits: np.ndarray,
     labels: np.ndarray,
     groups: np.ndarray | None,
-    problem_type: str,
+    task: str,
     label_names: Sequence[str],
     threshold: float,
 ) -> dict[str, float]:
@@ -76,20 +147,20 @@ def split_metrics(
         groups (`np.ndarray`, *optional*):
             Document ids (e.g. PMIDs of sentence-level HoC): BLURB's document-level scores are added when documents
             have several rows.
-        problem_type (`str`):
+        task (`str`):
             The task.
         label_names (`Sequence[str]`):
             The label names (per-label F1 keys).
         threshold (`float`):
-            Multi-label decision threshold.
+            Decision threshold (multi-label and binary).
 
     Returns:
         `dict[str, float]`: The metrics.
     """
     from .corpora import blurb_hoc_f1
-    from .metrics import multilabel_metrics, sigmoid, single_label_metrics, softmax
+    from .metrics import binary_metrics, multilabel_metrics, positive_scores, sigmoid, single_label_metrics, softmax
 
-    if problem_type == MULTI_LABEL:
+    if task == MULTI_LABEL:
         probs = sigmoid(logits)
         out = dict(multilabel_metrics(probs, labels, threshold=threshold, label_names=label_names))
         if groups is not None and len(np.unique(groups)) < len(groups):
@@ -97,8 +168,10 @@ def split_metrics(
             out.update({f"blurb_{k}": v for k, v in blurb.items()})
         out["threshold"] = float(threshold)
         return out
-    if problem_type == SINGLE_LABEL:
-        return dict(single_label_metrics(softmax(logits, axis=-1), labels))
+    if task == BINARY:
+        return dict(binary_metrics(positive_scores(logits), labels, threshold=threshold))
+    if task == SINGLE_LABEL:
+        return dict(single_label_metrics(softmax(logits, axis=-1), labels, label_names=label_names))
     preds = logits.reshape(len(labels), -1)[:, 0]
     errors = preds.astype(np.float64) - np.asarray(labels, dtype=np.float64).reshape(-1)
     return {"mse": float(np.mean(errors**2)), "mae": float(np.mean(np.abs(errors)))}
@@ -134,19 +207,26 @@ def predict_logits(model: Any, tokenizer: Any, dataset: Any, output_dir: Path, b
     return np.asarray(predictions, dtype=np.float64)
 
 
+def _probabilities(logits: np.ndarray, task: str) -> np.ndarray:
+    from .metrics import positive_scores, sigmoid
+
+    return sigmoid(logits) if task == MULTI_LABEL else positive_scores(logits)
+
+
 def evaluate_splits(
     model: Any,
     tokenizer: Any,
     splits: Mapping[str, Any],
     validation_split: str,
-    problem_type: str,
+    task: str,
     label_names: Sequence[str],
-    tune: bool,
+    threshold: Any,
     output_dir: Path,
     batch_size: int,
-) -> dict[str, dict[str, float]]:
+    fixed_threshold: float | None = None,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, np.ndarray]]]:
     """
-    The metrics of every split, the multi-label threshold tuned on `validation_split`.
+    The metrics of every split, at the threshold the rule gives on `validation_split`.
 
     Args:
         model (`PreTrainedModel`):
@@ -156,38 +236,49 @@ def evaluate_splits(
         splits (`Mapping[str, datasets.Dataset]`):
             Tokenized splits by name.
         validation_split (`str`):
-            The split the threshold is tuned on.
-        problem_type (`str`):
+            The split the threshold is chosen on.
+        task (`str`):
             The task.
         label_names (`Sequence[str]`):
             The label names.
-        tune (`bool`):
-            Tune the multi-label threshold (else 0.5).
+        threshold (`float`, `str` or `dict`):
+            The threshold rule (`hf_kd.thresholds`).
         output_dir (`Path`):
             Scratch folder.
         batch_size (`int`):
             Examples per forward pass.
+        fixed_threshold (`float`, *optional*):
+            Use this threshold (e.g. the one saved with the model) instead of applying the rule.
 
     Returns:
-        `dict[str, dict[str, float]]`: Split -> metrics.
+        `tuple[dict, dict]`: Split -> metrics, and split -> `{"probs", "labels"}` arrays (multi-label and binary
+        probabilities, for the figures).
     """
-    from .metrics import sigmoid
-    from .thresholds import tune_thresholds
+    from .thresholds import choose_threshold
 
     raw: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
     for name, dataset in splits.items():
+        if len(dataset) == 0:
+            raise ValueError(f"Split {name!r} has no example to evaluate.")
         logits = predict_logits(model, tokenizer, dataset, output_dir, batch_size)
         labels = np.asarray(dataset[LABELS_COLUMN])
         groups = np.asarray(dataset["group"]) if "group" in dataset.column_names else None
         raw[name] = (logits, labels, groups)
-    threshold = 0.5
-    if tune and problem_type == MULTI_LABEL and validation_split in raw:
-        logits, labels, _ = raw[validation_split]
-        threshold = float(tune_thresholds(sigmoid(logits), labels))
-    return {
-        name: split_metrics(logits, labels, groups, problem_type, label_names, threshold)
+    chosen = 0.5
+    if task in (MULTI_LABEL, BINARY):
+        if fixed_threshold is not None:
+            chosen = float(fixed_threshold)
+        elif validation_split in raw:
+            logits, labels, _ = raw[validation_split]
+            chosen = float(choose_threshold(threshold, _probabilities(logits, task), labels))
+    metrics = {
+        name: split_metrics(logits, labels, groups, task, label_names, chosen)
         for name, (logits, labels, groups) in raw.items()
     }
+    outputs = {}
+    if task in (MULTI_LABEL, BINARY):
+        outputs = {name: {"probs": _probabilities(lg, task), "labels": lb} for name, (lg, lb, _) in raw.items()}
+    return metrics, outputs
 
 
 def headline(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -204,7 +295,7 @@ def headline(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     out: dict[str, float] = {}
     for split, values in metrics.items():
         for key, value in values.items():
-            if key.startswith("f1_") or key in ("blurb_n_documents", "threshold"):
+            if key.startswith("f1_") or key in ("blurb_n_documents", "threshold", "prevalence"):
                 continue
             out[f"{split}_{key}"] = value
     return out
@@ -228,14 +319,33 @@ def result_summary(
     return {"teacher": headline(teacher_metrics), "student": headline(student_metrics)}
 
 
+def saved_threshold(model: str) -> float | None:
+    """
+    The operating threshold saved in a model folder's `config.json` by the pipeline, if any.
+
+    Args:
+        model (`str`):
+            The model folder (or Hub id: None).
+
+    Returns:
+        `float` or `None`: The threshold.
+    """
+    path = Path(model) / "config.json"
+    if not path.is_file():
+        return None
+    value = json.loads(path.read_text(encoding="utf-8")).get(THRESHOLD_KEY)
+    return float(value) if value is not None else None
+
+
 def evaluate_model(
     config: DistillationPipelineConfig, model: str, split: str = "validation", side: str = "student"
 ) -> dict[str, float]:
     """
     Evaluate a saved classifier on a split of the recipe's data, with the pipeline's metrics (`hf-kd evaluate`).
 
-    For multi-label tasks the threshold is tuned on the validation split (when `evaluation.tune_threshold`) and
-    applied to `split`.
+    Multi-label and binary tasks are scored at the threshold saved with the model (`hf_kd_threshold` in its
+    `config.json`, written by the pipeline); without one, at the threshold the recipe's rule gives on the
+    validation split.
 
     Args:
         config ([`~hf_kd.recipe.DistillationPipelineConfig`]):
@@ -254,12 +364,20 @@ def evaluate_model(
     if side not in ("student", "teacher"):
         raise ValueError(f"`side` must be 'student' or 'teacher', got {side!r}.")
     start_state(cpu=config.use_cpu)
-    raw, label_names = load_recipe_data(config)
+    scratch = Path(config.output_dir) / "evaluate_tmp"
+    try:
+        return _evaluate_model(config, model, split, side, scratch)
+    finally:
+        # The `datasets` cache of this evaluation holds copies of the text: it goes with the evaluation.
+        shutil.rmtree(scratch / "cache", ignore_errors=True)
+
+
+def _evaluate_model(config: DistillationPipelineConfig, model: str, split: str, side: str, scratch: Path) -> dict:
+    raw, label_names, task = load_recipe_data(config, cache_dir=str(scratch / "cache"))
     validation = config.data.validation_split
     for name in {split, validation}:
         if name not in raw:
             raise ValueError(f"Split {name!r} not found; splits: {list(raw)}.")
-    problem_type = problem_type_of_feature((raw["train"] if "train" in raw else raw[split]).features[LABELS_COLUMN])
     if side == "teacher":
         column = config.data.teacher_text_column or config.data.text_column
         length = config.data.teacher_max_length or config.data.max_length
@@ -270,15 +388,16 @@ def evaluate_model(
         name: tokenize_side(subset(raw[name], config.data.eval_size, config.seed), tokenizer, column, length)
         for name in dict.fromkeys([validation, split])
     }
-    metrics = evaluate_splits(
-        load_classifier(model, label_names, problem_type),
+    metrics, _ = evaluate_splits(
+        load_classifier(model, label_names, model_problem_type(task)),
         tokenizer,
         splits,
         validation,
-        problem_type,
+        task,
         label_names,
-        config.evaluation.tune_threshold,
-        Path(config.output_dir) / "evaluate_tmp",
+        config.evaluation.threshold,
+        scratch,
         config.evaluation.batch_size,
+        fixed_threshold=saved_threshold(model) if task in (MULTI_LABEL, BINARY) else None,
     )
     return metrics[split]

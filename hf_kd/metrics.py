@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -40,7 +40,7 @@ from .numeric import (
     softmax,
     threshold_vector,
 )
-from .thresholds import tune_thresholds
+from .thresholds import check_threshold_rule, choose_threshold
 
 if TYPE_CHECKING:
     from transformers import EvalPrediction
@@ -52,6 +52,7 @@ __all__ = [
     "expected_calibration_error",
     "make_compute_metrics",
     "multilabel_metrics",
+    "positive_scores",
     "sigmoid",
     "single_label_metrics",
     "softmax",
@@ -137,9 +138,11 @@ def prepare_class_labels(labels: npt.ArrayLike, n_examples: int, num_classes: in
     return labels_arr
 
 
-def single_label_metrics(logits_or_probs: npt.ArrayLike, labels: npt.ArrayLike) -> dict[str, float]:
+def single_label_metrics(
+    logits_or_probs: npt.ArrayLike, labels: npt.ArrayLike, label_names: Sequence[str] | None = None
+) -> dict[str, float]:
     """
-    Accuracy and macro-F1 of a single-label (multi-class) classifier, predicting the argmax class.
+    Accuracy and macro-F1 of a single-label (multi-class) classifier predicting the argmax class, and each class's F1.
 
     Examples labeled `-100` are ignored. As in scikit-learn's `f1_score(average="macro")`, the macro average runs
     over the classes present in the gold labels or the predictions of the scored examples.
@@ -149,9 +152,13 @@ def single_label_metrics(logits_or_probs: npt.ArrayLike, labels: npt.ArrayLike) 
             Logits or probabilities (the argmax is the same).
         labels (`npt.ArrayLike` of shape `(n_examples,)`):
             Gold class ids in `[0, num_classes)`, or `-100` for ignored examples.
+        label_names (`Sequence[str]`, *optional*):
+            One name per class for the `f1_<name>` keys (sanitized as in [`multilabel_metrics`]); the class ids
+            when None.
 
     Returns:
-        `dict[str, float]`: `accuracy` and `macro_f1`.
+        `dict[str, float]`: `accuracy`, `macro_f1` and `f1_<name>` for each class (0 for a class neither in the gold
+        labels nor predicted).
     """
     scores = as_numeric(logits_or_probs, "logits_or_probs")
     if scores.ndim != 2 or scores.shape[1] < 2:
@@ -164,9 +171,12 @@ def single_label_metrics(logits_or_probs: npt.ArrayLike, labels: npt.ArrayLike) 
         raise ValueError("`labels` has no labeled example (all are -100 or the input is empty).")
     preds = scores[keep].argmax(axis=-1)
     gold = labels_arr[keep]
+    keys = metric_keys(label_names, scores.shape[1])
+    per_class = f1_score(gold, preds, labels=list(range(scores.shape[1])), average=None, zero_division=0)
     return {
         "accuracy": float(accuracy_score(gold, preds)),
         "macro_f1": float(f1_score(gold, preds, average="macro", zero_division=0)),
+        **{f"f1_{key}": float(value) for key, value in zip(keys, per_class)},
     }
 
 
@@ -184,7 +194,7 @@ def _positive_scores(scores: npt.ArrayLike, name: str) -> np.ndarray:
 
 def binary_metrics(scores: npt.ArrayLike, labels: npt.ArrayLike, threshold: float = 0.5) -> dict[str, float]:
     """
-    Ranking, calibration and thresholded metrics of a binary classifier.
+    Ranking, calibration and thresholded (triage) metrics of a binary classifier.
 
     Examples labeled `-100` are ignored. When the scored labels contain a single class, AUROC and AUPRC are undefined
     and returned as `float("nan")` (no exception, so that training loops keep running); the other metrics are still
@@ -200,7 +210,9 @@ def binary_metrics(scores: npt.ArrayLike, labels: npt.ArrayLike, threshold: floa
 
     Returns:
         `dict[str, float]`: `auroc`, `auprc` (average precision), `brier` (mean squared error of the probabilities),
-        `f1`, `precision`, `recall` (positive class, at `threshold`) and `threshold`.
+        `ece` ([`expected_calibration_error`] of the binary predictions), and at `threshold`: `sensitivity` (recall of
+        the positive class), `specificity` (recall of the negative class), `ppv` (precision), `npv`, `f1` (of the
+        positive class); `prevalence` (positive rate of the labels) and `threshold`.
     """
     threshold = check_threshold(threshold)
     scores_arr = _positive_scores(scores, "scores")
@@ -218,14 +230,20 @@ def binary_metrics(scores: npt.ArrayLike, labels: npt.ArrayLike, threshold: floa
     else:
         auroc = float(roc_auc_score(gold, scores_arr))
         auprc = float(average_precision_score(gold, scores_arr))
-    tp, fp, fn = confusion_counts(scores_arr >= threshold, gold, np.ones_like(gold), axis=None)
+    predicted = scores_arr >= threshold
+    tp, fp, fn = confusion_counts(predicted, gold, np.ones_like(gold), axis=None)
+    tn = int((~predicted & ~gold).sum())
     return {
         "auroc": auroc,
         "auprc": auprc,
         "brier": float(brier_score_loss(gold, scores_arr, pos_label=True)),
+        "ece": expected_calibration_error(scores_arr, gold.astype(np.int64)),
+        "sensitivity": float(safe_divide(tp, tp + fn)),
+        "specificity": float(safe_divide(tn, tn + fp)),
+        "ppv": float(safe_divide(tp, tp + fp)),
+        "npv": float(safe_divide(tn, tn + fn)),
         "f1": float(f1_from_counts(tp, fp, fn)),
-        "precision": float(safe_divide(tp, tp + fp)),
-        "recall": float(safe_divide(tp, tp + fn)),
+        "prevalence": float(gold.mean()),
         "threshold": threshold,
     }
 
@@ -353,9 +371,28 @@ def _first(x: Any) -> Any:
     return x
 
 
+def positive_scores(logits: npt.ArrayLike) -> np.ndarray:
+    """
+    Positive-class probabilities of a binary head: sigmoid of a one-logit head, softmax column 1 of a two-logit one.
+
+    Args:
+        logits (`npt.ArrayLike` of shape `(n,)`, `(n, 1)` or `(n, 2)`):
+            The head's logits.
+
+    Returns:
+        `np.ndarray` of shape `(n,)`: The probabilities.
+    """
+    logits = as_numeric(logits, "logits")
+    if logits.ndim == 2 and logits.shape[1] == 2:
+        return softmax(logits, axis=-1)[:, 1]
+    if logits.ndim == 1 or (logits.ndim == 2 and logits.shape[1] == 1):
+        return sigmoid(logits.reshape(-1))
+    raise ValueError(f"Binary logits must have shape (n,), (n, 1) or (n, 2), got {logits.shape}.")
+
+
 def make_compute_metrics(
     problem_type: str,
-    threshold: float | npt.ArrayLike | Literal["tune"] = 0.5,
+    threshold: float | npt.ArrayLike | str | dict = 0.5,
     label_names: Sequence[str] | None = None,
 ) -> Callable[[EvalPrediction], dict[str, float]]:
     """
@@ -375,27 +412,27 @@ def make_compute_metrics(
     Args:
         problem_type (`str`):
             One of `"single_label_classification"`, `"multi_label_classification"`, `"binary"` or `"regression"`.
-        threshold (`float`, `npt.ArrayLike` of shape `(num_labels,)` or `"tune"`, *optional*, defaults to 0.5):
-            Decision threshold for `"multi_label_classification"` (global or per label) and `"binary"` (a float).
-            `"tune"` (multi-label only): the global threshold maximizing micro-F1 on the evaluated predictions
-            themselves ([`tune_thresholds`]), reported as `threshold`; evaluated on the dev split, these are the
-            dev metrics `hf-kd` reports, e.g. as a search objective that does not depend on an arbitrary 0.5.
-            Unused otherwise.
+        threshold (`float`, `npt.ArrayLike`, `str` or `dict`, *optional*, defaults to 0.5):
+            Decision threshold of `"multi_label_classification"` and `"binary"`: a number (for multi-label also one
+            per label), or a threshold rule of `hf_kd.thresholds` applied to the evaluated predictions themselves:
+            `"f1"` (the threshold maximizing F1), `"prevalence"` or `{"sensitivity": s}`. The threshold used is
+            reported as `threshold`; evaluated on the dev split, these are the dev metrics `hf-kd` reports (e.g. a
+            search objective that does not depend on an arbitrary 0.5). Unused otherwise.
         label_names (`Sequence[str]`, *optional*):
-            Label names for the per-label `f1_<name>` keys of `"multi_label_classification"`. Unused otherwise.
+            Label names for the per-label (per-class) `f1_<name>` keys of multi-label and single-label tasks.
 
     Returns:
         `Callable[[EvalPrediction], dict[str, float]]`: The metric function.
     """
     if problem_type not in PROBLEM_TYPES:
         raise ValueError(f"`problem_type` must be one of {list(PROBLEM_TYPES)}, got {problem_type!r}.")
-    tune = isinstance(threshold, str)
-    if tune:
-        if threshold != "tune" or problem_type != "multi_label_classification":
-            raise ValueError(
-                f"`threshold` may be the string 'tune' only for problem_type 'multi_label_classification', got "
-                f"{threshold!r} for {problem_type!r}."
-            )
+    if isinstance(threshold, str) and threshold == "tune":
+        raise ValueError("`threshold='tune'` is now the threshold rule `'f1'`.")
+    rule = isinstance(threshold, str | dict)
+    if rule:
+        if problem_type not in ("multi_label_classification", "binary"):
+            raise ValueError(f"A threshold rule ({threshold!r}) applies to multi-label and binary tasks only.")
+        check_threshold_rule(threshold)
     elif problem_type == "binary" or np.ndim(threshold) == 0:
         check_threshold(threshold)
     else:
@@ -419,25 +456,15 @@ def make_compute_metrics(
             errors = preds.astype(np.float64) - targets.astype(np.float64)
             return {"mse": float(np.mean(errors**2)), "mae": float(np.mean(np.abs(errors)))}
         if problem_type == "single_label_classification":
-            return single_label_metrics(softmax(logits, axis=-1), labels)
+            return single_label_metrics(softmax(logits, axis=-1), labels, label_names=names)
         if problem_type == "multi_label_classification":
             probs = sigmoid(logits)
-            if tune:
-                tuned = float(tune_thresholds(probs, labels))
-                return {
-                    **multilabel_metrics(probs, labels, threshold=tuned, label_names=names),
-                    "threshold": tuned,
-                }
+            if rule:
+                chosen = choose_threshold(threshold, probs, labels)
+                return {**multilabel_metrics(probs, labels, threshold=chosen, label_names=names), "threshold": chosen}
             return multilabel_metrics(probs, labels, threshold=threshold, label_names=names)
-        # binary
-        if logits.ndim == 2 and logits.shape[1] == 2:
-            scores = softmax(logits, axis=-1)[:, 1]
-        elif logits.ndim == 1 or (logits.ndim == 2 and logits.shape[1] == 1):
-            scores = sigmoid(logits.reshape(-1))
-        else:
-            raise ValueError(
-                f"`predictions` for problem_type 'binary' must have shape (n,), (n, 1) or (n, 2), got {logits.shape}."
-            )
-        return binary_metrics(scores, labels.reshape(-1), threshold=check_threshold(threshold))
+        scores = positive_scores(logits)
+        chosen = choose_threshold(threshold, scores, labels.reshape(-1)) if rule else check_threshold(threshold)
+        return binary_metrics(scores, labels.reshape(-1), threshold=chosen)
 
     return compute_metrics

@@ -152,8 +152,10 @@ def training_args(
     """
     The `DistillationTrainingArguments` of one pipeline run: the pipeline's defaults, the section's fields, `forced`.
 
-    The defaults: no reporting integration, no checkpoints, no evaluation during training, a log every 10 steps,
-    Trainer's progress bar, the recipe's seed and evaluation batch size, and the CPU when the run is on the CPU.
+    The defaults: no reporting integration, a checkpoint every 200 steps keeping the last one (so that a killed
+    stage resumes, see [`train_resuming`]), no evaluation during training, a log every 10 steps, Trainer's progress
+    bar, the recipe's seed and evaluation batch size, and the CPU when the run is on the CPU. The pipeline pushes to
+    the Hub itself, after its evaluation, so `push_to_hub` is off in every stage.
 
     Args:
         output_dir (`Path`):
@@ -170,7 +172,9 @@ def training_args(
     """
     values: dict[str, Any] = {
         "report_to": "none",
-        "save_strategy": "no",
+        "save_strategy": "steps",
+        "save_steps": 200,
+        "save_total_limit": 1,
         "eval_strategy": "no",
         "logging_steps": 10,
         "per_device_eval_batch_size": config.evaluation.batch_size,
@@ -180,6 +184,7 @@ def training_args(
     values.update(overrides)
     values.update(forced)
     values["output_dir"] = str(output_dir)
+    values["push_to_hub"] = False
     return DistillationTrainingArguments(**values)
 
 

@@ -1,32 +1,34 @@
 """A resumable, recipe-driven distillation pipeline: teacher fine-tuning → gate → cached logits → student → report.
 
-[`run_pipeline`] runs a [`~hf_kd.recipe.DistillationPipelineConfig`] in six stages. Each writes under
-`output_dir/<stage>/` and leaves a `DONE.json` marker when it finishes, so that a re-run (e.g. after a crash) skips
-the finished stages and resumes at the first unfinished one:
+[`run_pipeline`] runs a [`~hf_kd.recipe.DistillationPipelineConfig`] in six stages, each writing under
+`output_dir/<stage>/` and leaving a `DONE.json` marker with the fingerprint of its inputs (`hf_kd.markers`):
 
 1. `teacher`: fine-tune the teacher on the hard labels (`DistillationTrainer` with `alpha=1`), unless the given
    teacher is already fine-tuned on this label space (its `config.id2label` equals the dataset's label names).
 2. `teacher_eval`: evaluate the teacher on the validation (and test) split; with `evaluation.min_teacher_metric`,
    stop with a [`QualityGateError`] when the teacher is below the gate.
-3. `teacher_logits`: run the teacher once over the tokenized training set (`cache_teacher_logits`), saved with
-   `save_to_disk`.
+3. `teacher_logits`: run the teacher once over the tokenized training set (`cache_teacher_logits`, shared between
+   processes), saved with `save_to_disk`.
 4. `student_warmup` (optional, `student.warmup_epochs > 0`): train the student on the hard labels only.
 5. `student`: distil (`DistillationTrainer` on the cached logits; the online teacher is used only when hidden-state
    or attention losses need its activations, or `student.online_teacher` asks for it).
-6. `evaluation`: evaluate the student like the teacher (`hf_kd.evaluation`), then write the report, figures and the
-   student's model card (`hf_kd.run_report`).
+6. `evaluation`: evaluate the student like the teacher (`hf_kd.evaluation`), save its operating threshold in its
+   `config.json`, write the report, figures and model card (`hf_kd.run_report`), and push the student to the Hub
+   when the student section names a `hub_model_id` (or sets `push_to_hub`).
 
-Each stage prints a one-line banner when it starts or is skipped, and its training shows Trainer's progress bar.
-Models are saved with `save_pretrained` (safetensors) together with their tokenizer. With `teacher.lora` /
-`student.lora` the model is trained with a LoRA adapter (`peft`), and the stage saves the merged, plain model in
-`<stage>/model/` and the adapter in `<stage>/adapter/`. Logs, reports and errors never contain example text. Under
-`accelerate launch` every process runs the stages (the trainers synchronise), and only the main process writes
+Before the first stage, the whole recipe is checked (`hf_kd.preflight`), the folder is locked against a second run,
+and every stage whose inputs changed since its marker was written is removed, with those after it, so that a rerun
+recomputes exactly what a changed field affects and skips the rest. Training stages save a checkpoint every 200 steps
+(the last one kept) and resume from it when the stage was interrupted. Each stage prints a one-line banner, and its
+training shows Trainer's progress bar. The `datasets` cache files (copies of the text) are kept in
+`output_dir/cache/` and removed when the run succeeds, unless `data.keep_cache`. Logs, reports and errors never
+contain example text. Under `accelerate launch` every process runs the stages, and only the main process writes
 markers, reports and cards and prints.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import shutil
 import sys
@@ -35,9 +37,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .constants import LABELS_COLUMN, TEACHER_LOGITS_COLUMN, problem_type_of_feature
+from .constants import BINARY, MULTI_LABEL, TEACHER_LOGITS_COLUMN
 from .distributed import barrier, is_main_process, start_state, state
-from .evaluation import evaluate_splits, trainer_compute_metrics
+from .evaluation import THRESHOLD_KEY, default_metric, evaluate_splits, model_problem_type, trainer_compute_metrics
+from .markers import (
+    DISTILLATION_ONLY,
+    DONE_FILE,
+    RunLock,
+    changed_stages,
+    read_marker,
+    stage_fingerprints,
+    write_marker,
+    write_started,
+)
 from .models import (
     is_finetuned_on,
     load_classifier,
@@ -49,7 +61,6 @@ from .models import (
 )
 from .recipe import DistillationPipelineConfig
 from .recipe_data import load_recipe_data, model_columns, subset, tokenize_side
-from .report import jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -58,33 +69,17 @@ __all__ = ["DONE_FILE", "STAGES", "PipelineRun", "QualityGateError", "run_pipeli
 STAGES = ("teacher", "teacher_eval", "teacher_logits", "student_warmup", "student", "evaluation")
 """The pipeline's stages, in order; each writes under `output_dir/<stage>/`."""
 
-DONE_FILE = "DONE.json"
-"""The marker a stage writes in its folder when it finishes."""
-
 
 class QualityGateError(RuntimeError):
     """Raised when the teacher's evaluation metric is below the recipe's gate."""
 
 
-def _done(stage_dir: Path) -> dict[str, Any] | None:
-    marker = stage_dir / DONE_FILE
-    if marker.is_file():
-        return json.loads(marker.read_text(encoding="utf-8"))
-    return None
-
-
-def _mark_done(stage_dir: Path, info: Mapping[str, Any]) -> None:
-    if is_main_process():
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        tmp = stage_dir / (DONE_FILE + ".tmp")
-        tmp.write_text(json.dumps(jsonable(info), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(stage_dir / DONE_FILE)
-    barrier()
-
-
 class PipelineRun:
     """
     The state the stages share: the recipe, the data tokenized for both models, the tokenizers and the folders.
+
+    Building it loads and checks everything a stage needs (`hf_kd.preflight`), so that a bad recipe fails before any
+    training.
 
     Args:
         config ([`~hf_kd.recipe.DistillationPipelineConfig`]):
@@ -92,22 +87,30 @@ class PipelineRun:
     """
 
     def __init__(self, config: DistillationPipelineConfig) -> None:
+        from .data import tokenize_for_distillation
+        from .preflight import check_model_path, check_run
+
         self.config = config
         start_state(cpu=config.use_cpu)
         self.root = Path(config.output_dir)
         data_config = config.data
-        raw, self.label_names = load_recipe_data(config)
+        check_model_path(str(config.teacher.model), "teacher.model")
+        if config.student.model is not None:
+            check_model_path(config.student.model, "student.model")
+        raw, self.label_names, self.task = load_recipe_data(config, cache_dir=str(self.root / "cache"))
         if "train" not in raw:
             raise ValueError(f"The dataset has no 'train' split; splits: {list(raw)}.")
         if data_config.validation_split not in raw:
             raise ValueError(f"Validation split {data_config.validation_split!r} not found; splits: {list(raw)}.")
-        self.problem_type = problem_type_of_feature(raw["train"].features[LABELS_COLUMN])
+        self.problem_type = model_problem_type(self.task)
         eval_names = [data_config.validation_split]
         if data_config.test_split and data_config.test_split in raw:
             eval_names.append(data_config.test_split)
         train = subset(raw["train"], data_config.train_size, config.seed)
-        evals = {name: subset(raw[name], data_config.eval_size, config.seed) for name in eval_names}
+        self.evals_raw = {name: subset(raw[name], data_config.eval_size, config.seed) for name in eval_names}
         self.validation_split = data_config.validation_split
+        groups = train["group"] if "group" in train.column_names else None
+        self.grouped = groups is not None and len(set(groups)) < len(groups)
 
         self.teacher_name = str(config.teacher.model)
         self.teacher_tokenizer = load_tokenizer(config.teacher.tokenizer or self.teacher_name)
@@ -115,6 +118,7 @@ class PipelineRun:
             self.student_tokenizer = load_tokenizer(config.student.tokenizer or config.student.model)
         else:
             self.student_tokenizer = self.teacher_tokenizer
+        check_run(self)
         teacher_column = data_config.teacher_text_column or data_config.text_column
         teacher_length = data_config.teacher_max_length or data_config.max_length
 
@@ -124,11 +128,9 @@ class PipelineRun:
         def student_side(dataset: Any) -> Any:
             return tokenize_side(dataset, self.student_tokenizer, data_config.text_column, data_config.max_length)
 
-        from .data import tokenize_for_distillation
-
         self.teacher_train = model_columns(teacher_side(train))
-        self.teacher_evals = {name: teacher_side(dataset) for name, dataset in evals.items()}
-        self.student_evals = {name: student_side(dataset) for name, dataset in evals.items()}
+        self.teacher_evals = {name: teacher_side(dataset) for name, dataset in self.evals_raw.items()}
+        self.student_evals = {name: student_side(dataset) for name, dataset in self.evals_raw.items()}
         self.student_train = model_columns(
             tokenize_for_distillation(
                 train,
@@ -144,10 +146,31 @@ class PipelineRun:
         self.n_train = len(train)
         self.teacher_path: str = self.teacher_name
         self.stages: dict[str, str] = {}
+        self.fingerprints = stage_fingerprints(config)
+
+    # ------------------------------------------------------------------ folders, markers, fingerprints
 
     def stage_dir(self, stage: str) -> Path:
         """The folder of a stage."""
         return self.root / stage
+
+    def invalidate_changed_stages(self) -> None:
+        """Remove every stage made from other inputs than this recipe's, and the stages after it."""
+        for name, reasons in changed_stages(self.root, STAGES, self.fingerprints):
+            self._banner(name, f"inputs changed since the folder's last run ({', '.join(reasons)}): recomputing")
+            if is_main_process():
+                shutil.rmtree(self.stage_dir(name), ignore_errors=True)
+        barrier()
+
+    def _done(self, stage: str) -> dict[str, Any] | None:
+        return read_marker(self.stage_dir(stage))
+
+    def _mark_done(self, stage: str, info: Mapping[str, Any]) -> None:
+        if is_main_process():
+            folder = self.stage_dir(stage)
+            write_marker(folder, {**info, **self.fingerprints[stage]})
+            shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # the stage's model is saved
+        barrier()
 
     def _banner(self, stage: str, what: str) -> None:
         if is_main_process():
@@ -158,20 +181,33 @@ class PipelineRun:
         self.stages[stage] = f"skipped ({why})"
         self._banner(stage, f"skipped ({why})")
 
+    # ------------------------------------------------------------------ building blocks
+
+    def training_arguments(self, stage: str, output_dir: Path) -> Any:
+        """The `DistillationTrainingArguments` of a training stage (`teacher`, `student_warmup` or `student`)."""
+        if stage == "teacher":
+            return training_args(output_dir, self.config, self.config.teacher.training, alpha=1.0)
+        if stage == "student_warmup":
+            warmup = {k: v for k, v in self.config.student.training.items() if k not in DISTILLATION_ONLY}
+            return training_args(
+                output_dir, self.config, warmup, alpha=1.0, num_train_epochs=self.config.student.warmup_epochs
+            )
+        return training_args(output_dir, self.config, self.config.student.training)
+
     def compute_metrics(self) -> Any:
         """The trainers' `compute_metrics` (the report's numbers, see `hf_kd.evaluation`)."""
-        return trainer_compute_metrics(self.problem_type, self.label_names, self.config.evaluation.tune_threshold)
+        return trainer_compute_metrics(self.task, self.label_names, self.config.evaluation.threshold)
 
-    def evaluate(self, model: Any, tokenizer: Any, splits: dict[str, Any], folder: Path) -> dict[str, dict]:
-        """Metrics of `model` on each of `splits`, with the threshold tuned on the validation split as configured."""
+    def evaluate(self, model: Any, tokenizer: Any, splits: dict[str, Any], folder: Path) -> Any:
+        """Metrics (and probabilities) of `model` on each of `splits`, at the threshold chosen on validation."""
         return evaluate_splits(
             model,
             tokenizer,
             splits,
             self.validation_split,
-            self.problem_type,
+            self.task,
             self.label_names,
-            self.config.evaluation.tune_threshold,
+            self.config.evaluation.threshold,
             folder / "tmp",
             self.config.evaluation.batch_size,
         )
@@ -189,67 +225,73 @@ class PipelineRun:
             or float(args.get("attention_loss_weight", 0) or 0) > 0
         )
 
+    def _fit(self, stage: str, trainer: Any) -> tuple[str, str | None, float]:
+        if is_main_process():  # an interrupted stage resumes only from checkpoints made from the same inputs
+            write_started(self.stage_dir(stage), self.fingerprints[stage])
+        barrier()
+        started = time.perf_counter()
+        train_resuming(trainer)
+        model_dir = self.stage_dir(stage) / "model"
+        adapter_dir = save_trained(trainer, model_dir)
+        return str(model_dir), adapter_dir, time.perf_counter() - started
+
     # ------------------------------------------------------------------ stages
 
     def run_teacher(self) -> None:
         """Stage 1: fine-tune the teacher (unless it is already fine-tuned on this label space)."""
         from .trainer import DistillationTrainer
 
-        folder = self.stage_dir("teacher")
-        done = _done(folder)
+        done = self._done("teacher")
         if done is not None:
             self.teacher_path = done["model"]
             return self._skip("teacher", "done")
         if is_finetuned_on(self.teacher_name, self.label_names):
             logger.info("Teacher is already fine-tuned on this label space; skipping its fine-tuning.")
             self.teacher_path = self.teacher_name
-            _mark_done(folder, {"model": self.teacher_name, "fine_tuned": False, "reason": "already fine-tuned"})
+            self._mark_done(
+                "teacher", {"model": self.teacher_name, "fine_tuned": False, "reason": "already fine-tuned"}
+            )
             return self._skip("teacher", "teacher already fine-tuned")
         self._banner("teacher", "fine-tuning the teacher on the hard labels")
         model = load_classifier(self.teacher_name, self.label_names, self.problem_type, seed=self.config.seed)
         lora = self.config.teacher.lora
-        model = with_lora(model, lora, "teacher", self.config.seed)
-        args = training_args(folder / "checkpoints", self.config, self.config.teacher.training, alpha=1.0)
         trainer = DistillationTrainer(
-            model=model,
-            args=args,
+            model=with_lora(model, lora, "teacher", self.config.seed),
+            args=self.training_arguments("teacher", self.stage_dir("teacher") / "checkpoints"),
             train_dataset=self.teacher_train,
             eval_dataset=model_columns(self.teacher_evals[self.validation_split]),
             processing_class=self.teacher_tokenizer,
             compute_metrics=self.compute_metrics(),
         )
-        started = time.perf_counter()
-        train_resuming(trainer)
-        model_dir = folder / "model"
-        adapter_dir = save_trained(trainer, model_dir)
-        self.teacher_path = str(model_dir)
-        info = {"model": str(model_dir), "fine_tuned": True, "train_seconds": time.perf_counter() - started}
+        self.teacher_path, adapter_dir, seconds = self._fit("teacher", trainer)
+        info = {"model": self.teacher_path, "fine_tuned": True, "train_seconds": seconds}
         if lora is not None:
             info.update({"lora": lora, "adapter": adapter_dir})
-        _mark_done(folder, info)
+        self._mark_done("teacher", info)
         self.stages["teacher"] = "ran"
 
     def run_teacher_eval(self) -> dict[str, dict[str, float]]:
         """Stage 2: evaluate the teacher and apply the quality gate."""
-        folder = self.stage_dir("teacher_eval")
-        done = _done(folder)
+        done = self._done("teacher_eval")
         if done is not None:
             metrics = done["metrics"]
             self._skip("teacher_eval", "done")
         else:
+            from .run_report import save_predictions
+
             self._banner("teacher_eval", "evaluating the teacher")
-            metrics = self.evaluate(self.load_teacher(), self.teacher_tokenizer, self.teacher_evals, folder)
-            _mark_done(folder, {"metrics": metrics})
+            folder = self.stage_dir("teacher_eval")
+            metrics, outputs = self.evaluate(self.load_teacher(), self.teacher_tokenizer, self.teacher_evals, folder)
+            save_predictions(folder, outputs)
+            self._mark_done("teacher_eval", {"metrics": metrics})
             self.stages["teacher_eval"] = "ran"
         gate = self.config.evaluation.min_teacher_metric
         if gate is not None:
-            name = self.config.evaluation.gate_metric
-            values = metrics[self.validation_split]
-            if name not in values:
-                raise ValueError(f"Gate metric {name!r} is not among the teacher's metrics: {sorted(values)}.")
-            if values[name] < gate:
+            name = self.config.evaluation.gate_metric or default_metric(self.task, self.grouped)
+            value = metrics[self.validation_split][name]
+            if value < gate:
                 raise QualityGateError(
-                    f"Teacher quality gate failed: {self.validation_split} {name} = {values[name]:.4f} < "
+                    f"Teacher quality gate failed: {self.validation_split} {name} = {value:.4f} < "
                     f"min_teacher_metric = {gate}. Fix the teacher (or lower the gate) before distilling."
                 )
         return metrics
@@ -262,7 +304,7 @@ class PipelineRun:
 
         folder = self.stage_dir("teacher_logits")
         data_dir = folder / "dataset"
-        if _done(folder) is not None:
+        if self._done("teacher_logits") is not None:
             self._skip("teacher_logits", "done")
             return datasets.load_from_disk(str(data_dir))
         self._banner("teacher_logits", "caching the teacher's logits over the training set")
@@ -273,14 +315,16 @@ class PipelineRun:
             batch_size=self.config.evaluation.batch_size,
             cache_dir=str(folder / "cache"),
             accelerator=state(),
+            teacher_tokenizer=self.teacher_tokenizer,
         )
         if is_main_process():
-            if data_dir.exists():
-                shutil.rmtree(data_dir)
+            shutil.rmtree(data_dir, ignore_errors=True)
             cached.save_to_disk(str(data_dir))
         barrier()
-        seconds = time.perf_counter() - started
-        _mark_done(folder, {"dataset": str(data_dir), "num_rows": len(cached), "seconds": seconds})
+        self._mark_done(
+            "teacher_logits",
+            {"dataset": str(data_dir), "num_rows": len(cached), "seconds": time.perf_counter() - started},
+        )
         self.stages["teacher_logits"] = "ran"
         return datasets.load_from_disk(str(data_dir))
 
@@ -289,14 +333,14 @@ class PipelineRun:
         from .student import student_from_teacher
 
         student_config = self.config.student
-        if warm_model is not None:
-            model = load_classifier(warm_model, self.label_names, self.problem_type, seed=self.config.seed)
-        elif student_config.model is not None:
-            model = load_classifier(student_config.model, self.label_names, self.problem_type, seed=self.config.seed)
+        if warm_model is not None or student_config.model is not None:
+            source = warm_model if warm_model is not None else student_config.model
+            model = load_classifier(source, self.label_names, self.problem_type, seed=self.config.seed)
         else:
             model = student_from_teacher(
                 self.load_teacher(), layers=student_config.from_teacher_layers, num_layers=student_config.num_layers
             )
+            model.config.hf_kd_teacher = self.teacher_name
         return with_lora(model, student_config.lora, "student", self.config.seed)
 
     def run_student_warmup(self, train: Any) -> str | None:
@@ -307,31 +351,22 @@ class PipelineRun:
         if not epochs:
             self.stages["student_warmup"] = "disabled"
             return None
-        folder = self.stage_dir("student_warmup")
-        done = _done(folder)
+        done = self._done("student_warmup")
         if done is not None:
             self._skip("student_warmup", "done")
             return done["model"]
         self._banner("student_warmup", f"{epochs:g} epoch(s) of hard-label training of the student")
-        overrides = {
-            k: v
-            for k, v in self.config.student.training.items()
-            if k not in ("hidden_loss_weight", "attention_loss_weight")
-        }
-        args = training_args(folder / "checkpoints", self.config, overrides, alpha=1.0, num_train_epochs=epochs)
         trainer = DistillationTrainer(
             model=self.new_student(),
-            args=args,
+            args=self.training_arguments("student_warmup", self.stage_dir("student_warmup") / "checkpoints"),
             train_dataset=model_columns(train.remove_columns([TEACHER_LOGITS_COLUMN]), teacher_side=False),
             processing_class=self.student_tokenizer,
             compute_metrics=self.compute_metrics(),
         )
-        train_resuming(trainer)
-        model_dir = folder / "model"
-        adapter_dir = save_trained(trainer, model_dir)
-        _mark_done(folder, {"model": str(model_dir), **({"adapter": adapter_dir} if adapter_dir else {})})
+        model_dir, adapter_dir, _ = self._fit("student_warmup", trainer)
+        self._mark_done("student_warmup", {"model": model_dir, **({"adapter": adapter_dir} if adapter_dir else {})})
         self.stages["student_warmup"] = "ran"
-        return str(model_dir)
+        return model_dir
 
     def distillation_trainer(self, output_dir: Path, train: Any, model: Any = None, model_init: Any = None) -> Any:
         """The student's `DistillationTrainer` (stage 5 and every search trial): the online teacher only when
@@ -339,13 +374,13 @@ class PipelineRun:
         from .trainer import DistillationTrainer
 
         online = self.needs_online_teacher()
-        if self.config.student.online_teacher and TEACHER_LOGITS_COLUMN in train.column_names:
+        if online and TEACHER_LOGITS_COLUMN in train.column_names:
             train = train.remove_columns(TEACHER_LOGITS_COLUMN)  # every logit comes from the teacher's forward pass
         return DistillationTrainer(
             model=model,
             model_init=model_init,
             teacher_model=self.load_teacher() if online else None,
-            args=training_args(output_dir, self.config, self.config.student.training),
+            args=self.training_arguments("student", output_dir),
             train_dataset=model_columns(train, teacher_side=online),
             eval_dataset=model_columns(self.student_evals[self.validation_split], teacher_side=False),
             processing_class=self.student_tokenizer,
@@ -355,49 +390,65 @@ class PipelineRun:
 
     def run_student(self, train: Any, warm_model: str | None) -> tuple[str, dict[str, Any]]:
         """Stage 5: distil the student."""
-        folder = self.stage_dir("student")
-        done = _done(folder)
+        done = self._done("student")
         if done is not None:
             self._skip("student", "done")
             return done["model"], done
         online = self.needs_online_teacher()
-        source = "the online teacher" if online else "the cached teacher logits"
-        self._banner("student", f"distilling the student from {source}")
-        trainer = self.distillation_trainer(folder / "checkpoints", train, model=self.new_student(warm_model))
-        started = time.perf_counter()
-        train_resuming(trainer)
-        model_dir = folder / "model"
-        adapter_dir = save_trained(trainer, model_dir)
+        self._banner("student", f"distilling the student from {'the online teacher' if online else 'cached logits'}")
+        trainer = self.distillation_trainer(
+            self.stage_dir("student") / "checkpoints", train, self.new_student(warm_model)
+        )
+        model_dir, adapter_dir, seconds = self._fit("student", trainer)
         info = {
-            "model": str(model_dir),
+            "model": model_dir,
             "online_teacher": online,
-            "train_seconds": time.perf_counter() - started,
+            "train_seconds": seconds,
             "args": dict(self.config.student.training),
         }
         if adapter_dir is not None:
             info.update({"lora": self.config.student.lora, "adapter": adapter_dir})
-        _mark_done(folder, info)
+        self._mark_done("student", info)
         self.stages["student"] = "ran"
-        return str(model_dir), info
+        return model_dir, info
 
     def run_evaluation(self, student_dir: str, teacher_metrics: dict[str, dict[str, float]]) -> dict[str, Any]:
-        """Stage 6: evaluate the student, write the report, the figures and the model card."""
-        from .run_report import write_run_report
+        """Stage 6: evaluate the student; write its threshold, the report, figures and card; push it when asked."""
+        from .run_report import push_student, save_predictions, write_run_report
 
-        folder = self.stage_dir("evaluation")
-        done = _done(folder)
+        done = self._done("evaluation")
         if done is not None:
             self._skip("evaluation", "done")
             return done
         self._banner("evaluation", "evaluating the student and writing the report")
+        folder = self.stage_dir("evaluation")
         student = load_classifier(student_dir, self.label_names, self.problem_type)
-        student_metrics = self.evaluate(student, self.student_tokenizer, self.student_evals, folder)
+        student_metrics, outputs = self.evaluate(student, self.student_tokenizer, self.student_evals, folder)
+        save_predictions(folder, outputs)
         result: dict[str, Any] = {"teacher": teacher_metrics, "student": student_metrics}
         if is_main_process():
+            if self.task in (MULTI_LABEL, BINARY):  # the operating point travels with the model
+                student.config.update({THRESHOLD_KEY: student_metrics[self.validation_split]["threshold"]})
+                student.config.save_pretrained(student_dir)
             result["report"] = write_run_report(self, student, student_dir, teacher_metrics, student_metrics, folder)
-        _mark_done(folder, result)
+            result["pushed_to"] = push_student(self, student_dir)
+        self._mark_done("evaluation", result)
         self.stages["evaluation"] = "ran"
         return result
+
+    def start(self) -> None:
+        """Before the first stage: remove the stages whose inputs changed, write `recipe.yaml`."""
+        self.invalidate_changed_stages()
+        if is_main_process():
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.config.to_yaml(self.root / "recipe.yaml")
+        barrier()
+
+    def finish(self) -> None:
+        """After a successful run: remove the `datasets` cache files (text copies) unless `data.keep_cache`."""
+        if is_main_process() and not self.config.data.keep_cache:
+            shutil.rmtree(self.root / "cache", ignore_errors=True)
+        barrier()
 
 
 def run_pipeline(config: DistillationPipelineConfig) -> dict[str, Any]:
@@ -415,18 +466,21 @@ def run_pipeline(config: DistillationPipelineConfig) -> dict[str, Any]:
 
     Raises:
         [`QualityGateError`]: When the teacher is below `evaluation.min_teacher_metric`.
+        [`~hf_kd.markers.RunLockedError`]: When another live run holds `output_dir`.
+        `ValueError`: When the recipe does not fit its data or models (before any stage runs).
     """
-    run = PipelineRun(config)
-    if is_main_process():
-        run.root.mkdir(parents=True, exist_ok=True)
-        config.to_yaml(run.root / "recipe.yaml")
-    barrier()
-    run.run_teacher()
-    teacher_metrics = run.run_teacher_eval()
-    train = run.run_teacher_logits()
-    warm = run.run_student_warmup(train)
-    student_dir, _ = run.run_student(train, warm)
-    result = run.run_evaluation(student_dir, teacher_metrics)
+    start_state(cpu=config.use_cpu)
+    # The main process holds the folder's lock for the processes of its launch.
+    with RunLock(Path(config.output_dir)) if is_main_process() else contextlib.nullcontext():
+        run = PipelineRun(config)
+        run.start()
+        run.run_teacher()
+        teacher_metrics = run.run_teacher_eval()
+        train = run.run_teacher_logits()
+        warm = run.run_student_warmup(train)
+        student_dir, _ = run.run_student(train, warm)
+        result = run.run_evaluation(student_dir, teacher_metrics)
+        run.finish()
     return {
         "output_dir": str(run.root),
         "stages": dict(run.stages),

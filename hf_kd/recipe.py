@@ -166,7 +166,7 @@ class RecipeParser(HfArgumentParser):
                 continue
             item = copy.copy(original)
             item.name = f"{prefix}.{original.name}" if prefix else original.name
-            item.type = hints[original.name]
+            item.type = str if hints[original.name] is Any else hints[original.name]
             before = len(self._actions)
             self._parse_dataclass_field(group, item)
             action, *complements = self._actions[before:]
@@ -177,7 +177,7 @@ class RecipeParser(HfArgumentParser):
             action.option_strings = action.option_strings[:1]
             if action.choices is None and action.nargs != "?":
                 action.metavar = "VALUE"
-            if _is_mapping(hints[original.name]):
+            if _is_mapping(hints[original.name]) or hints[original.name] is Any:
                 action.type, action.nargs, action.metavar = _yaml_value, None, "YAML"
             elif _allows_none(hints[original.name]) and action.type is not None:
                 action.type = _nullable(action.type)
@@ -366,8 +366,20 @@ class DistillationPipelineConfig:
             )
         if self.data.dataset not in ("hoc", "codiesp", "files"):
             raise ValueError(f"`data.dataset` must be 'hoc', 'codiesp' or 'files', got {self.data.dataset!r}.")
-        if self.data.dataset == "hoc" and self.data.level not in ("abstract", "sentence"):
-            raise ValueError(f"`data.level` must be 'abstract' or 'sentence' for HoC, got {self.data.level!r}.")
+        levels = {"hoc": ("abstract", "sentence"), "codiesp": ("chapter", "triage")}.get(self.data.dataset, (None,))
+        if self.data.level is None:
+            self.data.level = levels[0]
+        elif self.data.level not in levels:
+            raise ValueError(
+                f"`data.level` must be one of {[level for level in levels if level]} for `data.dataset: "
+                f"{self.data.dataset}`, got {self.data.level!r}."
+            )
+        from .thresholds import check_threshold_rule
+
+        try:
+            check_threshold_rule(self.evaluation.threshold)
+        except ValueError as error:
+            raise ValueError(f"`evaluation.threshold`: {error}") from None
         for name in ("train_size", "eval_size"):
             value = getattr(self.data, name)
             if value is not None and (not isinstance(value, int) or value < 1):

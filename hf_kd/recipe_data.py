@@ -6,38 +6,58 @@ from typing import Any
 
 import numpy as np
 
-from .constants import MODEL_COLUMNS, TEACHER_SIDE_COLUMNS
+from .constants import (
+    BINARY,
+    LABELS_COLUMN,
+    MODEL_COLUMNS,
+    SINGLE_LABEL,
+    TEACHER_SIDE_COLUMNS,
+    problem_type_of_feature,
+)
 from .recipe import DistillationPipelineConfig
 
 __all__ = ["load_recipe_data", "model_columns", "subset", "tokenize_side"]
 
 
-def load_recipe_data(config: DistillationPipelineConfig) -> tuple[Any, list[str]]:
+def load_recipe_data(config: DistillationPipelineConfig, cache_dir: str | None = None) -> tuple[Any, list[str], str]:
     """
-    Load the dataset of a recipe's `data:` section.
+    Load the dataset of a recipe's `data:` section, and tell its task.
 
     Args:
         config ([`~hf_kd.recipe.DistillationPipelineConfig`]):
             The recipe.
+        cache_dir (`str`, *optional*):
+            Where `datasets` keeps its cache files of the data (they hold copies of the text).
 
     Returns:
-        `tuple[datasets.DatasetDict, list[str]]`: The splits with their `labels` column, and the label names.
+        `tuple[datasets.DatasetDict, list[str], str]`: The splits with their `labels` column, the label names and
+        the task: a problem type, or `"binary"` for a two-class single-label dataset (the second name is the
+        positive class).
 
     Raises:
-        `ValueError`: When the section lacks the path its dataset needs, or the data is invalid.
+        `ValueError`: When the section lacks the path its dataset needs, the data is invalid, the declared label
+            names do not fit the data, or a binary task has named classes in no declared order.
     """
     from .corpora import load_codiesp, load_hoc
     from .data import load_classification_dataset
 
     data = config.data
-    if data.dataset == "hoc":
+    declared = list(data.label_names) if data.label_names is not None else None
+    problem_type = SINGLE_LABEL if data.problem_type == BINARY else data.problem_type
+    if data.dataset in ("hoc", "codiesp"):
         if data.path is None:
-            raise ValueError("`data.path` (the HoC directory) is required for `data.dataset: hoc`.")
-        raw, names = load_hoc(data.path, level=data.level)  # type: ignore[arg-type]
-    elif data.dataset == "codiesp":
-        if data.path is None:
-            raise ValueError("`data.path` (the CodiEsp directory) is required for `data.dataset: codiesp`.")
-        raw, names = load_codiesp(data.path)
+            raise ValueError(
+                f"`data.path` (the {data.dataset} directory) is required for `data.dataset: {data.dataset}`."
+            )
+        if data.dataset == "hoc":
+            raw, names = load_hoc(data.path, level=data.level, cache_dir=cache_dir)  # type: ignore[arg-type]
+        else:
+            raw, names = load_codiesp(data.path, level=data.level, cache_dir=cache_dir)  # type: ignore[arg-type]
+        if declared is not None and declared != [str(n) for n in names]:
+            raise ValueError(
+                f"`data.label_names` {declared} differ from the label names of `data.dataset: {data.dataset}` "
+                f"({[str(n) for n in names]})."
+            )
     else:
         source = data.data_files if data.data_files else data.path
         if source is None:
@@ -46,11 +66,29 @@ def load_recipe_data(config: DistillationPipelineConfig) -> tuple[Any, list[str]
             source,
             text_column=data.text_column,
             label_column=data.label_column,
-            problem_type=data.problem_type,
+            problem_type=problem_type,
+            label_names=declared,
             label_delimiter=data.label_delimiter,
             teacher_text_column=data.teacher_text_column,
+            cache_dir=cache_dir,
         )
-    return raw, [str(n) for n in names]
+    names = [str(n) for n in names]
+    split = "train" if "train" in raw else next(iter(raw))
+    task = problem_type_of_feature(raw[split].features[LABELS_COLUMN])
+    if task == SINGLE_LABEL and (data.problem_type == BINARY or (data.problem_type is None and len(names) == 2)):
+        if len(names) != 2:
+            raise ValueError(f"`data.problem_type: binary` needs two classes, the data has {len(names)}: {names}.")
+        ordered = declared is not None or names in (["0", "1"], ["False", "True"]) or data.level == "triage"
+        if not ordered:
+            raise ValueError(
+                f"The data has two classes {names}, scored as a binary task whose positive class is the second: "
+                "declare their order in `data.label_names: [negative, positive]` (or set `data.problem_type: "
+                "single_label_classification` to score them as two classes)."
+            )
+        task = BINARY
+    elif data.problem_type == BINARY:
+        raise ValueError(f"`data.problem_type: binary` needs single-label data with two classes, got {task} labels.")
+    return raw, names, task
 
 
 def subset(dataset: Any, size: int | None, seed: int) -> Any:

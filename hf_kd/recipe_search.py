@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
 
-from .distributed import barrier, is_main_process
+from .distributed import barrier, is_main_process, start_state
+from .evaluation import default_metric
+from .markers import RunLock
 from .pipeline import PipelineRun
 from .recipe import DistillationPipelineConfig
 
@@ -49,16 +52,25 @@ def run_search(config: DistillationPipelineConfig, n_trials: int | None = None, 
                 f"`search.backend: {backend}` uses Optuna, which is not installed; `pip install optuna` (or the "
                 "`search` extra of hf-kd)."
             ) from error
+    start_state(cpu=config.use_cpu)
+    with RunLock(Path(config.output_dir)) if is_main_process() else contextlib.nullcontext():
+        return _run_search(config, n_trials, n_particles)
+
+
+def _run_search(config: DistillationPipelineConfig, n_trials: int | None, n_particles: int | None) -> Any:
+    search, backend = config.search, config.search.backend
     run = PipelineRun(config)
+    run.start()
     run.run_teacher()
     run.run_teacher_eval()
     train = run.run_teacher_logits()
+    metric = search.metric or default_metric(run.task, run.grouped)
     # PSO keeps its state in search/pso/; an Optuna search's trial folders go to search/<backend>/.
     search_dir = run.root / "search" if backend == "pso" else run.root / "search" / backend
     # A zero-argument `model_init`: Trainer passes the trial to a one-argument one.
     trainer = run.distillation_trainer(search_dir, train, model_init=lambda: run.new_student())
     args = trainer.args
-    key = f"eval_{search.metric}"
+    key = f"eval_{metric}"
 
     def objective(metrics: dict[str, float]) -> float:
         if key not in metrics:
@@ -81,7 +93,7 @@ def run_search(config: DistillationPipelineConfig, n_trials: int | None = None, 
         search_dir.mkdir(parents=True, exist_ok=True)
         header = (
             f"# The recipe with the best of the {backend} search's trials (objective {best.objective}, "
-            f"eval_{search.metric}, {search.direction}).\n"
+            f"eval_{metric}, {search.direction}).\n"
         )
         (search_dir / "best_recipe.yaml").write_text(header + best_config.to_yaml(), encoding="utf-8")
     barrier()

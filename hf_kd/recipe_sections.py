@@ -43,8 +43,10 @@ class DataConfig:
             resolved against the current directory.
         data_files (`dict[str, str]`, *optional*):
             For `"files"`: a mapping split -> file, used instead of `path`.
-        level (`str`, *optional*, defaults to `"abstract"`):
-            HoC level: `"abstract"` or `"sentence"` (sentence-level training, BLURB abstract-level evaluation).
+        level (`str`, *optional*):
+            HoC: `"abstract"` (the default) or `"sentence"` (sentence-level training, BLURB abstract-level
+            evaluation). CodiEsp: `"chapter"` (the default: multi-label ICD-10-CM chapters) or `"triage"` (a binary
+            proxy label: the case has an injury/poisoning or external-cause code, see `hf_kd.corpora.load_codiesp`).
         text_column (`str`, *optional*, defaults to `"text"`):
             Column the student reads.
         teacher_text_column (`str`, *optional*):
@@ -52,7 +54,12 @@ class DataConfig:
         label_column (`str`, *optional*, defaults to `"labels"`):
             Label column for `"files"`.
         problem_type (`str`, *optional*):
-            Problem type for `"files"`; inferred when unset.
+            `"single_label_classification"`, `"multi_label_classification"`, `"regression"` or `"binary"` (two
+            classes scored as triage: AUROC, sensitivity... at the operating threshold); inferred when unset, a
+            two-class dataset being binary.
+        label_names (`list[str]`, *optional*):
+            The label names, in id order: labels outside them are an error naming the label, split and row. For a
+            binary task the second one is the positive class. Read from the data (sorted) when unset.
         label_delimiter (`str`, *optional*):
             Delimiter of string labels for `"files"`.
         max_length (`int`, *optional*, defaults to 256):
@@ -68,6 +75,9 @@ class DataConfig:
             Split used for thresholds and the gate.
         test_split (`str`, *optional*, defaults to `"test"`):
             Split reported as test; skipped when absent or set to null.
+        keep_cache (`bool`, *optional*, defaults to `False`):
+            Keep `output_dir/cache/` after a successful run: the `datasets` cache files of the data files and their
+            tokenization, which hold copies of the text. By default they are removed when the run succeeds.
     """
 
     dataset: Literal["hoc", "codiesp", "files"] = field(
@@ -77,13 +87,20 @@ class DataConfig:
     data_files: dict[str, str] | None = field(
         default=None, metadata={"help": "For dataset: files, a mapping split -> file (YAML), instead of path."}
     )
-    level: str = field(default="abstract", metadata={"help": "HoC level: abstract or sentence."})
+    level: str | None = field(
+        default=None, metadata={"help": "HoC: abstract (default) or sentence; CodiEsp: chapter (default) or triage."}
+    )
     text_column: str = field(default="text", metadata={"help": "Column the student reads."})
     teacher_text_column: str | None = field(
         default=None, metadata={"help": "Column the teacher reads (defaults to text_column)."}
     )
     label_column: str = field(default="labels", metadata={"help": "Label column (dataset: files)."})
-    problem_type: str | None = field(default=None, metadata={"help": "Problem type (dataset: files); inferred."})
+    problem_type: (
+        Literal["single_label_classification", "multi_label_classification", "regression", "binary"] | None
+    ) = field(default=None, metadata={"help": "The task; inferred when unset (two classes: binary)."})
+    label_names: list[str] | None = field(
+        default=None, metadata={"help": "The label names in id order (binary: negative, positive)."}
+    )
     label_delimiter: str | None = field(default=None, metadata={"help": "Delimiter of string labels (files)."})
     max_length: int | None = field(default=256, metadata={"help": "Student truncation length."})
     teacher_max_length: int | None = field(
@@ -95,6 +112,9 @@ class DataConfig:
     eval_size: int | None = field(default=None, metadata={"help": "Random subset of the evaluation splits."})
     validation_split: str = field(default="validation", metadata={"help": "Split for thresholds and the gate."})
     test_split: str | None = field(default="test", metadata={"help": "Split reported as test (null: none)."})
+    keep_cache: bool = field(
+        default=False, metadata={"help": "Keep output_dir/cache (datasets cache files, text copies) after success."}
+    )
 
 
 @dataclass
@@ -191,14 +211,18 @@ class EvaluationConfig:
     Evaluation, quality gate and report.
 
     Args:
-        gate_metric (`str`, *optional*, defaults to `"micro_f1"`):
-            Validation metric of the teacher checked against `min_teacher_metric` (`blurb_micro_f1` for
-            sentence-level HoC, `accuracy` for single-label tasks...).
+        gate_metric (`str`, *optional*):
+            Validation metric of the teacher checked against `min_teacher_metric`. By default the task's: BLURB
+            micro-F1 (`blurb_micro_f1`) for sentence-level HoC, `micro_f1` for multi-label, `macro_f1` for
+            single-label and `auroc` for binary tasks. A metric the task does not produce is an error before any
+            stage runs.
         min_teacher_metric (`float`, *optional*):
             Stop after stage 2 with a `QualityGateError` when the teacher's `gate_metric` is below this.
-        tune_threshold (`bool`, *optional*, defaults to `True`):
-            Multi-label: tune one global threshold on the validation split (`hf_kd.thresholds.tune_thresholds`) and
-            apply it to the test split; otherwise 0.5.
+        threshold (`float`, `str` or `dict`, *optional*, defaults to `"f1"`):
+            The operating point of multi-label and binary tasks, chosen on the validation split and applied to every
+            split (`hf_kd.thresholds`): a number in [0, 1] (fixed), `"f1"` (tuned for F1), `"prevalence"` (the
+            validation positive rate) or `{"sensitivity": s}` (the highest threshold with sensitivity >= s, binary
+            tasks). It is saved in the student's `config.json` (`hf_kd_threshold`), where `hf-kd evaluate` reads it.
         batch_size (`int`, *optional*, defaults to 32):
             Batch size for the evaluation and logit caching.
         latency (`bool`, *optional*, defaults to `True`):
@@ -211,12 +235,14 @@ class EvaluationConfig:
             Write the student's model card.
     """
 
-    gate_metric: str = field(default="micro_f1", metadata={"help": "Teacher validation metric of the gate."})
+    gate_metric: str | None = field(
+        default=None, metadata={"help": "Teacher validation metric of the gate (default: the task's)."}
+    )
     min_teacher_metric: float | None = field(
         default=None, metadata={"help": "Stop before distilling when the teacher's gate metric is below this."}
     )
-    tune_threshold: bool = field(
-        default=True, metadata={"help": "Multi-label: tune the threshold on the validation split (else 0.5)."}
+    threshold: Any = field(
+        default="f1", metadata={"help": "Operating point: a number, f1, prevalence or {sensitivity: s} (YAML)."}
     )
     batch_size: int = field(default=32, metadata={"help": "Batch size of the evaluation and the logit caching."})
     latency: bool = field(default=True, metadata={"help": "Measure CPU latency in the report."})
@@ -238,8 +264,9 @@ class SearchConfig:
             Number of trials (rounded up to whole swarm iterations).
         n_particles (`int`, *optional*, defaults to 5):
             Swarm size.
-        metric (`str`, *optional*, defaults to `"micro_f1"`):
-            Validation metric maximised (read as `eval_<metric>`).
+        metric (`str`, *optional*):
+            Validation metric optimised (read as `eval_<metric>`); by default the task's gate metric (see
+            `EvaluationConfig.gate_metric`).
         direction (`str`, *optional*, defaults to `"maximize"`):
             `"maximize"` or `"minimize"`.
         backend (`str`, *optional*, defaults to `"pso"`):
@@ -253,7 +280,9 @@ class SearchConfig:
     )
     n_trials: int = field(default=10, metadata={"help": "Number of trials."})
     n_particles: int = field(default=5, metadata={"help": "Swarm size."})
-    metric: str = field(default="micro_f1", metadata={"help": "Validation metric optimised (eval_<metric>)."})
+    metric: str | None = field(
+        default=None, metadata={"help": "Validation metric optimised (eval_<metric>); default: the task's."}
+    )
     direction: Literal["maximize", "minimize"] = field(default="maximize", metadata={"help": "maximize or minimize."})
     backend: Literal["pso", "tpe", "random"] = field(
         default="pso", metadata={"help": "pso (pyswarms), or tpe / random (Optuna)."}

@@ -16,7 +16,7 @@ from .model_stats import measure_latency, model_size
 from .models import training_args
 from .report import build_report, jsonable, print_report, write_report
 
-__all__ = ["write_run_report"]
+__all__ = ["push_student", "save_predictions", "write_run_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,3 +143,59 @@ def _model_card(
         model_name=str(args.hub_model_id).split("/")[-1] if args.hub_model_id else Path(config.output_dir).name,
     )
     write_model_card(student_dir, card, report)
+
+
+def save_predictions(folder: Path, outputs: Mapping[str, Mapping[str, Any]]) -> None:
+    """
+    Save an evaluation's probabilities and labels per split (`predictions_<split>.npz`, numbers only), for the figures.
+
+    Args:
+        folder (`Path`):
+            The stage's folder.
+        outputs (`Mapping[str, Mapping[str, np.ndarray]]`):
+            Split -> `{"probs", "labels"}` (from `hf_kd.evaluation.evaluate_splits`).
+    """
+    import numpy as np
+
+    from .distributed import is_main_process
+
+    if is_main_process() and outputs:
+        folder.mkdir(parents=True, exist_ok=True)
+        for split, arrays in outputs.items():
+            np.savez(folder / f"predictions_{split}.npz", **arrays)
+
+
+def push_student(run: Any, student_dir: str) -> str | None:
+    """
+    Push the final student folder (weights in safetensors, tokenizer, the distillation card as `README.md`) to the
+    Hub, once, when the student section names a `hub_model_id` or sets `push_to_hub`.
+
+    Args:
+        run (`hf_kd.pipeline.PipelineRun`):
+            The run.
+        student_dir (`str`):
+            The student's folder, after its card was written.
+
+    Returns:
+        `str` or `None`: The repository id pushed to, or None when the recipe does not ask for a push.
+    """
+    training = run.config.student.training
+    repo_id = training.get("hub_model_id")
+    if not repo_id and not training.get("push_to_hub"):
+        return None
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    repo = api.create_repo(
+        repo_id or Path(run.config.output_dir).name,
+        token=training.get("hub_token"),
+        private=training.get("hub_private_repo"),
+        exist_ok=True,
+    )
+    api.upload_folder(
+        repo_id=repo.repo_id,
+        folder_path=student_dir,
+        commit_message="Distilled student (hf-kd)",
+        token=training.get("hub_token"),
+    )
+    return str(repo.repo_id)

@@ -1,6 +1,16 @@
-"""Decision thresholds: tuned on held-out data, or at the positive rate of the training labels.
+"""Decision thresholds: fixed, tuned for F1 on held-out data, at the positive rate, or for a target sensitivity.
 
-A probability `p` is predicted positive when `p >= threshold`; labels equal to `-100` are ignored.
+A probability `p` is predicted positive when `p >= threshold`; labels equal to `-100` are ignored. A *threshold rule*
+(the `evaluation.threshold` of a recipe) is one of:
+
+- a number in [0, 1]: that threshold;
+- `"f1"`: the grid threshold maximizing (micro-)F1 on the given labels ([`tune_thresholds`]);
+- `"prevalence"`: the positive rate of the given labels, DSG-KD's rule ([`positive_rate_threshold`]);
+- `{"sensitivity": s}`: the highest threshold whose sensitivity (recall of the positive class) is at least `s`
+  ([`sensitivity_threshold`]), e.g. to miss few emergencies in triage.
+
+[`choose_threshold`] applies a rule; the rule is chosen on the validation split and the threshold it gives is then
+used on every split.
 """
 
 from __future__ import annotations
@@ -8,9 +18,16 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from .numeric import as_numeric, confusion_counts, f1_from_counts, labeled_mask, prepare_multilabel
+from .numeric import as_numeric, as_probabilities, confusion_counts, f1_from_counts, labeled_mask, prepare_multilabel
 
-__all__ = ["DEFAULT_THRESHOLD_GRID", "positive_rate_threshold", "tune_thresholds"]
+__all__ = [
+    "DEFAULT_THRESHOLD_GRID",
+    "check_threshold_rule",
+    "choose_threshold",
+    "positive_rate_threshold",
+    "sensitivity_threshold",
+    "tune_thresholds",
+]
 
 DEFAULT_THRESHOLD_GRID: np.ndarray = np.round(np.arange(1, 20) * 0.05, 2)
 """Default grid of [`tune_thresholds`]: 0.05, 0.10, ..., 0.95."""
@@ -104,3 +121,92 @@ def positive_rate_threshold(train_labels: npt.ArrayLike) -> float:
     if rate in (0.0, 1.0):
         raise ValueError(f"`train_labels` contains a single class (positive rate {rate}); no usable threshold.")
     return rate
+
+
+def sensitivity_threshold(scores: npt.ArrayLike, labels: npt.ArrayLike, target: float) -> float:
+    """
+    The highest threshold whose sensitivity (true-positive rate) on `labels` is at least `target`.
+
+    With `P` positives, at least `ceil(target · P)` of them must score `>= threshold`: the threshold is the score of
+    the positive ranked `ceil(target · P)`-th from the top. Any higher threshold misses more positives.
+
+    Args:
+        scores (`npt.ArrayLike` of shape `(n_examples,)`):
+            Positive-class probabilities.
+        labels (`npt.ArrayLike` of shape `(n_examples,)`):
+            Gold labels in `{0, 1}`, or `-100` for ignored examples.
+        target (`float`):
+            The sensitivity wanted, in (0, 1].
+
+    Returns:
+        `float`: The threshold.
+
+    Raises:
+        `ValueError`: On a target outside (0, 1] or labels without a positive.
+    """
+    if not isinstance(target, int | float) or isinstance(target, bool) or not 0 < target <= 1:
+        raise ValueError(f"The target sensitivity must be a number in (0, 1], got {target!r}.")
+    scores_arr = as_probabilities(scores, "scores").reshape(-1)
+    labels_arr = as_numeric(labels, "labels").reshape(-1)
+    mask = labeled_mask(labels_arr, "labels")
+    positives = np.sort(scores_arr[mask & (labels_arr == 1)])[::-1]
+    if positives.size == 0:
+        raise ValueError("`labels` has no positive example, so no threshold reaches a sensitivity.")
+    needed = int(np.ceil(target * positives.size - 1e-9))
+    return float(positives[max(needed, 1) - 1])
+
+
+def check_threshold_rule(rule: object) -> float | str | tuple[str, float]:
+    """
+    Validate a threshold rule (see the module docstring) and return it in normal form.
+
+    Args:
+        rule (`float`, `str` or `dict`):
+            A number in [0, 1], `"f1"`, `"prevalence"` or `{"sensitivity": s}`.
+
+    Returns:
+        `float`, `str` or `tuple[str, float]`: The number, the name, or `("sensitivity", s)`.
+
+    Raises:
+        `ValueError`: Quoting the rule when it is none of these.
+    """
+    if isinstance(rule, int | float) and not isinstance(rule, bool):
+        if not 0.0 <= float(rule) <= 1.0:
+            raise ValueError(f"A fixed threshold must be in [0, 1], got {rule!r}.")
+        return float(rule)
+    if rule in ("f1", "prevalence"):
+        return str(rule)
+    if isinstance(rule, dict) and set(rule) == {"sensitivity"}:
+        target = rule["sensitivity"]
+        if not isinstance(target, int | float) or isinstance(target, bool) or not 0 < target <= 1:
+            raise ValueError(f"`sensitivity` must be a number in (0, 1], got {target!r}.")
+        return ("sensitivity", float(target))
+    raise ValueError(
+        f"A threshold rule is a number in [0, 1], 'f1', 'prevalence' or {{'sensitivity': s}}, got {rule!r}."
+    )
+
+
+def choose_threshold(rule: object, probs: npt.ArrayLike, labels: npt.ArrayLike) -> float:
+    """
+    The threshold a rule gives on held-out probabilities and labels.
+
+    Args:
+        rule (`float`, `str` or `dict`):
+            The rule (see [`check_threshold_rule`]).
+        probs (`npt.ArrayLike`):
+            Positive-class probabilities: shape `(n,)` for a binary task, `(n, num_labels)` for multi-label (one
+            global threshold).
+        labels (`npt.ArrayLike`):
+            Gold labels of the same shape, `-100` ignored.
+
+    Returns:
+        `float`: The threshold.
+    """
+    normal = check_threshold_rule(rule)
+    if isinstance(normal, float):
+        return normal
+    if normal == "f1":
+        return float(tune_thresholds(probs, labels))
+    if normal == "prevalence":
+        return positive_rate_threshold(labels)
+    return sensitivity_threshold(probs, labels, normal[1])

@@ -280,16 +280,22 @@ def test_binary_metrics_matches_sklearn() -> None:
     assert metrics["auprc"] == pytest.approx(average_precision_score(y, s))
     assert metrics["brier"] == pytest.approx(brier_score_loss(y, s))
     assert metrics["f1"] == pytest.approx(f1_score(y, preds))
-    assert metrics["precision"] == pytest.approx(precision_score(y, preds))
-    assert metrics["recall"] == pytest.approx(recall_score(y, preds))
+    assert metrics["ppv"] == pytest.approx(precision_score(y, preds))
+    assert metrics["sensitivity"] == pytest.approx(recall_score(y, preds))
+    assert metrics["specificity"] == pytest.approx(recall_score(1 - y, 1 - preds))
+    assert metrics["npv"] == pytest.approx(precision_score(1 - y, 1 - preds))
+    assert metrics["prevalence"] == pytest.approx(y.mean())
+    assert metrics["ece"] == pytest.approx(expected_calibration_error(s, y))
     assert metrics["threshold"] == 0.4
+    # Python lists give what arrays give.
+    assert binary_metrics(list(scores), list(masked_labels), threshold=0.4) == pytest.approx(metrics, nan_ok=True)
 
 
 def test_binary_metrics_single_class_gives_nan_ranking_metrics() -> None:
     metrics = binary_metrics([0.1, 0.8], [1, 1])
     assert math.isnan(metrics["auroc"]) and math.isnan(metrics["auprc"])
     assert metrics["brier"] == pytest.approx((0.81 + 0.04) / 2)
-    assert metrics["recall"] == pytest.approx(0.5)
+    assert metrics["sensitivity"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match=r"`scores`.*NaN"):
         binary_metrics([np.nan, 0.3], [0, 1])
 
@@ -403,11 +409,13 @@ def test_compute_metrics_tune_reports_the_f1_at_the_tuned_threshold() -> None:
     rng = np.random.default_rng(0)
     labels = (rng.random((40, 3)) < 0.2).astype(float)
     logits = rng.normal(size=(40, 3)) + 1.5 * labels - 2.0  # informative but badly calibrated: 0.5 is a poor cut
-    out = make_compute_metrics("multi_label_classification", threshold="tune")((logits, labels))
+    out = make_compute_metrics("multi_label_classification", threshold="f1")((logits, labels))
     best = float(tune_thresholds(sigmoid(logits), labels))
     assert out["threshold"] == best and best != 0.5
     assert out["micro_f1"] == multilabel_metrics(sigmoid(logits), labels, threshold=best)["micro_f1"]
     at_half = make_compute_metrics("multi_label_classification")((logits, labels))["micro_f1"]
     assert out["micro_f1"] > at_half
-    with pytest.raises(ValueError, match="'tune' only for problem_type 'multi_label_classification'"):
+    with pytest.raises(ValueError, match="'tune'.*'f1'"):
         make_compute_metrics("binary", threshold="tune")
+    with pytest.raises(ValueError, match="multi-label and binary tasks only"):
+        make_compute_metrics("single_label_classification", threshold="f1")
