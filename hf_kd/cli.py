@@ -92,6 +92,9 @@ def build_parser(command: str, training_fields: bool = True) -> Any:
         epilog=_OVERRIDES,
     )
     options = parser.add_argument_group(f"{command} options")
+    options.add_argument(
+        "--debug", action="store_true", help="Show the traceback of an error (by default one `hf-kd: error:` line)."
+    )
     if command == "evaluate":
         options.add_argument("--model", required=True, help="Folder (or Hub id) of the classifier and its tokenizer.")
         options.add_argument("--recipe", required=True, help="The recipe YAML file (its data, evaluation sections).")
@@ -118,8 +121,9 @@ def _print(text: str) -> None:
         print(text, flush=True)
 
 
-def _fail(command: str, message: str) -> None:
-    print(f"hf-kd {command}: error: {message}", file=sys.stderr)
+def _fail(message: str) -> None:
+    lines = [line for line in str(message).strip().splitlines() if line.strip()]
+    print(f"hf-kd: error: {lines[0] if lines else 'unknown error'}", file=sys.stderr)
     raise SystemExit(2)
 
 
@@ -142,14 +146,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "-h" in rest or "--help" in rest:
         build_parser(command, training_fields=False).parse_args(["--help"])
     from .distributed import leave_process_group
+    from .markers import RunLockedError
+    from .pipeline import QualityGateError
     from .recipe import RecipeError, read_recipe_file
 
     parser = build_parser(command)
+    debug = "--debug" in rest
     try:
         options, _ = parser.parse_known_args(rest)
         config = parser.parse_recipe(read_recipe_file(options.recipe), args=rest)
-    except RecipeError as error:
-        _fail(command, str(error))
+        _run(command, config, options)
+    except (RecipeError, RunLockedError, QualityGateError, ValueError, OSError, ImportError) as error:
+        # User errors (a recipe, data or model that does not fit, a gate, a busy folder): one line; `--debug` shows
+        # the traceback.
+        if debug:
+            raise
+        _fail(str(error) or type(error).__name__)
+    leave_process_group()
+    return 0
+
+
+def _run(command: str, config: Any, options: argparse.Namespace) -> None:
     if command == "distill":
         from .pipeline import run_pipeline
 
@@ -171,8 +188,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         best = run_search(config, n_trials=options.n_trials, n_particles=options.n_particles)
         _print(json.dumps({"objective": best.objective, "hyperparameters": best.hyperparameters}, indent=2))
-    leave_process_group()
-    return 0
 
 
 if __name__ == "__main__":

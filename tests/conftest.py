@@ -152,3 +152,26 @@ def write_label_files(folder, sizes=(("train", 24), ("validation", 12), ("test",
                 words = [rng.choice(_FILE_WORDS) for _ in range(6)] + labels
                 handle.write(json.dumps({"text": " ".join(words), "labels": labels}) + "\n")
     return folder
+
+
+def save_model_dir(model, folder: Path, tmp_path: Path) -> str:
+    """Save a tiny model with the test tokenizer, as a local checkpoint folder."""
+    model.save_pretrained(folder)
+    make_tokenizer(tmp_path / "tok").save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture
+def recipe(tmp_path) -> dict:
+    """A pipeline recipe over tiny multi-label JSONL files and a tiny 2-layer teacher, trained for a few steps."""
+    data = write_label_files(tmp_path / "data")
+    teacher = save_model_dir(tiny_bert(num_labels=3, layers=2), tmp_path / "teacher_base", tmp_path)
+    common = {"per_device_train_batch_size": 8, "num_train_epochs": 1, "logging_steps": 1, "use_cpu": True}
+    return {
+        "data": {"dataset": "files", "path": str(data), "max_length": 32},
+        "teacher": {"model": teacher, "learning_rate": 1e-3, "head_learning_rate": 1e-2, **common},
+        "student": {"from_teacher_layers": [0], "alpha": 0.3, "temperature": 2.0, **common},
+        "evaluation": {"latency_batch_sizes": [2], "plots": False, "batch_size": 8},
+        "output_dir": str(tmp_path / "run"),
+        "seed": 0,
+    }

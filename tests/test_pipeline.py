@@ -7,34 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CLINICAL_LABELS, make_tokenizer, tiny_bert, write_label_files
+from conftest import CLINICAL_LABELS, save_model_dir, tiny_bert
 from transformers import Trainer
 
 from hf_kd.pipeline import DONE_FILE, QualityGateError, run_pipeline
 from hf_kd.recipe import DistillationPipelineConfig
 
 LABELS = list(CLINICAL_LABELS)
-
-
-def _save_model(model, folder: Path, tmp_path: Path) -> str:
-    model.save_pretrained(folder)
-    make_tokenizer(tmp_path / "tok").save_pretrained(folder)
-    return str(folder)
-
-
-@pytest.fixture
-def recipe(tmp_path) -> dict:
-    data = write_label_files(tmp_path / "data")
-    teacher = _save_model(tiny_bert(num_labels=3, layers=2), tmp_path / "teacher_base", tmp_path)
-    common = {"per_device_train_batch_size": 8, "num_train_epochs": 1, "logging_steps": 1, "use_cpu": True}
-    return {
-        "data": {"dataset": "files", "path": str(data), "max_length": 32},
-        "teacher": {"model": teacher, "learning_rate": 1e-3, "head_learning_rate": 1e-2, **common},
-        "student": {"from_teacher_layers": [0], "alpha": 0.3, "temperature": 2.0, **common},
-        "evaluation": {"latency_batch_sizes": [2], "plots": False, "batch_size": 8},
-        "output_dir": str(tmp_path / "run"),
-        "seed": 0,
-    }
 
 
 @pytest.fixture
@@ -121,7 +100,7 @@ def test_quality_gate_error_names_metric_value_and_gate(recipe, count_train):
 
 def test_already_finetuned_teacher_skips_stage_one_and_warmup_runs(recipe, count_train, tmp_path):
     id2label = dict(enumerate(LABELS))
-    finetuned = _save_model(
+    finetuned = save_model_dir(
         tiny_bert(num_labels=3, layers=2, id2label=id2label, problem_type="multi_label_classification"),
         tmp_path / "teacher_ft",
         tmp_path,
@@ -245,7 +224,7 @@ def test_same_recipe_gives_the_same_models_whatever_ran_before(recipe, tmp_path)
     from safetensors.torch import load_file
 
     # A base whose head does not fit the 3 labels: the teacher's head is newly initialised, as from a Hub encoder.
-    recipe["teacher"]["model"] = _save_model(tiny_bert(num_labels=5, layers=2), tmp_path / "base5", tmp_path)
+    recipe["teacher"]["model"] = save_model_dir(tiny_bert(num_labels=5, layers=2), tmp_path / "base5", tmp_path)
     weights = []
     for k, noise in enumerate((0, 12345)):
         torch.manual_seed(noise)  # the process's RNG state before the run must not matter
