@@ -14,7 +14,7 @@ from typing import Any
 from .numeric import metric_keys
 from .report import quality_metrics
 
-__all__ = ["plot_per_label_f1", "plot_training_curves"]
+__all__ = ["plot_binary_curves", "plot_per_label_f1", "plot_training_curves"]
 
 _METRIC_PREFIXES = ("eval_", "test_", "predict_")
 
@@ -46,8 +46,8 @@ def plot_training_curves(
     log_history: Sequence[Mapping[str, Any]], path: str | Path, metrics: Sequence[str] | None = None
 ) -> Path:
     """
-    Plot the training loss (with its `hard_loss`, `distill_loss` and intermediate parts when logged) and the evaluation
-    metrics against the step, from a `Trainer`'s `state.log_history`.
+    Plot the training loss (with its `hard_loss`, `distill_loss` and intermediate parts when logged) and, in a second
+    panel when any were logged, the evaluation metrics against the step, from a `Trainer`'s `state.log_history`.
 
     Args:
         log_history (`Sequence[Mapping[str, Any]]`):
@@ -79,8 +79,8 @@ def plot_training_curves(
     if not train_series and not eval_loss[0] and not eval_series:
         raise ValueError("`log_history` holds no training loss and no evaluation metric with a `step`.")
 
-    figure = _figure(11, 4)
-    loss_axes, eval_axes = figure.subplots(1, 2)
+    figure = _figure(11 if eval_series else 6, 4)
+    loss_axes, eval_axes = figure.subplots(1, 2) if eval_series else (figure.subplots(), None)
     for key, (steps, values) in train_series.items():
         loss_axes.plot(steps, values, label=key, linewidth=2 if key == "loss" else 1.2)
     if eval_loss[0]:
@@ -88,13 +88,11 @@ def plot_training_curves(
     loss_axes.set(title="Training loss", xlabel="step", ylabel="loss")
     if loss_axes.lines:
         loss_axes.legend(fontsize="small")
-    for key, (steps, values) in eval_series.items():
-        eval_axes.plot(steps, values, label=key, marker="o")
-    eval_axes.set(title="Evaluation metrics", xlabel="step")
-    if eval_series:
+    if eval_axes is not None:  # a second panel only when evaluations were logged
+        for key, (steps, values) in eval_series.items():
+            eval_axes.plot(steps, values, label=key, marker="o")
+        eval_axes.set(title="Evaluation metrics", xlabel="step")
         eval_axes.legend(fontsize="small")
-    else:
-        eval_axes.text(0.5, 0.5, "no evaluation logged", ha="center", va="center", transform=eval_axes.transAxes)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=120)
@@ -121,7 +119,7 @@ def plot_per_label_f1(
     path: str | Path,
 ) -> Path:
     """
-    Grouped horizontal bars of the teacher's and the student's F1 for each label.
+    Grouped horizontal bars of the teacher's and the student's F1 for each label (multi-label) or class (single-label).
 
     The scores are read from the `f1_<key>` entries that `hf_kd.metrics.multilabel_metrics` writes, where `<key>` is
     the label name sanitized as that function does (lower-cased, accents stripped, other characters turned into
@@ -155,8 +153,65 @@ def plot_per_label_f1(
     axes.barh([p + height / 2 for p in positions], student, height=height, label="student")
     axes.set_yticks(positions, labels=names)
     axes.invert_yaxis()
-    axes.set(xlim=(0, 1), xlabel="F1", title="Per-label F1")
+    axes.set(xlim=(0, 1), xlabel="F1", title="F1 per label (validation)")
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=120)
+    return out
+
+
+def plot_binary_curves(sides: Mapping[str, tuple[Any, Any, float]], path: str | Path, n_bins: int = 10) -> Path:
+    """
+    ROC curve, precision-recall curve and reliability diagram of binary classifiers, side by side (e.g. teacher vs
+    student), each operating threshold marked.
+
+    Args:
+        sides (`Mapping[str, tuple]`):
+            Name -> `(probabilities, labels, threshold)`: positive-class probabilities and 0/1 labels (`-100`
+            ignored) of one split, and the model's operating threshold.
+        path (`str` or `Path`):
+            Image file to write.
+        n_bins (`int`, *optional*, defaults to 10):
+            Confidence bins of the reliability diagram.
+
+    Returns:
+        `Path`: The file written.
+    """
+    import numpy as np
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
+
+    figure = _figure(15, 4.6)
+    roc_axes, pr_axes, calibration_axes = figure.subplots(1, 3)
+    for index, (name, (probs, labels, threshold)) in enumerate(sides.items()):
+        probs, labels = np.asarray(probs, dtype=float).reshape(-1), np.asarray(labels).reshape(-1)
+        keep = labels != -100
+        probs, gold = probs[keep], labels[keep] == 1
+        color = f"C{index}"
+        fpr, tpr, _ = roc_curve(gold, probs)
+        roc_axes.plot(fpr, tpr, color=color, label=f"{name} (AUROC {auc(fpr, tpr):.3f})")
+        predicted = probs >= threshold
+        sensitivity = (predicted & gold).sum() / max(gold.sum(), 1)
+        false_positive_rate = (predicted & ~gold).sum() / max((~gold).sum(), 1)
+        roc_axes.plot([false_positive_rate], [sensitivity], "o", color=color)
+        precision, recall, _ = precision_recall_curve(gold, probs)
+        pr_axes.plot(
+            recall, precision, color=color, label=f"{name} (AUPRC {average_precision_score(gold, probs):.3f})"
+        )
+        ppv = (predicted & gold).sum() / max(predicted.sum(), 1)
+        pr_axes.plot([sensitivity], [ppv], "o", color=color)
+        observed, predicted_mean = calibration_curve(gold, probs, n_bins=n_bins, strategy="uniform")
+        calibration_axes.plot(predicted_mean, observed, "o-", color=color, label=name)
+    roc_axes.plot([0, 1], [0, 1], ":", color="grey")
+    roc_axes.set(title="ROC (dot: operating threshold)", xlabel="false-positive rate", ylabel="sensitivity")
+    prevalence = float(np.mean(gold)) if len(gold) else 0.0
+    pr_axes.axhline(prevalence, linestyle=":", color="grey", label=f"prevalence {prevalence:.2f}")
+    pr_axes.set(title="Precision-recall", xlabel="sensitivity (recall)", ylabel="PPV (precision)", ylim=(0, 1.02))
+    calibration_axes.plot([0, 1], [0, 1], ":", color="grey")
+    calibration_axes.set(title="Reliability", xlabel="predicted probability", ylabel="observed positive rate")
+    for axes in (roc_axes, pr_axes, calibration_axes):
+        axes.legend(fontsize="small", loc="lower left" if axes is pr_axes else "lower right")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=120)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .constants import BINARY, MULTI_LABEL
 from .evaluation import headline, result_summary
 from .model_stats import measure_latency, model_size
 from .models import training_args
@@ -81,42 +82,62 @@ def write_run_report(
         sides[name] = side
     extra = {
         "dataset": config.data.dataset,
-        "level": config.data.level if config.data.dataset == "hoc" else None,
+        "level": config.data.level,
         "train_examples": run.n_train,
         "teacher": run.teacher_name,
         "student_layers": getattr(student.config, "num_hidden_layers", None),
-        "problem_type": run.problem_type,
+        "task": run.task,
+        "threshold_rule": config.evaluation.threshold if run.task in (MULTI_LABEL, BINARY) else None,
     }
+    if config.evaluation.plots:
+        extra["figures"] = [Path(f).name for f in _plots(run, teacher_metrics, student_metrics, folder)]
     report = build_report(sides["teacher"], sides["student"], extra=extra)
     write_report(report, run.root)
     write_report(report, folder)
     print_report(report)
-    if config.evaluation.plots:
-        _plots(run, teacher_metrics, student_metrics, folder)
     if config.evaluation.model_card:
         _model_card(run, student, student_dir, teacher, student_metrics, teacher_metrics, report)
     return report
 
 
-def _plots(run: Any, teacher_metrics: Any, student_metrics: Any, folder: Path) -> None:
-    from .constants import MULTI_LABEL
-    from .plots import plot_per_label_f1, plot_training_curves
+MIN_CURVE_POINTS = 5
+"""Training curves are drawn from this many logged losses on (fewer make no curve)."""
 
+
+def _plots(run: Any, teacher_metrics: Any, student_metrics: Any, folder: Path) -> list[str]:
+    """The evaluation stage's figures: training curves, F1 per label or class, and the binary curves."""
+    import numpy as np
+
+    from .constants import SINGLE_LABEL
+    from .plots import plot_binary_curves, plot_per_label_f1, plot_training_curves
+
+    written: list[str] = []
+    split = run.validation_split
     try:
-        history = run.root / "student" / "log_history.json"
-        if history.is_file():
-            plot_training_curves(
-                json.loads(history.read_text(encoding="utf-8")), folder / "student_training_curves.png"
-            )
-        if run.problem_type == MULTI_LABEL:
-            plot_per_label_f1(
-                teacher_metrics[run.validation_split],
-                student_metrics[run.validation_split],
-                run.label_names,
-                folder / "per_label_f1.png",
+        history_file = run.root / "student" / "log_history.json"
+        history = json.loads(history_file.read_text(encoding="utf-8")) if history_file.is_file() else []
+        if sum("loss" in entry for entry in history) >= MIN_CURVE_POINTS:
+            written.append(str(plot_training_curves(history, folder / "student_training_curves.png")))
+        if run.task == BINARY:
+            sides = {}
+            for name, stage, metrics in (
+                ("teacher", "teacher_eval", teacher_metrics),
+                ("student", "evaluation", student_metrics),
+            ):
+                saved = np.load(run.stage_dir(stage) / f"predictions_{split}.npz")
+                sides[name] = (saved["probs"], saved["labels"], metrics[split]["threshold"])
+            written.append(str(plot_binary_curves(sides, folder / "binary_curves.png")))
+        elif run.task in (MULTI_LABEL, SINGLE_LABEL):
+            written.append(
+                str(
+                    plot_per_label_f1(
+                        teacher_metrics[split], student_metrics[split], run.label_names, folder / "per_label_f1.png"
+                    )
+                )
             )
     except Exception as error:  # noqa: BLE001 - figures are a convenience, never fatal
         logger.warning("Could not write the plots: %s", type(error).__name__)
+    return written
 
 
 def _model_card(

@@ -278,3 +278,36 @@ def test_every_cli_error_is_one_line_with_exit_code_two(recipe, tmp_path, capsys
     )
     lines = _messages(err)
     assert code == 2 and len(lines) == 1 and lines[0].startswith("hf-kd: error: ") and "nowhere" in lines[0]
+
+
+def test_no_copy_of_the_text_outside_the_run_folder_after_a_run(recipe, tmp_path, monkeypatch):
+    import tempfile
+    import time
+
+    import datasets
+
+    home = tmp_path / "hf_home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", home / "datasets")
+    data = tmp_path / "canary_data"
+    data.mkdir()
+    for split, n in (("train", 24), ("validation", 8), ("test", 8)):
+        rows = [{"text": f"{CANARY} {i} fever", "labels": ["fever"] if i % 2 else ["cough"]} for i in range(n)]
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe["data"]["path"] = str(data)
+    started = time.time()
+    run_pipeline(DistillationPipelineConfig.from_dict(recipe))
+    root = Path(recipe["output_dir"]).resolve()
+    assert not (root / "cache").exists()  # the datasets cache of the run went with its success
+    leaks = []
+    for top in {home, Path(tempfile.gettempdir())}:
+        for path in top.rglob("*") if top.exists() else []:
+            try:
+                inside = path.resolve().is_relative_to(root) or path.resolve().is_relative_to(data.resolve())
+                if inside or not path.is_file() or path.stat().st_mtime < started or path.stat().st_size > 50e6:
+                    continue
+                if CANARY.encode() in path.read_bytes():
+                    leaks.append(str(path))
+            except OSError:
+                continue
+    assert leaks == []
