@@ -125,8 +125,11 @@ def parse_seeds(value: str) -> list[int]:
 
 
 def _scores(report: dict[str, Any], side: str, metric: str) -> dict[str, float]:
+    """`validation` / `test`: the `metric`; and `<split>_<name>` for every metric of the report's side."""
     metrics = report[side]["metrics"]
-    return {s: float(metrics[f"{s}_{metric}"]) for s in ("validation", "test") if f"{s}_{metric}" in metrics}
+    out = {s: float(metrics[f"{s}_{metric}"]) for s in ("validation", "test") if f"{s}_{metric}" in metrics}
+    out.update({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)})
+    return out
 
 
 def _train_seconds(output_dir: Path, stage: str) -> float:

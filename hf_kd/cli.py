@@ -3,6 +3,7 @@
     hf-kd distill RECIPE.yaml [--section.field VALUE ...]
     hf-kd evaluate --model PATH --recipe RECIPE.yaml [--split validation] [--side student] [--section.field VALUE ...]
     hf-kd search RECIPE.yaml [--n_trials N] [--n_particles P] [--section.field VALUE ...]
+    hf-kd init --train FILE [--validation FILE] [--test FILE] --model TEACHER [--text_column C] [--label_column C]
 
 Works the same under `accelerate launch -m hf_kd.cli ...`: every process runs the command, only the main process
 prints. The module imports only the standard library at first; a command imports what it needs when it runs, so
@@ -23,6 +24,7 @@ COMMANDS = {
     "distill": "Run (or resume) a distillation recipe: teacher fine-tuning, gate, cached logits, student, report.",
     "evaluate": "Evaluate a saved classifier on a split of a recipe's data, with the pipeline's metrics.",
     "search": "Search the student's distillation hyperparameters (particle swarm, or Optuna's TPE / random).",
+    "init": "Write a starting recipe for your own data files and teacher, from what the data shows.",
 }
 
 _OVERRIDES = """\
@@ -114,6 +116,54 @@ def build_parser(command: str, training_fields: bool = True) -> Any:
     return parser
 
 
+def _init_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hf-kd init", description=COMMANDS["init"], allow_abbrev=False)
+    parser.add_argument("--train", required=True, help="The training file (CSV, TSV, JSON Lines or Parquet).")
+    parser.add_argument("--validation", default=None, help="The validation file (thresholds, the gate).")
+    parser.add_argument("--test", default=None, help="The test file (reported).")
+    parser.add_argument("--model", required=True, help="The teacher: a local path or a Hub id.")
+    parser.add_argument("--text_column", default="text", help="Column the models read (default: text).")
+    parser.add_argument("--label_column", default="labels", help="The label column (default: labels).")
+    parser.add_argument("--teacher_text_column", default=None, help="Column the teacher reads, if another.")
+    parser.add_argument(
+        "--problem_type",
+        default=None,
+        choices=("single_label_classification", "multi_label_classification", "regression", "binary"),
+        help="The task (inferred from the labels by default; two classes are binary).",
+    )
+    parser.add_argument("--label_delimiter", default=None, help="Separator of several labels in one cell.")
+    parser.add_argument("--positive", default=None, help="For two named classes: the positive one.")
+    parser.add_argument("--output", default="recipe.yaml", help="The recipe to write (default: recipe.yaml).")
+    parser.add_argument("--force", action="store_true", help="Replace an existing recipe file.")
+    parser.add_argument("--debug", action="store_true", help="Show the traceback of an error.")
+    return parser
+
+
+def _init(rest: list[str]) -> int:
+    from .recipe_template import starting_recipe, write_starting_recipe
+
+    options = _init_parser().parse_args(rest)
+    files = {s: getattr(options, s) for s in ("train", "validation", "test") if getattr(options, s)}
+    try:
+        recipe, summary = starting_recipe(
+            files,
+            options.model,
+            text_column=options.text_column,
+            label_column=options.label_column,
+            teacher_text_column=options.teacher_text_column,
+            problem_type=options.problem_type,
+            label_delimiter=options.label_delimiter,
+            positive_label=options.positive,
+        )
+        path = write_starting_recipe(options.output, recipe, overwrite=options.force)
+    except (ValueError, OSError) as error:
+        if options.debug:
+            raise
+        _fail(str(error))
+    print(json.dumps({"recipe": str(path), **summary}, indent=2))
+    return 0
+
+
 def _print(text: str) -> None:
     from .distributed import is_main_process
 
@@ -143,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _top_parser().parse_args(args or ["--help"])  # prints the help, or the error naming the unknown command
         return 2  # pragma: no cover - parse_args exits
     command, rest = args[0], args[1:]
+    if command == "init":
+        return _init(rest)
     if "-h" in rest or "--help" in rest:
         build_parser(command, training_fields=False).parse_args(["--help"])
     from .distributed import leave_process_group

@@ -1,0 +1,151 @@
+"""`hf-kd init`: a starting recipe for a user's own data files and teacher, written from what the data shows.
+
+The data is read once, as the pipeline will read it (columns, label format, task, label names); the recipe it writes
+names the files, the columns, the task and the label names, and gives the teacher and student sections common
+starting values to tune. Only column names, label names and counts are printed: never a text.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .constants import BINARY, MULTI_LABEL, REGRESSION
+
+__all__ = ["starting_recipe", "write_starting_recipe"]
+
+
+def starting_recipe(
+    data_files: dict[str, str],
+    teacher: str,
+    text_column: str = "text",
+    label_column: str = "labels",
+    teacher_text_column: str | None = None,
+    problem_type: str | None = None,
+    label_delimiter: str | None = None,
+    positive_label: str | None = None,
+    output_dir: str | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """
+    A recipe for `data_files` and `teacher`, and a summary of the data (task, label count, split sizes).
+
+    Args:
+        data_files (`dict[str, str]`):
+            Split -> file (`train` required; `validation` and `test` used when given).
+        teacher (`str`):
+            The teacher's local path or Hub id.
+        text_column (`str`, *optional*, defaults to `"text"`):
+            Column the student reads.
+        label_column (`str`, *optional*, defaults to `"labels"`):
+            The label column.
+        teacher_text_column (`str`, *optional*):
+            Column the teacher reads, when it is another (e.g. a translation).
+        problem_type (`str`, *optional*):
+            The task, when it should not be inferred.
+        label_delimiter (`str`, *optional*):
+            Separator of several label names in one string (multi-label).
+        positive_label (`str`, *optional*):
+            For two named classes: the positive one (a binary task's second label).
+        output_dir (`str`, *optional*):
+            The run folder; `runs/<train file stem>` by default.
+
+    Returns:
+        `tuple[dict, dict]`: The recipe (nested sections) and the summary.
+
+    Raises:
+        `ValueError`: When the data cannot be read as labelled text, or two named classes have no `positive_label`.
+    """
+    from .data import load_classification_dataset
+
+    if "train" not in data_files:
+        raise ValueError("A recipe needs a `train` file.")
+    loader_type = "single_label_classification" if problem_type == BINARY else problem_type
+    dataset, names = load_classification_dataset(
+        dict(data_files),
+        text_column=text_column,
+        label_column=label_column,
+        problem_type=loader_type,
+        label_delimiter=label_delimiter,
+        teacher_text_column=teacher_text_column,
+    )
+    feature = dataset["train"].features["labels"]
+    task = problem_type or ("multi_label_classification" if hasattr(feature, "feature") else None)
+    if task is None:
+        task = REGRESSION if getattr(feature, "dtype", "").startswith("float") else "single_label_classification"
+        task = BINARY if task != REGRESSION and len(names) == 2 else task
+    if task == BINARY and names not in (["0", "1"], ["False", "True"]):
+        if positive_label is None:
+            raise ValueError(
+                f"The labels are two named classes {names}: give the positive one with `--positive` (e.g. "
+                f"`--positive {names[-1]}`), so that sensitivity and AUROC are about it."
+            )
+        if positive_label not in names:
+            raise ValueError(f"`--positive {positive_label}` is not one of the labels {names}.")
+        names = [n for n in names if n != positive_label] + [positive_label]
+    data: dict[str, Any] = {"dataset": "files", "data_files": dict(data_files), "text_column": text_column}
+    if teacher_text_column:
+        data["teacher_text_column"] = teacher_text_column
+    data.update(label_column=label_column, problem_type=task, label_names=list(names) if task != REGRESSION else None)
+    if label_delimiter:
+        data["label_delimiter"] = label_delimiter
+    data["max_length"] = 256
+    training = {"learning_rate": 5.0e-5, "head_learning_rate": 1.0e-3, "warmup_steps": 0.1}
+    training.update(per_device_train_batch_size=16, num_train_epochs=3)
+    recipe = {
+        "data": {k: v for k, v in data.items() if v is not None},
+        "teacher": {"model": teacher, **training},
+        "student": {"num_layers": None, **training, "alpha": 0.5, "temperature": 2.0},
+        "evaluation": {"threshold": "f1"} if task in (MULTI_LABEL, BINARY) else {},
+        "output_dir": output_dir or f"runs/{Path(data_files['train']).stem}",
+        "seed": 42,
+    }
+    recipe["student"].pop("num_layers")
+    summary = {
+        "task": task,
+        "labels": len(names),
+        "splits": {split: len(ds) for split, ds in dataset.items()},
+        "label_names": names if len(names) <= 20 else f"{len(names)} names",
+    }
+    return recipe, summary
+
+
+_HEADER = """\
+# A starting recipe written by `hf-kd init` from the data it names. Check it, then:
+#   hf-kd distill {path}
+# Fields: `hf-kd distill --help`; the guide: docs/src/guides/own-data.md.
+# - data: the files and columns; the task and the label names (in id order{binary}) were read from the data.
+# - teacher: fine-tuned on the labels first (skipped when it is already a classifier of these labels).
+# - student: by default half the teacher's layers; `from_teacher_layers: [0, 2, 4]` or `model: <id>` to choose.
+# - evaluation: `min_teacher_metric` stops a run before distilling from a weak teacher.
+"""
+
+
+def write_starting_recipe(path: str | os.PathLike, recipe: dict[str, Any], overwrite: bool = False) -> Path:
+    """
+    Write a recipe from [`starting_recipe`] as YAML, with a header saying what to check.
+
+    Args:
+        path (`str` or `os.PathLike`):
+            The YAML file.
+        recipe (`dict[str, Any]`):
+            The recipe.
+        overwrite (`bool`, *optional*, defaults to `False`):
+            Replace an existing file.
+
+    Returns:
+        `Path`: The file written.
+
+    Raises:
+        `FileExistsError`: When the file exists and `overwrite` is False.
+    """
+    out = Path(path)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{str(out)!r} exists; pass --force to replace it.")
+    binary = "; binary: negative, then positive" if recipe["data"].get("problem_type") == BINARY else ""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = _HEADER.format(path=out, binary=binary) + yaml.safe_dump(recipe, sort_keys=False)
+    out.write_text(text, encoding="utf-8")
+    return out
