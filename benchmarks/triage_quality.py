@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import statistics
 import sys
@@ -26,7 +27,7 @@ from pathlib import Path
 from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, machine_line, parse_seeds, run_student_arms, write_results  # noqa: E402
+from _common import RESULTS, machine, machine_line, parse_seeds, run_student_arms, write_results  # noqa: E402
 
 from hf_kd.recipe import DistillationPipelineConfig  # noqa: E402
 
@@ -55,12 +56,22 @@ def table(rows: list[dict], order: list[str]) -> list[str]:
     return lines
 
 
+def threshold(seed_dir: Path, arm: str) -> float:
+    """The operating threshold an arm chose on validation (from its stage markers)."""
+    if arm == "teacher":
+        return json.loads((seed_dir / "student_kd" / "teacher_eval" / "DONE.json").read_text())["metrics"][
+            "validation"
+        ]["threshold"]
+    return json.loads((seed_dir / arm / "evaluation" / "DONE.json").read_text())["student"]["validation"]["threshold"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default=str(ROOT / "recipes" / "dsg_kd" / "triage_offline.yaml"))
     parser.add_argument("--seeds", default="3", help="count (3 -> 42,43,44) or comma list")
     parser.add_argument("--output_dir", default="runs/triage-quality")
     parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    parser.add_argument("--table-only", action="store_true", help="rewrite the table from the runs already made")
     cli, rest = parser.parse_known_args()
     hf_logging.set_verbosity_error()
     logging.getLogger("hf_kd").setLevel(logging.WARNING)
@@ -69,9 +80,15 @@ def main() -> None:
     arms = {"student_alone": dataclasses.replace(base.student, training={**base.student.training, "alpha": 1.0})}
     info = machine()
     seeds = parse_seeds(cli.seeds)
-    rows = run_student_arms(base, arms, seeds, "auroc", Path(cli.output_dir), reference="student_kd")
-    thresholds = {arm: [round(r["test_threshold"], 3) for r in rows if r["arm"] == arm and "test_threshold" in r]
-                  for arm in ("teacher", "student_alone", "student_kd")}  # fmt: skip
+    if cli.table_only:
+        previous = json.loads((Path(cli.out) if cli.out else RESULTS).joinpath("triage_quality.json").read_text())
+        rows, info = previous["runs"], previous["machine"]
+    else:
+        rows = run_student_arms(base, arms, seeds, "auroc", Path(cli.output_dir), reference="student_kd")
+    thresholds = {
+        arm: [round(threshold(Path(cli.output_dir) / f"seed{seed}", arm), 4) for seed in seeds]
+        for arm in ("teacher", "student_alone", "student_kd")
+    }
     lines = [
         f"Machine: {machine_line(info)}.",
         f"Recipe `{Path(cli.recipe).name}` (CodiEsp triage proxy: injury/poisoning or external-cause code; teacher "
@@ -81,7 +98,7 @@ def main() -> None:
         "",
         *table(rows, ["teacher", "student_alone", "student_kd"]),
         "",
-        f"Operating thresholds per seed: {thresholds}.",
+        f"Operating thresholds (validation, per seed {seeds}): {thresholds}.",
     ]
     markdown = "\n".join(lines)
     payload = {"machine": info, "settings": {**vars(cli), "overrides": rest, "seeds": seeds}, "runs": rows}
