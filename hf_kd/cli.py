@@ -4,6 +4,7 @@
     hf-kd evaluate --model PATH --recipe RECIPE.yaml [--split validation] [--side student] [--section.field VALUE ...]
     hf-kd search RECIPE.yaml [--n_trials N] [--n_particles P] [--section.field VALUE ...]
     hf-kd init --train FILE [--validation FILE] [--test FILE] --model TEACHER [--text_column C] [--label_column C]
+    hf-kd export MODEL_DIR --output OUT [--quantize int8]
 
 Works the same under `accelerate launch -m hf_kd.cli ...`: every process runs the command, only the main process
 prints. The module imports only the standard library at first; a command imports what it needs when it runs, so
@@ -25,6 +26,7 @@ COMMANDS = {
     "evaluate": "Evaluate a saved classifier on a split of a recipe's data, with the pipeline's metrics.",
     "search": "Search the student's distillation hyperparameters (particle swarm, or Optuna's TPE / random).",
     "init": "Write a starting recipe for your own data files and teacher, from what the data shows.",
+    "export": "Export a saved classifier to ONNX (optionally int8) with its tokenizer, labels and threshold.",
 }
 
 _OVERRIDES = """\
@@ -164,6 +166,30 @@ def _init(rest: list[str]) -> int:
     return 0
 
 
+def _export(rest: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hf-kd export", description=COMMANDS["export"], allow_abbrev=False)
+    parser.add_argument("model_dir", help="Folder of the saved classifier and its tokenizer (e.g. a run's student).")
+    parser.add_argument("--output", required=True, help="Folder to write: model.onnx, tokenizer, hf_kd_export.json.")
+    parser.add_argument(
+        "--quantize", default=None, choices=("int8",), help="Quantize the weights to int8 (default: fp32)."
+    )
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18).")
+    parser.add_argument("--debug", action="store_true", help="Show the traceback of an error.")
+    options = parser.parse_args(rest)
+    try:
+        from .export import export_onnx
+
+        info = export_onnx(options.model_dir, options.output, quantize=options.quantize, opset=options.opset)
+    except (ValueError, OSError, ImportError) as error:
+        if options.debug:
+            raise
+        _fail(str(error))
+    print(
+        json.dumps({k: info[k] for k in ("path", "size_mb", "quantize", "task", "label_names", "threshold")}, indent=2)
+    )
+    return 0
+
+
 def _print(text: str) -> None:
     from .distributed import is_main_process
 
@@ -195,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command == "init":
         return _init(rest)
+    if command == "export":
+        return _export(rest)
     if "-h" in rest or "--help" in rest:
         build_parser(command, training_fields=False).parse_args(["--help"])
     from .distributed import leave_process_group

@@ -124,3 +124,7 @@ def problem_type_of_config(config: Any, labels: Any = None) -> str:
                 "'single_label_classification', 'multi_label_classification' or 'regression'."
             )
     return config.problem_type
+
+
+NARROW_INITS = ("pca", "slice", "random")
+"""The initialisations of a narrow student (`hf_kd.narrow.narrow_student_from_teacher`)."""

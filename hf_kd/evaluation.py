@@ -179,10 +179,10 @@ def split_metrics(
 
 def predict_logits(model: Any, tokenizer: Any, dataset: Any, output_dir: Path, batch_size: int) -> np.ndarray:
     """
-    A model's logits on a tokenized split, with `Trainer.predict`.
+    A model's logits on a tokenized split, with `Trainer.predict` (or onnxruntime, for an exported model).
 
     Args:
-        model (`PreTrainedModel`):
+        model (`PreTrainedModel` or [`~hf_kd.export.OnnxClassifier`]):
             The classifier.
         tokenizer (`PreTrainedTokenizerBase`):
             Its tokenizer (padding).
@@ -198,6 +198,8 @@ def predict_logits(model: Any, tokenizer: Any, dataset: Any, output_dir: Path, b
     """
     from .trainer import DistillationTrainer
 
+    if callable(getattr(model, "dataset_logits", None)):  # an exported model (`hf_kd.export.OnnxClassifier`)
+        return model.dataset_logits(model_columns(dataset, teacher_side=False), batch_size)
     args = DistillationTrainingArguments(
         output_dir=str(output_dir), per_device_eval_batch_size=batch_size, report_to="none", use_cpu=on_cpu()
     )

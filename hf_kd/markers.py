@@ -229,7 +229,13 @@ def stage_fingerprints(config: Any) -> dict[str, dict[str, Any]]:
 
     teacher_fp = stage("teacher", data=data_fp, teacher=teacher, model=files_identity(config.teacher.model))
     stage("teacher_eval", teacher=teacher_fp, threshold=config.evaluation.threshold)
-    logits_fp = stage("teacher_logits", teacher=teacher_fp, student_tokenizer=student_model, data=data_fp)
+    # The cached dataset holds the student's token ids too: its tokenizer (pruned or not) is an input.
+    student_tokenizer: Any = student_model
+    if config.student.tokenizer is not None:
+        student_tokenizer = [student_tokenizer, files_identity(config.student.tokenizer)]
+    if config.student.prune_vocabulary:
+        student_tokenizer = [student_tokenizer, "pruned"]
+    logits_fp = stage("teacher_logits", teacher=teacher_fp, student_tokenizer=student_tokenizer, data=data_fp)
     warm_fp = stage("student_warmup", teacher_logits=logits_fp, student=warmup, model=student_model)
     upstream = warm_fp if config.student.warmup_epochs else logits_fp
     student_fp = stage("student", upstream=upstream, student=student, model=student_model)

@@ -29,12 +29,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from .constants import NARROW_INITS
 from .intermediate import uniform_layers
 
 __all__ = ["NARROW_INITS", "narrow_student_from_teacher", "residual_basis"]
-
-NARROW_INITS = ("pca", "slice", "random")
-"""The initialisations of [`narrow_student_from_teacher`]."""
 
 
 def residual_basis(

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
+from .constants import NARROW_INITS
 from .recipe_sections import (
     SEARCH_BACKENDS,
     SECTIONS,
@@ -364,6 +365,21 @@ class DistillationPipelineConfig:
             raise ValueError(
                 "`student.model` (a pretrained student) excludes `student.from_teacher_layers` / `student.num_layers`."
             )
+        student = self.student
+        if student.model is not None and student.hidden_size is not None:
+            raise ValueError(
+                "`student.model` (a pretrained student) excludes `student.hidden_size` (a narrow student)."
+            )
+        if student.hidden_size is not None and (isinstance(student.hidden_size, bool) or student.hidden_size < 1):
+            raise ValueError(f"`student.hidden_size` must be a positive integer, got {student.hidden_size!r}.")
+        if student.intermediate_size is not None and student.hidden_size is None:
+            raise ValueError("`student.intermediate_size` is set without `student.hidden_size` (a narrow student).")
+        if student.narrow_init not in NARROW_INITS:
+            raise ValueError(
+                f"`student.narrow_init` must be one of {list(NARROW_INITS)}, got {student.narrow_init!r}."
+            )
+        if self.evaluation.export not in (None, "fp32", "int8"):
+            raise ValueError(f"`evaluation.export` must be fp32 or int8 when set, got {self.evaluation.export!r}.")
         if self.data.dataset not in ("hoc", "codiesp", "files"):
             raise ValueError(f"`data.dataset` must be 'hoc', 'codiesp' or 'files', got {self.data.dataset!r}.")
         levels = {"hoc": ("abstract", "sentence"), "codiesp": ("chapter", "triage")}.get(self.data.dataset, (None,))

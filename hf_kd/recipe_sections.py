@@ -171,6 +171,19 @@ class StudentConfig:
         tokenizer (`str`, *optional*):
             Tokenizer of a pretrained student; defaults to `model` (a student built from the teacher uses the
             teacher's tokenizer).
+        prune_vocabulary (`bool`, *optional*, defaults to `False`):
+            Keep only the embedding rows of the tokens the training texts and the label names use, plus the special
+            tokens and every single-character piece (`hf_kd.vocabulary`); the student's tokenizer is pruned to
+            match and saved with it. The teacher keeps its own tokenizer.
+        hidden_size (`int`, *optional*):
+            Build a narrow student of this width from the teacher's layers (`hf_kd.narrow`, BERT-architecture
+            teachers): a multiple of the teacher's head size, below its width. Distil it with the logit terms and,
+            through the trainer's projections, `hidden_loss_weight`.
+        intermediate_size (`int`, *optional*):
+            Feed-forward width of a narrow student; defaults to the teacher's ratio (4 × `hidden_size` for BERT).
+        narrow_init (`str`, *optional*, defaults to `"pca"`):
+            Initialisation of a narrow student: `"pca"` (principal directions of the teacher's hidden states on 256
+            training sequences), `"slice"` (the first coordinates) or `"random"`.
         warmup_epochs (`float`, *optional*, defaults to `0.0`):
             Epochs of hard-label training (`alpha=1`) before the distillation (stage 4); 0 skips it.
         online_teacher (`bool`, *optional*, defaults to `False`):
@@ -195,6 +208,18 @@ class StudentConfig:
         default=None, metadata={"help": "Build the student from this many evenly spaced teacher layers."}
     )
     tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer of a pretrained student."})
+    prune_vocabulary: bool = field(
+        default=False, metadata={"help": "Keep only the embedding rows of the tokens the training texts use."}
+    )
+    hidden_size: int | None = field(
+        default=None, metadata={"help": "Width of a narrow student built from the teacher (BERT teachers)."}
+    )
+    intermediate_size: int | None = field(
+        default=None, metadata={"help": "Feed-forward width of a narrow student (default: the teacher's ratio)."}
+    )
+    narrow_init: str = field(
+        default="pca", metadata={"help": "Initialisation of a narrow student: pca, slice or random."}
+    )
     warmup_epochs: float = field(default=0.0, metadata={"help": "Epochs of hard-label training before distilling."})
     online_teacher: bool = field(
         default=False, metadata={"help": "Run the teacher at every step instead of reading the cached logits."}
@@ -233,6 +258,10 @@ class EvaluationConfig:
             Write training-curve and per-label F1 plots.
         model_card (`bool`, *optional*, defaults to `True`):
             Write the student's model card.
+        export (`str`, *optional*):
+            Also export the student to ONNX (`hf_kd.export`) in `evaluation/export/`: `"fp32"` or `"int8"` (int8
+            weights). The exported model is evaluated through onnxruntime at the student's threshold, and the report
+            gets a third column: its metrics, size and latency. Needs the `export` extra.
     """
 
     gate_metric: str | None = field(
@@ -249,6 +278,9 @@ class EvaluationConfig:
     latency_batch_sizes: list[int] = field(default_factory=lambda: [1, 32], metadata={"help": "Batch sizes timed."})
     plots: bool = field(default=True, metadata={"help": "Write the report's figures."})
     model_card: bool = field(default=True, metadata={"help": "Write the student's model card."})
+    export: str | None = field(
+        default=None, metadata={"help": "Export the student to ONNX as a last step: fp32 or int8."}
+    )
 
 
 @dataclass

@@ -97,8 +97,23 @@ def _check_side(side: Mapping[str, Any], name: str) -> dict[str, Any]:
     return result
 
 
+def _ratios(teacher_side: Mapping[str, Any], side: Mapping[str, Any]) -> dict[str, Any]:
+    t_metrics, s_metrics = teacher_side["metrics"], side["metrics"]
+    t_latency = _latency_per_example(teacher_side.get("latency"))
+    s_latency = _latency_per_example(side.get("latency"))
+    return {
+        "metrics": {key: _ratio(s_metrics[key], t_metrics[key]) for key in t_metrics if key in s_metrics},
+        "parameters": _ratio(side.get("parameters"), teacher_side.get("parameters")),
+        "size": _ratio(side.get("size_mb"), teacher_side.get("size_mb")),
+        "speedup": {size: _ratio(t_latency[size], s_latency[size]) for size in t_latency if size in s_latency},
+    }
+
+
 def build_report(
-    teacher: Mapping[str, Any], student: Mapping[str, Any], extra: Mapping[str, Any] | None = None
+    teacher: Mapping[str, Any],
+    student: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+    exported: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """
     The teacher-vs-student comparison: both sides as given, plus the student/teacher ratios.
@@ -115,24 +130,28 @@ def build_report(
         extra (`Mapping[str, Any]`, *optional*):
             Anything else to record (task, dataset ids, hardware...), stored under `"extra"`. Never put example text
             here.
+        exported (`Mapping[str, Any]`, *optional*):
+            The same for the student's deployed export (`hf_kd.export`, timed with `hf_kd.export.onnx_latency`),
+            with a `format` entry (e.g. `"ONNX int8"`).
 
     Returns:
-        `dict[str, Any]`: `{"teacher", "student", "ratios", "extra"}`, where `ratios` holds `metrics` (student /
-        teacher value for each metric both sides report), `parameters` and `size` (student / teacher), and `speedup`
-        (teacher / student latency per example, keyed by batch size as a string). A ratio whose denominator is
-        missing, zero or not finite is `None`.
+        `dict[str, Any]`: `{"teacher", "student", "ratios", "extra"}` (and `"exported"`, `"exported_ratios"` when
+        `exported` is given), where `ratios` holds `metrics` (student / teacher value for each metric both sides
+        report), `parameters` and `size` (student / teacher), and `speedup` (teacher / student latency per example,
+        keyed by batch size as a string); `exported_ratios` the same for the export against the teacher. A ratio
+        whose denominator is missing, zero or not finite is `None`.
     """
     teacher_side, student_side = _check_side(teacher, "teacher"), _check_side(student, "student")
-    t_metrics, s_metrics = teacher_side["metrics"], student_side["metrics"]
-    t_latency = _latency_per_example(teacher_side.get("latency"))
-    s_latency = _latency_per_example(student_side.get("latency"))
-    ratios = {
-        "metrics": {key: _ratio(s_metrics[key], t_metrics[key]) for key in t_metrics if key in s_metrics},
-        "parameters": _ratio(student_side.get("parameters"), teacher_side.get("parameters")),
-        "size": _ratio(student_side.get("size_mb"), teacher_side.get("size_mb")),
-        "speedup": {size: _ratio(t_latency[size], s_latency[size]) for size in t_latency if size in s_latency},
+    report = {
+        "teacher": teacher_side,
+        "student": student_side,
+        "ratios": _ratios(teacher_side, student_side),
+        "extra": dict(extra or {}),
     }
-    return {"teacher": teacher_side, "student": student_side, "ratios": ratios, "extra": dict(extra or {})}
+    if exported is not None:
+        exported_side = _check_side(exported, "exported")
+        report.update({"exported": exported_side, "exported_ratios": _ratios(teacher_side, exported_side)})
+    return report
 
 
 def _cell(value: Any, kind: str = "metric") -> str:
@@ -173,30 +192,56 @@ def format_table(report: Mapping[str, Any]) -> str:
         `str`: The markdown table (with a line on how latency was measured, when it was), ending with a newline.
     """
     teacher, student, ratios = report["teacher"], report["student"], report.get("ratios", {})
+    exported, exported_ratios = report.get("exported"), report.get("exported_ratios", {})
     t_metrics, s_metrics = teacher.get("metrics", {}), student.get("metrics", {})
-    metric_ratios = ratios.get("metrics", {})
-    lines = ["| | Teacher | Student | Student / teacher |", "|---|---:|---:|---:|"]
+    e_metrics = exported.get("metrics", {}) if exported else {}
+    header = "| | Teacher | Student | Student / teacher |"
+    if exported:
+        header += f" Student, {_escape(str(exported.get('format', 'exported')))} | Exported / teacher |"
+    lines = [header, "|---|" + "---:|" * (5 if exported else 3)]
 
-    def row(
-        label: str, t: Any, s: Any, ratio: Any, kind: str, ratio_kind: str = "ratio", always: bool = False
-    ) -> None:
-        if not always and t is None and s is None and ratio is None:
-            return
-        lines.append(f"| {_escape(label)} | {_cell(t, kind)} | {_cell(s, kind)} | {_cell(ratio, ratio_kind)} |")
+    def row(label: str, key: str, kind: str, ratio_kind: str = "ratio", always: bool = False) -> None:
+        """One line: the teacher's and student's (and export's) value, and the ratios to the teacher."""
 
-    for key in [*t_metrics, *(k for k in s_metrics if k not in t_metrics)]:
-        row(key, t_metrics.get(key), s_metrics.get(key), metric_ratios.get(key), "metric", always=True)
-    row("Parameters", teacher.get("parameters"), student.get("parameters"), ratios.get("parameters"), "parameters")
-    row("Size on disk (MB)", teacher.get("size_mb"), student.get("size_mb"), ratios.get("size"), "size")
-    t_latency = _latency_per_example(teacher.get("latency"))
-    s_latency = _latency_per_example(student.get("latency"))
-    speedups = ratios.get("speedup", {})
-    sizes = sorted({*t_latency, *s_latency, *speedups}, key=_batch_order)
+        def value(side: Mapping[str, Any] | None, side_ratios: Mapping[str, Any]) -> tuple[Any, Any]:
+            if side is None:
+                return None, None
+            if key.startswith("metric:"):
+                name = key[len("metric:") :]
+                return side.get("metrics", {}).get(name), side_ratios.get("metrics", {}).get(name)
+            if key.startswith("latency:"):
+                size = key[len("latency:") :]
+                mine = _latency_per_example(side.get("latency")).get(size)
+                return mine, _ratio(mine, _latency_per_example(teacher.get("latency")).get(size))
+            if key.startswith("speedup:"):
+                return None, side_ratios.get("speedup", {}).get(key[len("speedup:") :])
+            return side.get(key), side_ratios.get({"size_mb": "size"}.get(key, key))
+
+        t = value(teacher, {})[0]
+        s, s_ratio = value(student, ratios)
+        cells = [_cell(t, kind), _cell(s, kind), _cell(s_ratio, ratio_kind)]
+        shown = [t, s, s_ratio]
+        if exported:
+            e, e_ratio = value(exported, exported_ratios)
+            cells += [_cell(e, kind), _cell(e_ratio, ratio_kind)]
+            shown += [e, e_ratio]
+        if always or any(v is not None for v in shown):
+            lines.append(f"| {_escape(label)} | {' | '.join(cells)} |")
+
+    keys = [*t_metrics, *(k for k in s_metrics if k not in t_metrics)]
+    keys += [k for k in e_metrics if k not in keys]
+    for key in keys:
+        row(key, f"metric:{key}", "metric", always=True)
+    row("Parameters", "parameters", "parameters")
+    row("Size on disk (MB)", "size_mb", "size")
+    sides = [teacher, student, *([exported] if exported else [])]
+    sizes = {size for side in sides for size in _latency_per_example(side.get("latency"))}
+    sizes |= {*ratios.get("speedup", {}), *exported_ratios.get("speedup", {})}
+    sizes = sorted(sizes, key=_batch_order)
     for size in sizes:
-        t, s = t_latency.get(size), s_latency.get(size)
-        row(f"Latency, batch {size} (ms/example)", t, s, _ratio(s, t), "latency")
+        row(f"Latency, batch {size} (ms/example)", f"latency:{size}", "latency")
     for size in sizes:
-        row(f"Speed-up, batch {size} (teacher / student latency)", None, None, speedups.get(size), "metric", "speedup")
+        row(f"Speed-up, batch {size} (teacher / student latency)", f"speedup:{size}", "metric", "speedup")
     table = "\n".join(lines) + "\n"
     latency = student.get("latency") or teacher.get("latency")
     if isinstance(latency, Mapping) and "seq_len" in latency:
@@ -204,6 +249,8 @@ def format_table(report: Mapping[str, Any]) -> str:
             f"\nLatency: {latency.get('device', 'cpu')}, {latency.get('num_threads', '?')} thread(s), sequence length "
             f"{latency['seq_len']}, synthetic token ids, median of {latency.get('n_runs', '?')} runs.\n"
         )
+    if exported and exported.get("latency"):
+        table += "The exported student is timed through onnxruntime, on batches of the same shapes.\n"
     return table
 
 

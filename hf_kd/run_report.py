@@ -33,6 +33,7 @@ def write_run_report(
     teacher_metrics: dict[str, dict[str, float]],
     student_metrics: dict[str, dict[str, float]],
     folder: Path,
+    exported: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """
     Write the evaluation stage's files for a pipeline run (main process only).
@@ -54,6 +55,9 @@ def write_run_report(
             The student's metrics per split.
         folder (`Path`):
             The evaluation stage's folder.
+        exported (`Mapping[str, Any]`, *optional*):
+            The exported student (`PipelineRun.export_student`): its metrics per split, what the export wrote and
+            the loaded classifier; the report then has a third model, timed through onnxruntime.
 
     Returns:
         `dict[str, Any]`: The report (`hf_kd.report.build_report`).
@@ -80,6 +84,23 @@ def write_run_report(
                 seq_len=config.data.max_length or 128,
             )
         sides[name] = side
+    exported_side = None
+    if exported is not None:
+        from .export import onnx_latency
+
+        info = exported["export"]
+        exported_side = {
+            "metrics": headline(exported["metrics"]),
+            "parameters": sides["student"]["parameters"],
+            "size_mb": info["size_mb"],
+            "format": f"ONNX {info['quantize'] or 'fp32'}",
+        }
+        if config.evaluation.latency:
+            exported_side["latency"] = onnx_latency(
+                exported["classifier"],
+                batch_sizes=tuple(config.evaluation.latency_batch_sizes),
+                seq_len=config.data.max_length or 128,
+            )
     extra = {
         "dataset": config.data.dataset,
         "level": config.data.level,
@@ -91,7 +112,11 @@ def write_run_report(
     }
     if config.evaluation.plots:
         extra["figures"] = [Path(f).name for f in _plots(run, teacher_metrics, student_metrics, folder)]
-    report = build_report(sides["teacher"], sides["student"], extra=extra)
+    vocabulary = getattr(student.config, "hf_kd_pruned_vocabulary", None)
+    if vocabulary:
+        extra["student_vocabulary"] = {"kept": student.config.vocab_size, **vocabulary}
+    extra["student_hidden_size"] = getattr(student.config, "hidden_size", None)
+    report = build_report(sides["teacher"], sides["student"], extra=extra, exported=exported_side)
     write_report(report, run.root)
     write_report(report, folder)
     print_report(report)

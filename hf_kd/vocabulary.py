@@ -91,6 +91,8 @@ def pruned_token_ids(
                 keep.add(int(index))
 
     def add(batch: list[Any], start: int) -> None:
+        if not batch:
+            return
         for offset, text in enumerate(batch):
             if not isinstance(text, str):
                 raise ValueError(
