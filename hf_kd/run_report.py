@@ -213,8 +213,9 @@ def save_predictions(folder: Path, outputs: Mapping[str, Mapping[str, Any]]) -> 
 
 def push_student(run: Any, student_dir: str) -> str | None:
     """
-    Push the final student folder (weights in safetensors, tokenizer, the distillation card as `README.md`) to the
-    Hub, once, when the student section names a `hub_model_id` or sets `push_to_hub`.
+    Push the final student folder (weights in safetensors, tokenizer, the distillation card as `README.md`; not the
+    pickled `training_args.bin`) to the Hub, once, when the student section names a `hub_model_id` or sets
+    `push_to_hub`.
 
     Args:
         run (`hf_kd.pipeline.PipelineRun`):
@@ -243,5 +244,6 @@ def push_student(run: Any, student_dir: str) -> str | None:
         folder_path=student_dir,
         commit_message="Distilled student (hf-kd)",
         token=training.get("hub_token"),
+        ignore_patterns=["training_args.bin"],  # a pickle of the run's arguments: not part of the model
     )
     return str(repo.repo_id)
