@@ -181,9 +181,10 @@ class StudentConfig:
             through the trainer's projections, `hidden_loss_weight`.
         intermediate_size (`int`, *optional*):
             Feed-forward width of a narrow student; defaults to the teacher's ratio (4 × `hidden_size` for BERT).
-        narrow_init (`str`, *optional*, defaults to `"pca"`):
-            Initialisation of a narrow student: `"pca"` (principal directions of the teacher's hidden states on 256
-            training sequences), `"slice"` (the first coordinates) or `"random"`.
+        narrow_init (`str`, *optional*, defaults to `"slice"`):
+            Initialisation of a narrow student: `"slice"` (the first coordinates; best after distillation in
+            `benchmarks/narrow_init.py`), `"pca"` (principal directions of the teacher's hidden states on 256
+            training sequences) or `"random"`.
         warmup_epochs (`float`, *optional*, defaults to `0.0`):
             Epochs of hard-label training (`alpha=1`) before the distillation (stage 4); 0 skips it.
         online_teacher (`bool`, *optional*, defaults to `False`):
@@ -218,7 +219,7 @@ class StudentConfig:
         default=None, metadata={"help": "Feed-forward width of a narrow student (default: the teacher's ratio)."}
     )
     narrow_init: str = field(
-        default="pca", metadata={"help": "Initialisation of a narrow student: pca, slice or random."}
+        default="slice", metadata={"help": "Initialisation of a narrow student: slice, pca or random."}
     )
     warmup_epochs: float = field(default=0.0, metadata={"help": "Epochs of hard-label training before distilling."})
     online_teacher: bool = field(

@@ -320,7 +320,9 @@ def test_pipeline_prunes_narrows_and_exports_the_student(recipe, tmp_path):
     from hf_kd.pipeline import run_pipeline
     from hf_kd.recipe import DistillationPipelineConfig
 
-    recipe["student"].update({"prune_vocabulary": True, "hidden_size": 16, "hidden_loss_weight": 1.0})
+    recipe["student"].update(
+        {"prune_vocabulary": True, "hidden_size": 16, "narrow_init": "pca", "hidden_loss_weight": 1.0}
+    )
     recipe["evaluation"]["export"] = "fp32"
     result = run_pipeline(DistillationPipelineConfig.from_dict(recipe))
     root = Path(recipe["output_dir"])
