@@ -44,7 +44,7 @@ import torch
 from .constants import BINARY, MULTI_LABEL, REGRESSION, SINGLE_LABEL
 from .evaluation import THRESHOLD_KEY
 
-__all__ = ["EXPORT_FILE", "ONNX_FILE", "QUANTIZATIONS", "OnnxClassifier", "export_onnx"]
+__all__ = ["EXPORT_FILE", "ONNX_FILE", "QUANTIZATIONS", "OnnxClassifier", "export_onnx", "export_student"]
 
 ONNX_FILE = "model.onnx"
 """The exported model's file name."""
@@ -426,3 +426,43 @@ def onnx_latency(
         "machine": platform.machine(),
         "per_batch_size": per_batch,
     }
+
+
+def export_student(run: Any, student_dir: str, folder: Path, threshold: float | None) -> dict[str, Any]:
+    """
+    The pipeline's `evaluation.export`: export the student to ONNX in `folder/export/`, and evaluate it through
+    onnxruntime on the run's splits at the student's threshold.
+
+    Args:
+        run (`hf_kd.pipeline.PipelineRun`):
+            The run.
+        student_dir (`str`):
+            The student's folder.
+        folder (`Path`):
+            The evaluation stage's folder.
+        threshold (`float`, *optional*):
+            The student's operating threshold (multi-label and binary tasks).
+
+    Returns:
+        `dict[str, Any]`: `metrics` (per split), `export` (what [`export_onnx`] wrote) and `classifier` (the loaded
+        [`OnnxClassifier`]).
+    """
+    from .evaluation import evaluate_splits
+
+    config = run.config.evaluation
+    target = folder / "export"
+    info = export_onnx(student_dir, target, quantize=None if config.export == "fp32" else config.export)
+    classifier = OnnxClassifier.from_pretrained(target, num_threads=torch.get_num_threads())
+    metrics, _ = evaluate_splits(
+        classifier,
+        run.student_tokenizer,
+        run.student_evals,
+        run.validation_split,
+        run.task,
+        run.label_names,
+        config.threshold,
+        folder / "tmp",
+        config.batch_size,
+        fixed_threshold=threshold,
+    )
+    return {"metrics": metrics, "export": info, "classifier": classifier}

@@ -335,56 +335,11 @@ class PipelineRun:
         self.stages["teacher_logits"] = "ran"
         return datasets.load_from_disk(str(data_dir))
 
-    def calibration_batch(self, size: int = 256) -> dict[str, Any]:
-        """The first `size` training sequences as one padded teacher batch (a narrow student's PCA basis)."""
-        rows = self.teacher_train.select(range(min(size, len(self.teacher_train))))
-        names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in rows.column_names]
-        features = [{n: row[n] for n in names} for row in rows]
-        return dict(self.teacher_tokenizer.pad(features, padding=True, return_tensors="pt"))
-
     def new_student(self, warm_model: str | None = None) -> Any:
-        """
-        A fresh student, wrapped with LoRA when `student.lora` is set: loaded from `warm_model` (the warm-up's,
-        already pruned) or `student.model`, or built from the teacher's layers (narrow when `student.hidden_size`),
-        then its vocabulary pruned when `student.prune_vocabulary`.
-        """
-        from .student import student_from_teacher
+        """A fresh student (`hf_kd.student.build_student`), with LoRA when `student.lora` is set."""
+        from .student import build_student
 
-        student_config = self.config.student
-        if warm_model is not None:
-            model = load_classifier(warm_model, self.label_names, self.problem_type, seed=self.config.seed)
-        else:
-            if student_config.model is not None:
-                model = load_classifier(
-                    student_config.model, self.label_names, self.problem_type, seed=self.config.seed
-                )
-            elif student_config.hidden_size is not None:
-                from .narrow import narrow_student_from_teacher
-
-                init = student_config.narrow_init
-                model = narrow_student_from_teacher(
-                    self.load_teacher(),
-                    student_config.hidden_size,
-                    layers=student_config.from_teacher_layers,
-                    num_layers=student_config.num_layers,
-                    intermediate_size=student_config.intermediate_size,
-                    init=init,
-                    calibration=self.calibration_batch() if init == "pca" else None,
-                    seed=self.config.seed,
-                )
-            else:
-                model = student_from_teacher(
-                    self.load_teacher(),
-                    layers=student_config.from_teacher_layers,
-                    num_layers=student_config.num_layers,
-                )
-            if student_config.model is None:
-                model.config.hf_kd_teacher = self.teacher_name
-            if self.kept_token_ids is not None:
-                from .vocabulary import prune_embeddings
-
-                model = prune_embeddings(model, self.kept_token_ids)
-        return with_lora(model, student_config.lora, "student", self.config.seed)
+        return with_lora(build_student(self, warm_model), self.config.student.lora, "student", self.config.seed)
 
     def run_student_warmup(self, train: Any) -> str | None:
         """Stage 4 (optional): train the student on the hard labels only."""
@@ -475,7 +430,9 @@ class PipelineRun:
                 threshold = student_metrics[self.validation_split]["threshold"]
                 student.config.update({THRESHOLD_KEY: threshold})
                 student.config.save_pretrained(student_dir)
-            exported = self.export_student(student_dir, folder, threshold) if self.config.evaluation.export else None
+            from .export import export_student  # onnx is imported only when exporting
+
+            exported = export_student(self, student_dir, folder, threshold) if self.config.evaluation.export else None
             if exported is not None:
                 result["exported"] = exported["metrics"]
             result["report"] = write_run_report(
@@ -485,34 +442,6 @@ class PipelineRun:
         self._mark_done("evaluation", result)
         self.stages["evaluation"] = "ran"
         return result
-
-    def export_student(self, student_dir: str, folder: Path, threshold: float | None) -> dict[str, Any]:
-        """
-        `evaluation.export`: export the student to ONNX in `folder/export/`, and evaluate it through onnxruntime at
-        the student's threshold. Returns its `metrics` (per split), `export` (what `export_onnx` wrote) and
-        `classifier` (the loaded [`~hf_kd.export.OnnxClassifier`]).
-        """
-        import torch
-
-        from .export import OnnxClassifier, export_onnx
-
-        quantize = None if self.config.evaluation.export == "fp32" else self.config.evaluation.export
-        target = folder / "export"
-        info = export_onnx(student_dir, target, quantize=quantize)
-        classifier = OnnxClassifier.from_pretrained(target, num_threads=torch.get_num_threads())
-        metrics, _ = evaluate_splits(
-            classifier,
-            self.student_tokenizer,
-            self.student_evals,
-            self.validation_split,
-            self.task,
-            self.label_names,
-            self.config.evaluation.threshold,
-            folder / "tmp",
-            self.config.evaluation.batch_size,
-            fixed_threshold=threshold,
-        )
-        return {"metrics": metrics, "export": info, "classifier": classifier}
 
     def start(self) -> None:
         """Before the first stage: remove the stages whose inputs changed, write `recipe.yaml`."""

@@ -30,9 +30,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
-from .constants import NARROW_INITS
 from .recipe_sections import (
-    SEARCH_BACKENDS,
     SECTIONS,
     TRAINED_SECTIONS,
     DataConfig,
@@ -41,6 +39,8 @@ from .recipe_sections import (
     StudentConfig,
     TeacherConfig,
     TopLevelConfig,
+    check_search_section,
+    check_student_section,
     lora_config,
 )
 
@@ -359,25 +359,7 @@ class DistillationPipelineConfig:
     def __post_init__(self) -> None:
         if self.teacher.model is None:
             raise ValueError("The recipe needs `teacher.model` (a path or Hub id).")
-        if self.student.model is not None and (
-            self.student.from_teacher_layers is not None or self.student.num_layers is not None
-        ):
-            raise ValueError(
-                "`student.model` (a pretrained student) excludes `student.from_teacher_layers` / `student.num_layers`."
-            )
-        student = self.student
-        if student.model is not None and student.hidden_size is not None:
-            raise ValueError(
-                "`student.model` (a pretrained student) excludes `student.hidden_size` (a narrow student)."
-            )
-        if student.hidden_size is not None and (isinstance(student.hidden_size, bool) or student.hidden_size < 1):
-            raise ValueError(f"`student.hidden_size` must be a positive integer, got {student.hidden_size!r}.")
-        if student.intermediate_size is not None and student.hidden_size is None:
-            raise ValueError("`student.intermediate_size` is set without `student.hidden_size` (a narrow student).")
-        if student.narrow_init not in NARROW_INITS:
-            raise ValueError(
-                f"`student.narrow_init` must be one of {list(NARROW_INITS)}, got {student.narrow_init!r}."
-            )
+        check_student_section(self.student)
         if self.evaluation.export not in (None, "fp32", "int8"):
             raise ValueError(f"`evaluation.export` must be fp32 or int8 when set, got {self.evaluation.export!r}.")
         if self.data.dataset not in ("hoc", "codiesp", "files"):
@@ -400,12 +382,7 @@ class DistillationPipelineConfig:
             value = getattr(self.data, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"`data.{name}` must be a positive integer when set, got {value!r}.")
-        if self.student.warmup_epochs < 0:
-            raise ValueError(f"`student.warmup_epochs` must be >= 0, got {self.student.warmup_epochs!r}.")
-        if self.search.direction not in ("maximize", "minimize"):
-            raise ValueError(f"`search.direction` must be 'maximize' or 'minimize', got {self.search.direction!r}.")
-        if self.search.backend not in SEARCH_BACKENDS:
-            raise ValueError(f"`search.backend` must be one of {list(SEARCH_BACKENDS)}, got {self.search.backend!r}.")
+        check_search_section(self.search)
         for section in TRAINED_SECTIONS:
             lora = getattr(self, section).lora
             if lora is not None:

@@ -11,10 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from .constants import NARROW_INITS
+
 __all__ = [
     "SEARCH_BACKENDS",
     "SECTIONS",
     "TRAINED_SECTIONS",
+    "check_search_section",
+    "check_student_section",
     "DataConfig",
     "EvaluationConfig",
     "SearchConfig",
@@ -379,3 +383,41 @@ def lora_config(values: Mapping[str, Any], section: str) -> Any:
     if task_type != TaskType.SEQ_CLS:
         raise ValueError(f"`{section}.lora.task_type` must be 'SEQ_CLS' (sequence classification), got {task_type!r}.")
     return LoraConfig(**{**values, "task_type": TaskType.SEQ_CLS})
+
+
+def check_student_section(student: StudentConfig) -> None:
+    """
+    Check the `student:` section's own fields together; raise a `ValueError` naming the field and value at fault.
+
+    Args:
+        student ([`StudentConfig`]):
+            The section.
+    """
+    if student.model is not None and (student.from_teacher_layers is not None or student.num_layers is not None):
+        raise ValueError(
+            "`student.model` (a pretrained student) excludes `student.from_teacher_layers` / `student.num_layers`."
+        )
+    if student.model is not None and student.hidden_size is not None:
+        raise ValueError("`student.model` (a pretrained student) excludes `student.hidden_size` (a narrow student).")
+    if student.hidden_size is not None and (isinstance(student.hidden_size, bool) or student.hidden_size < 1):
+        raise ValueError(f"`student.hidden_size` must be a positive integer, got {student.hidden_size!r}.")
+    if student.intermediate_size is not None and student.hidden_size is None:
+        raise ValueError("`student.intermediate_size` is set without `student.hidden_size` (a narrow student).")
+    if student.narrow_init not in NARROW_INITS:
+        raise ValueError(f"`student.narrow_init` must be one of {list(NARROW_INITS)}, got {student.narrow_init!r}.")
+    if student.warmup_epochs < 0:
+        raise ValueError(f"`student.warmup_epochs` must be >= 0, got {student.warmup_epochs!r}.")
+
+
+def check_search_section(search: SearchConfig) -> None:
+    """
+    Check the `search:` section's direction and backend; raise a `ValueError` quoting the bad value.
+
+    Args:
+        search ([`SearchConfig`]):
+            The section.
+    """
+    if search.direction not in ("maximize", "minimize"):
+        raise ValueError(f"`search.direction` must be 'maximize' or 'minimize', got {search.direction!r}.")
+    if search.backend not in SEARCH_BACKENDS:
+        raise ValueError(f"`search.backend` must be one of {list(SEARCH_BACKENDS)}, got {search.backend!r}.")
