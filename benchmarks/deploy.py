@@ -116,17 +116,14 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="hf_kd_deploy_"))
     depth_only = student_from_teacher(teacher, layers=[0, 2, 4]).eval()
     depth_only.save_pretrained(scratch / "depth_only")
-    exports = {
-        "teacher_int8": export_onnx(teacher_dir, scratch / "teacher_int8", quantize="int8"),
-        "student_fp32_onnx": export_onnx(student_dir, scratch / "student_fp32_onnx"),
-    }
+    export_onnx(teacher_dir, scratch / "teacher_int8", quantize="int8")
+    export_onnx(student_dir, scratch / "student_fp32_onnx")
     onnx = {
         "teacher_int8": scratch / "teacher_int8",
         "student_fp32_onnx": scratch / "student_fp32_onnx",
         "student_int8": first / REFERENCE / "evaluation" / "export",
         **{f"{arm}_int8": first / arm / "evaluation" / "export" for arm in narrow_arms},
     }
-    del exports
     models: dict[str, Any] = {
         "teacher": teacher,
         "depth_only": depth_only,
