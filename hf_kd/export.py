@@ -400,7 +400,10 @@ def onnx_latency(
     per_batch: dict[str, dict[str, Any]] = {}
     for size in batch_sizes:
         ids = generator.integers(low, len(tokenizer), size=(size, length), dtype=np.int64)
-        ids[:, 0], ids[:, -1] = tokenizer.cls_token_id or ids[0, 0], tokenizer.sep_token_id or ids[0, -1]
+        if tokenizer.cls_token_id is not None:
+            ids[:, 0] = tokenizer.cls_token_id
+        if tokenizer.sep_token_id is not None:
+            ids[:, -1] = tokenizer.sep_token_id
         batch = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
         runs = []
         for index in range(2 + n_runs):
