@@ -20,17 +20,14 @@ import pyarrow.compute as pc
 from datasets import DatasetDict
 
 from .constants import IGNORE_INDEX, LABELS_COLUMN, MULTI_LABEL, PROBLEM_TYPES, REGRESSION, SINGLE_LABEL
+from .label_checks import first_non_integer, is_list_type, missing_label_row, refuse_free_text, scalar_kind
 
-__all__ = ["FREE_TEXT_MAX_CHARS", "FREE_TEXT_MAX_DISTINCT", "check_label_column", "encode_labels", "label_feature"]
+__all__ = ["encode_labels", "label_feature"]
 
 logger = logging.getLogger(__name__)
 
 _MAX_NAMES_SHOWN = 20
 _MAX_LABEL_CHARS = 60
-# A string label column with values longer than this, or with more distinct values than a classifier could use, is
-# taken for free text (e.g. the text column given as the label column) and refused without showing any value.
-FREE_TEXT_MAX_CHARS = 100
-FREE_TEXT_MAX_DISTINCT = 1000
 _MULTI_KINDS = ("multi_names", "multi_ids", "multi_hot", "delimited", "multi_values")
 
 
@@ -72,87 +69,6 @@ def _unknown_label(vocabulary: Sequence[Any], label: Any, split: str, row: int, 
     )
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Looking at the column (Arrow)
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def _scalar_kind(arrow_type: pa.DataType) -> str:
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "str"
-    if pa.types.is_integer(arrow_type) or pa.types.is_boolean(arrow_type):
-        return "int"
-    if pa.types.is_floating(arrow_type):
-        return "float"
-    if pa.types.is_null(arrow_type):
-        return "empty"
-    return f"unsupported label type {arrow_type}"
-
-
-def _is_list(arrow_type: pa.DataType) -> bool:
-    types = pa.types
-    return types.is_list(arrow_type) or types.is_large_list(arrow_type) or types.is_fixed_size_list(arrow_type)
-
-
-def _first(mask: pa.Array) -> int | None:
-    """Index of the first true entry of a boolean array, or None."""
-    if len(mask) == 0 or not pc.any(mask).as_py():
-        return None
-    return int(pc.index(mask, True).as_py())
-
-
-def _missing_row(arr: pa.Array, delimited: bool) -> tuple[int, str] | None:
-    """The first row whose label is missing (null, NaN, or a list holding one) or an empty string."""
-    nan = pc.is_nan(arr) if pa.types.is_floating(arr.type) else None
-    missing = pc.is_null(arr) if nan is None else pc.or_(pc.is_null(arr), pc.fill_null(nan, True))
-    found = _first(missing)
-    if _is_list(arr.type):
-        flat = pc.list_flatten(arr)
-        inner = pc.is_null(flat)
-        if pa.types.is_floating(flat.type):
-            inner = pc.or_(inner, pc.fill_null(pc.is_nan(flat), True))
-        bad = _first(inner)
-        if bad is not None:
-            row = int(pc.list_parent_indices(arr)[bad].as_py())
-            found = row if found is None else min(found, row)
-    empty = None
-    if not delimited and _scalar_kind(arr.type) == "str":
-        empty = _first(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(arr), ""), False))
-    if found is not None and (empty is None or found <= empty):
-        return found, "Missing"
-    if empty is not None:
-        return empty, "Empty"
-    return None
-
-
-def _first_non_integer(values: Mapping[str, pa.Array]) -> tuple[str, int, float] | None:
-    for split, arr in values.items():
-        if pa.types.is_floating(arr.type):
-            numbers = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
-            bad = np.flatnonzero(numbers != np.round(numbers))
-            if bad.size:
-                return split, int(bad[0]), float(numbers[bad[0]])
-    return None
-
-
-def _refuse_free_text(values: Mapping[str, pa.Array], column: str) -> None:
-    """Refuse a string label column that looks like free text, without printing any of its values."""
-    for split, arr in values.items():
-        flat = pc.list_flatten(arr) if _is_list(arr.type) else arr
-        if _scalar_kind(flat.type) != "str" or len(flat) == 0:
-            continue
-        longest = pc.max(pc.utf8_length(flat)).as_py() or 0
-        distinct = len(pc.unique(flat))
-        many = distinct > FREE_TEXT_MAX_DISTINCT or (distinct > 50 and distinct > 0.5 * len(flat))
-        if longest > FREE_TEXT_MAX_CHARS or many:
-            raise ValueError(
-                f"Label column '{column}' of split '{split}' looks like free text ({distinct} distinct values in "
-                f"{len(flat)} labels, the longest {longest} characters), not like labels; choose the column that "
-                "holds the labels (`label_column`, `data.label_column` in a recipe). No value is shown, since it may "
-                "be patient text."
-            )
-
-
 def _infer_kind(
     values: Mapping[str, pa.Array], column: str, label_delimiter: str | None, label_names: Sequence[Any] | None
 ) -> str:
@@ -160,15 +76,15 @@ def _infer_kind(
     outer: dict[str, str] = {}
     inner: set[str] = set()
     for split, arr in values.items():
-        if _is_list(arr.type):
+        if is_list_type(arr.type):
             outer[split] = "list"
-            kind = _scalar_kind(arr.type.value_type)
+            kind = scalar_kind(arr.type.value_type)
             if kind.startswith("unsupported"):
                 raise ValueError(f"Label column '{column}' of split '{split}', row 0: {kind}.")
             if kind != "empty":
                 inner.add(kind)
         else:
-            kind = _scalar_kind(arr.type)
+            kind = scalar_kind(arr.type)
             if kind.startswith("unsupported"):
                 raise ValueError(f"Label column '{column}' of split '{split}', row 0: {kind}.")
             outer[split] = kind
@@ -204,7 +120,7 @@ def _infer_kind(
         raise ValueError(f"Label column '{column}' mixes label names and numbers.")
     if kinds == {"int"}:
         return "ids"
-    return "float" if _first_non_integer(values) is not None else "ids"
+    return "float" if first_non_integer(values) is not None else "ids"
 
 
 def _train(values: Mapping[str, Any], column: str, what: str) -> Any:
@@ -227,7 +143,7 @@ def _vocabulary(
     if default_order is not None:
         return list(default_order)
     train = _train(values, column, "label names")
-    flat = pc.list_flatten(train) if _is_list(train.type) else train
+    flat = pc.list_flatten(train) if is_list_type(train.type) else train
     seen = [v for v in pc.unique(flat).to_pylist() if v is not None]
     try:
         vocabulary = sorted(seen)
@@ -245,7 +161,7 @@ def _id_vocabulary(
     if label_names is not None:
         return list(label_names)
     train = _train(values, column, "number of labels")
-    flat = pc.list_flatten(train) if _is_list(train.type) else train
+    flat = pc.list_flatten(train) if is_list_type(train.type) else train
     ids = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float64)
     ids = ids[(ids != IGNORE_INDEX) & (ids >= 0)]
     if ids.size == 0:
@@ -411,12 +327,12 @@ def encode_labels(
             raise ValueError(f"`label_names` has duplicates: {duplicates}.")
     values = {split: ds.data.column(column).combine_chunks() for split, ds in dataset.items()}
     for split, arr in values.items():
-        problem = _missing_row(arr, delimited=label_delimiter is not None)
+        problem = missing_label_row(arr, delimited=label_delimiter is not None)
         if problem is not None:
             row, what = problem
             raise ValueError(f"{what} label in column '{column}' of split '{split}' at row {row}.")
 
-    _refuse_free_text(values, column)
+    refuse_free_text(values, column)
 
     # `ClassLabel` columns (Hub datasets) carry their names; -1 marks an unlabeled example there.
     feature = next(iter(dataset.values())).features[column]
@@ -447,7 +363,7 @@ def encode_labels(
                 f"problem_type={problem_type!r}."
             )
         if inferred == REGRESSION:
-            split, row, value = _first_non_integer(values)  # type: ignore[misc]
+            split, row, value = first_non_integer(values)  # type: ignore[misc]
             raise ValueError(
                 f"Label {value!r} in column '{column}' of split '{split}' (row {row}) is not an integer class id, "
                 f"incompatible with problem_type={problem_type!r}."
@@ -469,7 +385,7 @@ def encode_labels(
     if kind == "float":
         vocabulary = list(label_names) if label_names is not None else []
         if problem_type == REGRESSION and any(
-            pc.any(pc.equal(arr, IGNORE_INDEX)).as_py() for arr in values.values() if not _is_list(arr.type)
+            pc.any(pc.equal(arr, IGNORE_INDEX)).as_py() for arr in values.values() if not is_list_type(arr.type)
         ):
             logger.warning("Regression labels of column '%s' contain -100; it is treated as a value.", column)
         return _apply(dataset, column, problem_type, lambda v, s, r: float(v)), vocabulary, problem_type
@@ -530,74 +446,3 @@ def encode_labels(
         return _apply(dataset, column, problem_type, encode, prepare), vocabulary, problem_type
 
     raise ValueError(f"Unknown label format {kind!r}.")
-
-
-def check_label_column(dataset: datasets.Dataset, config: Any, name: str = "training") -> None:
-    """
-    Check an encoded `labels` column against a model before training on it, in Arrow (no Python list of it).
-
-    Args:
-        dataset (`datasets.Dataset`):
-            The data, with a `labels` column.
-        config (`PretrainedConfig`):
-            The model's config: its `num_labels`, and its `problem_type` (when unset, inferred from the column as
-            transformers infers it from a batch: lists are multi-label, one output is regression).
-        name (`str`, *optional*, defaults to `"training"`):
-            The set's name, for the messages.
-
-    Raises:
-        `ValueError`: Naming the first row at fault: an id out of range, a negative id other than -100, a multi-hot
-            row for a single-label model (or class ids for a multi-label one), a row of the wrong width, a value
-            outside [0, 1], or a missing label.
-    """
-    if LABELS_COLUMN not in (dataset.column_names or []) or len(dataset) == 0:
-        return
-    column = dataset.with_format("arrow")[LABELS_COLUMN]
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    num_labels = int(config.num_labels)
-    problem_type = config.problem_type
-    if problem_type is None:
-        problem_type = REGRESSION if num_labels == 1 else MULTI_LABEL if _is_list(arr.type) else SINGLE_LABEL
-        if problem_type == SINGLE_LABEL and pa.types.is_floating(arr.type):
-            return  # float scalars: transformers would take them for multi-label targets and fail on the shape
-    if problem_type == REGRESSION:
-        return
-    where = f"row {{}} of the {name} set"
-    missing = _missing_row(arr, delimited=True)
-    if missing is not None:
-        raise ValueError(f"Missing label at {where.format(missing[0])}.")
-    if problem_type == SINGLE_LABEL:
-        if _is_list(arr.type):
-            raise ValueError(
-                f"The labels of the {name} set are lists (multi-hot) but the model is a single-label classifier with "
-                f"{num_labels} classes; set `problem_type='multi_label_classification'` or give one class id per row."
-            )
-        ids = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
-        bad = np.flatnonzero((ids != np.round(ids)) | ((ids < 0) & (ids != IGNORE_INDEX)) | (ids >= num_labels))
-        if bad.size:
-            value = ids[bad[0]]
-            shown = int(value) if value == round(value) else value
-            raise ValueError(
-                f"Label {shown} at {where.format(int(bad[0]))} is not a class id of the model: ids run from 0 to "
-                f"{num_labels - 1}, and -100 marks an unlabeled example."
-            )
-        return
-    if not _is_list(arr.type):
-        raise ValueError(
-            f"The labels of the {name} set are class ids but the model is a multi-label classifier: each row needs "
-            f"{num_labels} values (multi-hot)."
-        )
-    lengths = np.asarray(pc.list_value_length(arr).to_numpy(zero_copy_only=False))
-    wrong = np.flatnonzero(lengths != num_labels)
-    if wrong.size:
-        raise ValueError(
-            f"The label row at {where.format(int(wrong[0]))} has {int(lengths[wrong[0]])} values; the model has "
-            f"{num_labels} labels."
-        )
-    flat = np.asarray(pc.list_flatten(arr).to_numpy(zero_copy_only=False), dtype=np.float64)
-    bad = np.flatnonzero(((flat < 0) | (flat > 1)) & (flat != IGNORE_INDEX))
-    if bad.size:
-        raise ValueError(
-            f"Multi-hot label value {float(flat[bad[0]])} at {where.format(int(bad[0]) // num_labels)} is outside "
-            "[0, 1]; -100 marks an unlabeled entry."
-        )

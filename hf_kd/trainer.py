@@ -23,7 +23,7 @@ from .constants import (
     problem_type_of_config,
 )
 from .intermediate import PROJECTIONS_MODULE, IntermediateDistiller, attach_intermediate
-from .labels import check_label_column
+from .label_checks import check_label_column
 from .losses import distillation_loss, hard_label_loss, labelled_counts, validate_labels
 from .student import set_head_learning_rate
 from .teacher import (

@@ -1,0 +1,146 @@
+"""The package's layout contract: small modules, imports that only run downwards, no private names across modules,
+and a light `import hf_kd` / `hf-kd --help`.
+
+Imports are read from the source with `ast`, lazy ones (inside functions) included, so that a cycle hidden by a
+function-level import is found as well.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "hf_kd"
+MAX_LINES = 500
+HEAVY = ("torch", "transformers", "matplotlib", "pyswarms", "optuna")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _resolve(module: str, path: Path, node: ast.ImportFrom) -> str:
+    """The absolute name of the module a `from ... import` statement reads from."""
+    if node.level == 0:
+        return node.module or ""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for _ in range(node.level - 1):
+        package = package.rpartition(".")[0]
+    return f"{package}.{node.module}" if node.module else package
+
+
+def _imports(module: str, path: Path, known: dict[str, Path]) -> list[tuple[str, str | None]]:
+    """`(imported module, imported name or None)` for every import of a package module, lazy ones included."""
+    found: list[tuple[str, str | None]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, None) for alias in node.names if alias.name.split(".")[0] == "hf_kd"]
+        elif isinstance(node, ast.ImportFrom):
+            source = _resolve(module, path, node)
+            if source.split(".")[0] != "hf_kd":
+                continue
+            for alias in node.names:
+                submodule = f"{source}.{alias.name}"
+                found.append((submodule, None) if submodule in known else (source, alias.name))
+    return found
+
+
+def test_no_module_is_over_the_line_limit():
+    long = {name: n for name, p in _modules().items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert long == {}, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_no_module_imports_another_modules_private_name():
+    known = _modules()
+    private = [
+        f"{module} imports {name} from {source}"
+        for module, path in known.items()
+        for source, name in _imports(module, path, known)
+        if name is not None and name.startswith("_") and not name.startswith("__") and source != module
+    ]
+    assert private == []
+
+
+def test_package_imports_have_no_cycle():
+    known = _modules()
+    graph = {
+        module: {source for source, _ in _imports(module, path, known) if source in known and source != module}
+        for module, path in known.items()
+    }
+    # A package's __init__ re-exporting its submodules is not a cycle of concerns: leave the parent->child edges out.
+    graph = {m: {s for s in deps if not s.startswith(m + ".")} for m, deps in graph.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for module in sorted(graph):
+        if module not in state:
+            assert (cycle := visit(module)) is None, " -> ".join(cycle)
+
+
+def test_the_checker_sees_lazy_imports_and_private_names(tmp_path):
+    """The reader above must catch a function-level import and a private name, or the two tests above prove nothing."""
+    pkg = tmp_path / "hf_kd"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from .b import _helper\n    return _helper\n")
+    (pkg / "b.py").write_text("from . import a\n")
+    known = {"hf_kd": pkg / "__init__.py", "hf_kd.a": pkg / "a.py", "hf_kd.b": pkg / "b.py"}
+    assert _imports("hf_kd.a", pkg / "a.py", known) == [("hf_kd.b", "_helper")]
+    assert _imports("hf_kd.b", pkg / "b.py", known) == [("hf_kd.a", None)]
+
+
+def _loaded_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", f"import sys\n{code}\nprint(' '.join(sorted(sys.modules)), file=sys.stderr)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr.split()
+    return {name.split(".")[0] for name in out}
+
+
+def test_import_hf_kd_loads_no_heavy_library():
+    loaded = _loaded_after("import hf_kd\nhf_kd.__version__")
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+
+
+@pytest.mark.parametrize(
+    ("argv", "heavy"),
+    [
+        (["--help"], HEAVY),
+        # A command's help lists the recipe's fields through transformers' HfArgumentParser, but needs no torch.
+        (["distill", "--help"], ("torch", "matplotlib", "pyswarms", "optuna")),
+    ],
+)
+def test_cli_help_loads_no_heavy_library(argv, heavy):
+    code = (
+        "import contextlib, io\n"
+        "from hf_kd.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        f"    try:\n        main({argv!r})\n    except SystemExit as e:\n        assert e.code in (0, None), e.code\n"
+        "assert 'usage' in out.getvalue()\n"
+    )
+    loaded = _loaded_after(code)
+    assert "hf_kd" in loaded
+    assert loaded.isdisjoint(heavy), sorted(loaded & set(heavy))
