@@ -2,9 +2,9 @@
 
 The docstrings follow the transformers convention: [`~hf_kd.recipe.RecipeParser`] (shown as `RecipeParser`),
 [`DistillationPipelineConfig`] (a name of the same module) or [`~transformers.Trainer`]. mkdocstrings leaves them as
-`[<code>...</code>]`; this hook resolves each name by importing it and links it to the API page of the module that
-defines it (mkdocstrings' anchors are the objects' dotted paths), or to the transformers documentation. A name that
-does not resolve is shown as plain code.
+`[<code>...</code>]`, or, in the type column of an `Args:` table, as code text (``[`...`]``); this hook resolves each
+name by importing it and links it to the API page of the module that defines it (mkdocstrings' anchors are the
+objects' dotted paths), or to the transformers documentation. A name that does not resolve is shown as plain code.
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ import re
 from typing import Any
 
 _REFERENCE = re.compile(r"\[<code>(~?)([A-Za-z_][\w.]*)</code>\]")
+# In the type column of an `Args:` table a reference arrives as code text, alone or among other words:
+# <code>[`~hf_kd.X`]</code>, <code>`PreTrainedModel` or [`~hf_kd.Y`]</code>.
+_TYPE_CELL = re.compile(r"<code>([^<]*\[`[^<]*)</code>")
+_TYPE_REFERENCE = re.compile(r"\[`(~?)([A-Za-z_][\w.]*)`\]")
 _TRANSFORMERS = "https://huggingface.co/docs/transformers/main/en/main_classes/"
 _TRANSFORMERS_PAGES = {"Trainer": "trainer", "TrainingArguments": "trainer", "TrainerCallback": "callback"}
 _API_MODULES = {"search"}  # packages documented on one page
@@ -74,4 +78,17 @@ def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
         href = posixpath.relpath(target, page.url or ".") + "/"
         return f'<a href="{href}#{module}.{qualname}">{code}</a>' if qualname else f'<a href="{href}">{code}</a>'
 
-    return _REFERENCE.sub(link, html)
+    def words(text: str) -> str:
+        if "`" in text:
+            return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+        return f"<code>{text}</code>" if text.strip() else text
+
+    def cell(match: re.Match) -> str:
+        pieces, at = [], 0
+        text = match.group(1)
+        for ref in _TYPE_REFERENCE.finditer(text):
+            pieces += [words(text[at : ref.start()]), link(ref)]
+            at = ref.end()
+        return "".join([*pieces, words(text[at:])])
+
+    return _TYPE_CELL.sub(cell, _REFERENCE.sub(link, html))

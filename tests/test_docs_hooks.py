@@ -1,0 +1,56 @@
+"""The docs hook turns transformers-style cross-references into links, in prose and in the `Args:` type column."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+HOOKS = Path(__file__).resolve().parents[1] / "docs" / "hooks.py"
+
+
+def _hooks():
+    spec = importlib.util.spec_from_file_location("docs_hooks", HOOKS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _page(src_uri: str, url: str):
+    return SimpleNamespace(file=SimpleNamespace(src_uri=src_uri), url=url)
+
+
+def test_prose_reference_links_to_the_defining_module():
+    html = _hooks().on_page_content(
+        "see [<code>~hf_kd.recipe.RecipeParser</code>].", _page("api/cli.md", "api/cli/"), None, None
+    )
+    assert html == 'see <a href="../recipe/#hf_kd.recipe.RecipeParser"><code>RecipeParser</code></a>.'
+
+
+def test_type_column_references_are_linked_and_other_words_stay_code():
+    hooks = _hooks()
+    page = _page("api/evaluation.md", "api/evaluation/")
+    alone = hooks.on_page_content("<code>[`~hf_kd.recipe.DistillationPipelineConfig`]</code>", page, None, None)
+    assert (
+        alone
+        == '<a href="../recipe/#hf_kd.recipe.DistillationPipelineConfig"><code>DistillationPipelineConfig</code></a>'
+    )
+    mixed = hooks.on_page_content(
+        "<code>`PreTrainedModel` or [`~hf_kd.export.OnnxClassifier`]</code>", page, None, None
+    )
+    assert mixed == (
+        "<code>PreTrainedModel</code> or "
+        '<a href="../export/#hf_kd.export.OnnxClassifier"><code>OnnxClassifier</code></a>'
+    )
+
+
+def test_transformers_reference_links_to_its_docs_and_unknown_names_stay_code():
+    hooks = _hooks()
+    page = _page("api/trainer.md", "api/trainer/")
+    html = hooks.on_page_content("[<code>~transformers.Trainer</code>] [<code>NoSuchName</code>]", page, None, None)
+    assert html == (
+        '<a href="https://huggingface.co/docs/transformers/main/en/main_classes/trainer#transformers.Trainer">'
+        "<code>Trainer</code></a> <code>NoSuchName</code>"
+    )
+    untouched = "<code>plain_code</code> and <code>[1, 2]</code>"
+    assert hooks.on_page_content(untouched, page, None, None) == untouched
