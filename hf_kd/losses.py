@@ -24,6 +24,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from .constants import IGNORE_INDEX
+
 __all__ = [
     "attention_kl_loss",
     "bernoulli_kd_loss",
@@ -233,10 +235,10 @@ def hard_label_loss(
     if problem_type == "single_label_classification":
         labels = labels.reshape(-1).long()
         per_item = F.cross_entropy(logits.float().reshape(labels.shape[0], -1), labels, reduction="none")
-        count = labels.ne(-100).sum()
+        count = labels.ne(IGNORE_INDEX).sum()
     elif problem_type == "multi_label_classification":
         labels = labels.reshape(logits.shape).float()
-        valid = labels.ne(-100)
+        valid = labels.ne(IGNORE_INDEX)
         targets = torch.where(valid, labels, torch.zeros_like(labels))
         per_item = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none") * valid
         count = valid.sum()
@@ -297,7 +299,7 @@ def validate_labels(labels: torch.Tensor, problem_type: str, num_labels: int | N
                     "For multi-hot targets set `problem_type='multi_label_classification'`."
                 )
             labels = labels.long()
-        bad = labels[(labels < 0) & (labels != -100)]
+        bad = labels[(labels < 0) & (labels != IGNORE_INDEX)]
         if bad.numel():
             raise ValueError(
                 f"Label {int(bad[0])} is negative; class ids start at 0 and -100 marks an unlabeled example."
@@ -317,7 +319,7 @@ def validate_labels(labels: torch.Tensor, problem_type: str, num_labels: int | N
         labels = labels.float()
         if torch.isnan(labels).any():
             raise ValueError("`labels` contains NaN; mark a missing label with -100.")
-        bad = labels[((labels < 0) | (labels > 1)) & (labels != -100)]
+        bad = labels[((labels < 0) | (labels > 1)) & (labels != IGNORE_INDEX)]
         if bad.numel():
             raise ValueError(
                 f"Multi-hot label value {float(bad[0])} is outside [0, 1]; entries are 0, 1 (or a soft target in "
@@ -343,7 +345,7 @@ def labelled_counts(batches: list[dict[str, torch.Tensor]]) -> tuple[int, int]:
     for batch in batches:
         labels = batch.get("labels")
         if labels is not None:
-            labelled += int(labels.ne(-100).sum())
+            labelled += int(labels.ne(IGNORE_INDEX).sum())
         examples += len(batch["input_ids"]) if "input_ids" in batch else len(next(iter(batch.values())))
     return labelled, examples
 

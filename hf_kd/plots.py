@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .constants import IGNORE_INDEX
 from .numeric import metric_keys
 from .report import quality_metrics
 
@@ -186,7 +187,7 @@ def plot_binary_curves(sides: Mapping[str, tuple[Any, Any, float]], path: str | 
     roc_axes, pr_axes, calibration_axes = figure.subplots(1, 3)
     for index, (name, (probs, labels, threshold)) in enumerate(sides.items()):
         probs, labels = np.asarray(probs, dtype=float).reshape(-1), np.asarray(labels).reshape(-1)
-        keep = labels != -100
+        keep = labels != IGNORE_INDEX
         probs, gold = probs[keep], labels[keep] == 1
         color = f"C{index}"
         fpr, tpr, _ = roc_curve(gold, probs)
