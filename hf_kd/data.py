@@ -27,6 +27,7 @@ from datasets.exceptions import DatasetGenerationError
 from transformers import PreTrainedTokenizerBase
 
 from .alignment import same_tokenization
+from .constants import STUDENT_INPUT_COLUMNS
 from .labels import encode_labels
 
 logger = logging.getLogger(__name__)
@@ -464,7 +465,7 @@ def tokenize_for_distillation(
             )
 
     splits = dataset.items() if isinstance(dataset, DatasetDict) else [("<dataset>", dataset)]
-    produced = ["input_ids", "attention_mask", "token_type_ids"] + (["word_ids"] if with_word_ids else [])
+    produced = [*STUDENT_INPUT_COLUMNS] + (["word_ids"] if with_word_ids else [])
     if separate_teacher:
         produced += [f"teacher_{c}" for c in produced]
     for split, ds in splits:

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .constants import BINARY, MULTI_LABEL, REGRESSION, SINGLE_LABEL
+from .constants import BINARY, MULTI_LABEL, REGRESSION, SINGLE_LABEL, STUDENT_INPUT_COLUMNS
 from .evaluation import THRESHOLD_KEY
 
 __all__ = ["EXPORT_FILE", "ONNX_FILE", "QUANTIZATIONS", "OnnxClassifier", "export_onnx", "export_student"]
@@ -52,7 +52,6 @@ EXPORT_FILE = "hf_kd_export.json"
 """The export's description (task, labels, threshold, inputs, versions)."""
 QUANTIZATIONS = (None, "int8")
 """The values of `quantize`: none (fp32) or int8 weights."""
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def _require_onnx() -> None:
@@ -159,7 +158,7 @@ def export_onnx(
     _require_onnx()
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or model_dir)
-    names = [n for n in tokenizer.model_input_names if n in _INPUTS]
+    names = [n for n in tokenizer.model_input_names if n in STUDENT_INPUT_COLUMNS]
     if "token_type_ids" in names and not getattr(model.config, "type_vocab_size", 0):
         names.remove("token_type_ids")
     if "input_ids" not in names:

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .constants import STUDENT_INPUT_COLUMNS
+
 __all__ = ["BYTES_PER_MB", "measure_latency", "model_size"]
 
 BYTES_PER_MB = 1_000_000
@@ -25,7 +27,6 @@ BYTES_PER_MB = 1_000_000
 # Models whose position ids start after the padding index, so that `max_position_embeddings - pad_token_id - 1`
 # positions are usable (RoBERTa and its descendants).
 _OFFSET_POSITION_MODELS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm")
-_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -61,7 +62,7 @@ def _input_spec(model: nn.Module, source: Any) -> tuple[list[str], int, list[int
             accepted = set(inspect.signature(model.forward).parameters)
         except (TypeError, ValueError):
             accepted = {"input_ids"}
-        names = [name for name in _MODEL_INPUTS if name in accepted]
+        names = [name for name in STUDENT_INPUT_COLUMNS if name in accepted]
         if "token_type_ids" in names and not getattr(config, "type_vocab_size", 0):
             names.remove("token_type_ids")
         for attribute in ("pad_token_id", "bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id"):
@@ -69,13 +70,13 @@ def _input_spec(model: nn.Module, source: Any) -> tuple[list[str], int, list[int
             if isinstance(value, int):
                 special.append(value)
     elif isinstance(source, Mapping):
-        names = [name for name in _MODEL_INPUTS if name in source]
+        names = [name for name in STUDENT_INPUT_COLUMNS if name in source]
         if "input_ids" not in names:
             raise ValueError(
                 f"`tokenizer_or_example_inputs` must have an `input_ids` entry, got keys {sorted(map(str, source))}."
             )
     elif hasattr(source, "model_input_names") and hasattr(source, "all_special_ids"):
-        names = [name for name in source.model_input_names if name in _MODEL_INPUTS]
+        names = [name for name in source.model_input_names if name in STUDENT_INPUT_COLUMNS]
         tokenizer_vocab = len(source)
         vocab_size = min(vocab_size, tokenizer_vocab) if isinstance(vocab_size, int) else tokenizer_vocab
         special = [int(i) for i in source.all_special_ids if i is not None]

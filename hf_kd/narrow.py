@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from .constants import NARROW_INITS
+from .constants import NARROW_INITS, STUDENT_INPUT_COLUMNS
 from .intermediate import uniform_layers
 
 __all__ = ["NARROW_INITS", "narrow_student_from_teacher", "residual_basis"]
@@ -60,8 +60,7 @@ def residual_basis(
     was_training = teacher.training
     teacher.eval()
     device = next(teacher.parameters()).device
-    names = ("input_ids", "attention_mask", "token_type_ids")
-    inputs = {k: v.to(device) for k, v in calibration.items() if k in names}
+    inputs = {k: v.to(device) for k, v in calibration.items() if k in STUDENT_INPUT_COLUMNS}
     with torch.no_grad():
         states = teacher(**inputs, output_hidden_states=True).hidden_states
     teacher.train(was_training)

@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 from transformers import PreTrainedModel
 
+from .constants import STUDENT_INPUT_COLUMNS
 from .intermediate import uniform_layers
 
 __all__ = [
@@ -177,7 +178,7 @@ def calibration_batch(run: Any, size: int = 256) -> dict[str, Any]:
         `dict[str, torch.Tensor]`: The teacher's inputs.
     """
     rows = run.teacher_train.select(range(min(size, len(run.teacher_train))))
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in rows.column_names]
+    names = [n for n in STUDENT_INPUT_COLUMNS if n in rows.column_names]
     features = [{n: row[n] for n in names} for row in rows]
     return dict(run.teacher_tokenizer.pad(features, padding=True, return_tensors="pt"))
 
