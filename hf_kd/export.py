@@ -30,9 +30,7 @@ import contextlib
 import json
 import logging
 import platform
-import statistics
 import tempfile
-import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -43,6 +41,7 @@ import torch
 
 from .constants import BINARY, MULTI_LABEL, REGRESSION, SINGLE_LABEL, STUDENT_INPUT_COLUMNS
 from .evaluation import THRESHOLD_KEY
+from .model_stats import time_batch
 
 __all__ = ["EXPORT_FILE", "ONNX_FILE", "QUANTIZATIONS", "OnnxClassifier", "export_onnx", "export_student"]
 
@@ -404,19 +403,7 @@ def onnx_latency(
         if tokenizer.sep_token_id is not None:
             ids[:, -1] = tokenizer.sep_token_id
         batch = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-        runs = []
-        for index in range(2 + n_runs):
-            start = time.perf_counter()
-            classifier(**batch)
-            if index >= 2:
-                runs.append(time.perf_counter() - start)
-        median = max(statistics.median(runs), 1e-9)
-        per_batch[str(size)] = {
-            "batch_size": size,
-            "ms_per_batch": median * 1000.0,
-            "ms_per_example": median * 1000.0 / size,
-            "examples_per_s": size / median,
-        }
+        per_batch[str(size)] = time_batch(lambda batch=batch: classifier(**batch), size, n_warmup=2, n_runs=n_runs)
     threads = classifier.session.get_session_options().intra_op_num_threads
     return {
         "device": "cpu",

@@ -10,7 +10,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from torch import nn
 
 from .constants import STUDENT_INPUT_COLUMNS
 
-__all__ = ["BYTES_PER_MB", "measure_latency", "model_size"]
+__all__ = ["BYTES_PER_MB", "measure_latency", "model_size", "time_batch"]
 
 BYTES_PER_MB = 1_000_000
 """Sizes are reported in megabytes of 10^6 bytes, as the Hugging Face Hub displays file sizes."""
@@ -122,6 +122,51 @@ def _synthetic_batch(
     return {name: tensor.to(device) for name, tensor in batch.items()}
 
 
+def time_batch(
+    call: Callable[[], Any],
+    batch_size: int,
+    n_warmup: int = 2,
+    n_runs: int = 5,
+    synchronize: Callable[[], Any] | None = None,
+) -> dict[str, Any]:
+    """
+    Time one batch: `n_warmup` untimed calls, then the median of `n_runs` timed ones.
+
+    Args:
+        call (`Callable[[], Any]`):
+            Runs the model once on the batch.
+        batch_size (`int`):
+            Examples in the batch, to report per-example figures.
+        n_warmup (`int`, *optional*, defaults to 2):
+            Untimed calls first.
+        n_runs (`int`, *optional*, defaults to 5):
+            Timed calls; the median is reported.
+        synchronize (`Callable[[], Any]`, *optional*):
+            Called before and after each timed call (e.g. `torch.cuda.synchronize`), so that queued work is counted.
+
+    Returns:
+        `dict[str, Any]`: `batch_size`, `ms_per_batch`, `ms_per_example`, `examples_per_s` and `runs_ms`.
+    """
+    runs = []
+    for index in range(n_warmup + n_runs):
+        if synchronize is not None:
+            synchronize()
+        start = time.perf_counter()
+        call()
+        if synchronize is not None:
+            synchronize()
+        if index >= n_warmup:
+            runs.append(time.perf_counter() - start)
+    median = max(statistics.median(runs), 1e-9)
+    return {
+        "batch_size": batch_size,
+        "ms_per_batch": median * 1000.0,
+        "ms_per_example": median * 1000.0 / batch_size,
+        "examples_per_s": batch_size / median,
+        "runs_ms": [run * 1000.0 for run in runs],
+    }
+
+
 def measure_latency(
     model: nn.Module,
     tokenizer_or_example_inputs: Any = None,
@@ -195,25 +240,10 @@ def measure_latency(
                 batch = _synthetic_batch(
                     names, vocab_size, special, first, last, batch_size, length, device, generator
                 )
-                runs = []
-                for index in range(n_warmup + n_runs):
-                    if device.type == "cuda":
-                        torch.cuda.synchronize(device)
-                    start = time.perf_counter()
-                    model(**batch)
-                    if device.type == "cuda":
-                        torch.cuda.synchronize(device)
-                    elapsed = time.perf_counter() - start
-                    if index >= n_warmup:
-                        runs.append(elapsed)
-                median = max(statistics.median(runs), 1e-9)
-                per_batch_size[str(batch_size)] = {
-                    "batch_size": batch_size,
-                    "ms_per_batch": median * 1000.0,
-                    "ms_per_example": median * 1000.0 / batch_size,
-                    "examples_per_s": batch_size / median,
-                    "runs_ms": [run * 1000.0 for run in runs],
-                }
+                sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+                per_batch_size[str(batch_size)] = time_batch(
+                    lambda batch=batch: model(**batch), batch_size, n_warmup, n_runs, synchronize=sync
+                )
     finally:
         model.train(was_training)
         torch.set_num_threads(previous_threads)

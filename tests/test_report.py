@@ -10,8 +10,9 @@ import torch
 from conftest import tiny_bert
 from safetensors.torch import save_file
 
+from hf_kd import model_stats
 from hf_kd import plots as plots_module
-from hf_kd.model_stats import measure_latency, model_size
+from hf_kd.model_stats import measure_latency, model_size, time_batch
 from hf_kd.plots import plot_per_label_f1, plot_training_curves
 from hf_kd.report import (
     build_report,
@@ -287,3 +288,20 @@ def test_latency_numbers_are_finite_in_report(tokenizer):
     assert set(report["ratios"]["speedup"]) == {"1", "2"}
     assert all(math.isfinite(v) and v > 0 for v in report["ratios"]["speedup"].values())
     assert 0 < report["ratios"]["parameters"] < 1 and 0 < report["ratios"]["size"] < 1
+
+
+def test_time_batch_skips_warmup_and_reports_the_median_of_the_timed_runs(monkeypatch):
+    clock = [0.0]
+    durations = iter([100.0, 100.0, 1.0, 3.0, 2.0])  # two warm-up calls (slow), then three timed ones
+    events: list[str] = []
+
+    def call():
+        events.append("call")
+        clock[0] += next(durations)
+
+    monkeypatch.setattr(model_stats.time, "perf_counter", lambda: clock[0])
+    result = time_batch(call, batch_size=4, n_warmup=2, n_runs=3, synchronize=lambda: events.append("sync"))
+    assert result["runs_ms"] == [1000.0, 3000.0, 2000.0]
+    assert result["ms_per_batch"] == 2000.0 and result["ms_per_example"] == 500.0
+    assert result["examples_per_s"] == 2.0
+    assert events == ["sync", "call", "sync"] * 5  # synchronized around every call, warm-up included
