@@ -55,13 +55,19 @@ def machine_line(info: dict[str, Any]) -> str:
     )
 
 
-def write_results(name: str, payload: dict[str, Any], markdown: str, out_dir: Path | None = None) -> tuple[Path, Path]:
+def write_results(
+    name: str, payload: dict[str, Any], markdown: str, out_dir: str | Path | None = None
+) -> tuple[Path, Path]:
+    """Write `<name>.json` (with the date) and `<name>.md` to `out_dir` (default `benchmarks/results`), print the
+    table and where it went."""
     out = Path(out_dir) if out_dir else RESULTS
     out.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "date": _dt.date.today().isoformat(), **payload}
     json_path, md_path = out / f"{name}.json", out / f"{name}.md"
     json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     md_path.write_text(markdown.rstrip() + "\n")
+    print(markdown)
+    print("wrote", json_path, md_path)
     return json_path, md_path
 
 

@@ -218,9 +218,7 @@ def main() -> None:
         "runs": runs,
         "table": table,
     }
-    paths = write_results("deploy", payload, markdown, Path(cli.out) if cli.out else None)
-    print(markdown)
-    print("wrote", *paths)
+    write_results("deploy", payload, markdown, cli.out)
 
 
 if __name__ == "__main__":

@@ -151,9 +151,7 @@ def main() -> None:
     ]
     markdown = "\n".join(lines)
     payload = {"machine": info, "settings": vars(cli), "runs": runs, "max_abs_difference": differences}
-    paths = write_results("distributed_cache", payload, markdown, Path(cli.out) if cli.out else None)
-    print(markdown)
-    print("wrote", *paths)
+    write_results("distributed_cache", payload, markdown, cli.out)
 
 
 if __name__ == "__main__":

@@ -102,9 +102,7 @@ def main() -> None:
         "arms": {name: dataclasses.asdict(student) for name, student in arms.items()},
         "runs": rows,
     }
-    paths = write_results("hoc_quality", payload, markdown, Path(cli.out) if cli.out else None)
-    print(markdown)
-    print("wrote", *paths)
+    write_results("hoc_quality", payload, markdown, cli.out)
 
 
 if __name__ == "__main__":

@@ -116,9 +116,7 @@ def main() -> None:
         "target_student_batch32_speedup_ge_1.8": {"value": speedup["32"], "met": met},
         "raw_rounds": rounds,
     }
-    paths = write_results("inference", payload, markdown, Path(cli.out) if cli.out else None)
-    print(markdown)
-    print("wrote", *paths)
+    write_results("inference", payload, markdown, cli.out)
 
 
 if __name__ == "__main__":

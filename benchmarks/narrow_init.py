@@ -84,9 +84,7 @@ def main() -> None:
     lines += ["", *per_seed_table(rows, order, metric)]
     markdown = "\n".join(lines)
     payload = {"machine": info, "settings": {**vars(cli), "overrides": rest}, "runs": rows, "untrained": untrained}
-    paths = write_results("narrow_init", payload, markdown, Path(cli.out) if cli.out else None)
-    print(markdown)
-    print("wrote", *paths)
+    write_results("narrow_init", payload, markdown, cli.out)
 
 
 if __name__ == "__main__":

@@ -275,9 +275,7 @@ def main() -> None:
         "predict_ratio": pred_ratio,
         "targets": targets,
     }
-    paths = write_results("overhead", payload, markdown, Path(cli.out) if cli.out else None)
-    print(markdown)
-    print("wrote", *paths)
+    write_results("overhead", payload, markdown, cli.out)
 
 
 if __name__ == "__main__":

@@ -91,9 +91,7 @@ def main() -> None:
         "settings": {**vars(cli), "overrides": rest, "search": dataclasses.asdict(config.search)},
         "rows": rows,
     }
-    paths = write_results("search_comparison", payload, markdown, Path(cli.out) if cli.out else None)
-    print(markdown)
-    print("wrote", *paths)
+    write_results("search_comparison", payload, markdown, cli.out)
 
 
 if __name__ == "__main__":

@@ -102,9 +102,7 @@ def main() -> None:
     ]
     markdown = "\n".join(lines)
     payload = {"machine": info, "settings": {**vars(cli), "overrides": rest, "seeds": seeds}, "runs": rows}
-    paths = write_results("triage_quality", payload, markdown, Path(cli.out) if cli.out else None)
-    print(markdown)
-    print("wrote", *paths)
+    write_results("triage_quality", payload, markdown, cli.out)
 
 
 if __name__ == "__main__":
