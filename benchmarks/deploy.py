@@ -48,8 +48,8 @@ def _exported_scores(folder: Path, metric: str) -> dict[str, float]:
 
 
 def _time_rows(rows: dict[str, Any], tokenizer: Any, threads: int, seq_len: int, rounds: int) -> dict[str, dict]:
-    from hf_kd.export import onnx_latency
     from hf_kd.model_stats import measure_latency
+    from hf_kd.onnx_classifier import onnx_latency
 
     torch.set_num_threads(threads)
     samples: dict[str, dict[str, list[float]]] = {name: {"1": [], "32": []} for name in rows}
@@ -99,9 +99,10 @@ def main() -> None:
             runs.append({"seed": seed, "arm": f"{arm}_int8", **_exported_scores(out / f"seed{seed}" / arm, metric)})
 
     # ------------------------------------------------------------------ speed and size, side by side
-    from hf_kd.export import OnnxClassifier, export_onnx, onnx_size_mb
+    from hf_kd.export import export_onnx
     from hf_kd.model_stats import model_size
     from hf_kd.models import load_tokenizer
+    from hf_kd.onnx_classifier import OnnxClassifier, onnx_size_mb
     from hf_kd.student import student_from_teacher
 
     first = out / f"seed{seeds[0]}"

@@ -3,7 +3,7 @@
     hf-kd distill RECIPE.yaml [--section.field VALUE ...]
     hf-kd evaluate --model PATH --recipe RECIPE.yaml [--split validation] [--side student] [--section.field VALUE ...]
     hf-kd search RECIPE.yaml [--n_trials N] [--n_particles P] [--section.field VALUE ...]
-    hf-kd init --train FILE [--validation FILE] [--test FILE] --model TEACHER [--text_column C] [--label_column C]
+    hf-kd init --train FILE [--validation FILE] [--test FILE] [--unlabeled FILE ...] --model TEACHER [--text_column C]
     hf-kd export MODEL_DIR --output OUT [--quantize int8]
 
 Works the same under `accelerate launch -m hf_kd.cli ...`: every process runs the command, only the main process
@@ -83,7 +83,7 @@ def build_parser(command: str, training_fields: bool = True) -> Any:
     from .recipe import RecipeParser
 
     usage = {
-        "distill": "hf-kd distill RECIPE [--section.field VALUE ...]",
+        "distill": "hf-kd distill RECIPE [--force-unlock] [--section.field VALUE ...]",
         "evaluate": "hf-kd evaluate --model PATH --recipe RECIPE [--split SPLIT] [--side SIDE] [--output FILE] "
         "[--section.field VALUE ...]",
         "search": "hf-kd search RECIPE [--n_trials N] [--n_particles P] [--section.field VALUE ...]",
@@ -112,6 +112,12 @@ def build_parser(command: str, training_fields: bool = True) -> Any:
         options.add_argument("--output", default=None, help="Also write the metrics to this JSON file.")
     else:
         options.add_argument("recipe", help="The recipe YAML file.")
+        options.add_argument(
+            "--force-unlock",
+            dest="force_unlock",
+            action="store_true",
+            help="Take over the output folder's lock when it was written on another host or cannot be read.",
+        )
     if command == "search":
         options.add_argument("--n_trials", type=int, default=None, help="Number of trials (default: search.n_trials).")
         options.add_argument("--n_particles", type=int, default=None, help="Swarm size (default: search.n_particles).")
@@ -122,7 +128,10 @@ def _init_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-kd init", description=COMMANDS["init"], allow_abbrev=False)
     parser.add_argument("--train", required=True, help="The training file (CSV, TSV, JSON Lines or Parquet).")
     parser.add_argument("--validation", default=None, help="The validation file (thresholds, the gate).")
-    parser.add_argument("--test", default=None, help="The test file (reported).")
+    parser.add_argument("--test", default=None, help="The test file (reported; without labels: predicted).")
+    parser.add_argument(
+        "--unlabeled", nargs="+", default=None, metavar="FILE", help="Unlabeled text for the transfer set."
+    )
     parser.add_argument("--model", required=True, help="The teacher: a local path or a Hub id.")
     parser.add_argument("--text_column", default="text", help="Column the models read (default: text).")
     parser.add_argument("--label_column", default="labels", help="The label column (default: labels).")
@@ -156,13 +165,14 @@ def _init(rest: list[str]) -> int:
             problem_type=options.problem_type,
             label_delimiter=options.label_delimiter,
             positive_label=options.positive,
+            unlabeled_files=options.unlabeled,
         )
         path = write_starting_recipe(options.output, recipe, overwrite=options.force)
     except (ValueError, OSError) as error:
         if options.debug:
             raise
         _fail(str(error))
-    print(json.dumps({"recipe": str(path), **summary}, indent=2))
+    print(json.dumps({"recipe": str(path), **summary}, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -171,9 +181,9 @@ def _export(rest: list[str]) -> int:
     parser.add_argument("model_dir", help="Folder of the saved classifier and its tokenizer (e.g. a run's student).")
     parser.add_argument("--output", required=True, help="Folder to write: model.onnx, tokenizer, hf_kd_export.json.")
     parser.add_argument(
-        "--quantize", default=None, choices=("int8",), help="Quantize the weights to int8 (default: fp32)."
+        "--quantize", default=None, choices=("int8",), help="Quantize to dynamic int8 (default: fp32)."
     )
-    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18).")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17).")
     parser.add_argument("--debug", action="store_true", help="Show the traceback of an error.")
     options = parser.parse_args(rest)
     try:
@@ -250,7 +260,7 @@ def _run(command: str, config: Any, options: argparse.Namespace) -> None:
     if command == "distill":
         from .pipeline import run_pipeline
 
-        result = run_pipeline(config)
+        result = run_pipeline(config, force_unlock=options.force_unlock)
         summary = {k: result[k] for k in ("output_dir", "stages", "student_model")}
         _print(json.dumps(summary, indent=2))
     elif command == "evaluate":
@@ -266,7 +276,9 @@ def _run(command: str, config: Any, options: argparse.Namespace) -> None:
     else:
         from .recipe_search import run_search
 
-        best = run_search(config, n_trials=options.n_trials, n_particles=options.n_particles)
+        best = run_search(
+            config, n_trials=options.n_trials, n_particles=options.n_particles, force_unlock=options.force_unlock
+        )
         _print(json.dumps({"objective": best.objective, "hyperparameters": best.hyperparameters}, indent=2))
 
 

@@ -234,26 +234,6 @@ def require_text_column(dataset: Dataset, column: str, split: str) -> None:
         raise ValueError(f"Missing text in column '{column}' of split '{split}' at row {row}.")
 
 
-def _normalize(
-    raw: DatasetDict,
-    text_column: str | None,
-    label_column: str,
-    problem_type: str | None,
-    label_names: Sequence[Any] | None,
-    label_delimiter: str | None,
-    teacher_text_column: str | None,
-    label_format: str | None = None,
-) -> tuple[DatasetDict, list[Any], str]:
-    if label_column in (text_column, teacher_text_column):
-        raise ValueError(f"The label column '{label_column}' is also a text column.")
-    for split, ds in raw.items():
-        for column in (text_column, teacher_text_column):
-            if column is not None:
-                require_text_column(ds, column, split)
-        require_column(ds, label_column, split)
-    return encode_labels(raw, label_column, problem_type, label_names, label_delimiter, label_format)
-
-
 def load_classification_dataset(
     source: str | os.PathLike | Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]],
     text_column: str = "text",
@@ -264,6 +244,7 @@ def load_classification_dataset(
     splits: Sequence[str] | None = None,
     teacher_text_column: str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    unlabeled_splits: bool = False,
 ) -> tuple[DatasetDict, list[str]]:
     """Load a text-classification dataset and normalize its labels into a `labels` column.
 
@@ -310,9 +291,13 @@ def load_classification_dataset(
         cache_dir (`str` or `os.PathLike`, *optional*):
             Where `datasets` writes its Arrow copies of the files and of their label encoding (they hold the text);
             its default cache (`~/.cache/huggingface/datasets`) when None.
+        unlabeled_splits (`bool`, *optional*, defaults to `False`):
+            Keep a split other than `train` without `label_column` (e.g. a shared task's test set), returned without
+            a `labels` column; when False, such a split is an error naming the column and the split.
 
     Returns:
-        `tuple[datasets.DatasetDict, list[str]]`: The dataset with its normalized `labels` column and the label names.
+        `tuple[datasets.DatasetDict, list[str]]`: The dataset with its normalized `labels` column (none in an
+        unlabeled split) and the label names.
 
     Raises:
         `ValueError`: On a missing column (naming it and listing the available ones), an empty split, a missing
@@ -321,9 +306,17 @@ def load_classification_dataset(
         `FileNotFoundError`: If a local path does not exist.
     """
     raw = load_data_files(source, splits, cache_dir=cache_dir)
-    dataset, vocabulary, _ = _normalize(
-        raw, text_column, label_column, problem_type, label_names, label_delimiter, teacher_text_column
-    )
+    if label_column in (text_column, teacher_text_column):
+        raise ValueError(f"The label column '{label_column}' is also a text column.")
+    for split, ds in raw.items():
+        for column in (text_column, teacher_text_column):
+            if column is not None:
+                require_text_column(ds, column, split)
+        if not (unlabeled_splits and split != "train" and label_column not in ds.column_names):
+            require_column(ds, label_column, split)
+    labelled = DatasetDict({s: ds for s, ds in raw.items() if label_column in ds.column_names})
+    encoded, vocabulary, _ = encode_labels(labelled, label_column, problem_type, label_names, label_delimiter)
+    dataset = DatasetDict({s: encoded[s] if s in encoded else ds for s, ds in raw.items()})
     return dataset, [str(name) for name in vocabulary]
 
 

@@ -15,6 +15,7 @@ The threshold of multi-label and binary tasks comes from the recipe's rule (`eva
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,10 +28,12 @@ from .constants import BINARY, LABELS_COLUMN, MULTI_LABEL, SINGLE_LABEL
 from .distributed import on_cpu, start_state
 from .models import load_classifier, load_tokenizer
 from .recipe import DistillationPipelineConfig
-from .recipe_data import load_recipe_data, model_columns, subset, tokenize_side
+from .recipe_data import labelled_split, load_recipe_data, model_columns, subset, tokenize_side
 
 __all__ = [
     "THRESHOLD_KEY",
+    "QualityGateError",
+    "apply_gate",
     "default_metric",
     "evaluate_model",
     "evaluate_splits",
@@ -46,6 +49,39 @@ __all__ = [
 
 THRESHOLD_KEY = "hf_kd_threshold"
 """The `config.json` entry that records a model's operating threshold, chosen on the validation split."""
+
+
+class QualityGateError(RuntimeError):
+    """Raised when the teacher's evaluation metric is below the recipe's gate, or cannot be computed."""
+
+
+def apply_gate(value: float | None, gate: float, name: str, split: str) -> None:
+    """
+    The teacher's quality gate: raise [`QualityGateError`] when `value` is below `gate`, or is no number at all.
+
+    A metric that cannot be computed (NaN, e.g. the AUROC of a split with one class, or None, as a NaN is stored in
+    a stage marker) fails the gate: a teacher nobody could judge is not distilled.
+
+    Args:
+        value (`float`, *optional*):
+            The teacher's metric.
+        gate (`float`):
+            `evaluation.min_teacher_metric`.
+        name (`str`):
+            The metric's name, for the message.
+        split (`str`):
+            The split it was computed on, for the message.
+    """
+    if value is None or not math.isfinite(float(value)):
+        raise QualityGateError(
+            f"Teacher quality gate cannot be applied: {split} {name} is {value} (no number; e.g. AUROC on a split "
+            f"with one class). Use a {split} split with both classes, or another `evaluation.gate_metric`."
+        )
+    if value < gate:
+        raise QualityGateError(
+            f"Teacher quality gate failed: {split} {name} = {value:.4f} < min_teacher_metric = {gate}. Fix the "
+            "teacher (or lower the gate) before distilling."
+        )
 
 
 def model_problem_type(task: str) -> str:
@@ -182,7 +218,7 @@ def predict_logits(model: Any, tokenizer: Any, dataset: Any, output_dir: Path, b
     A model's logits on a tokenized split, with `Trainer.predict` (or onnxruntime, for an exported model).
 
     Args:
-        model (`PreTrainedModel` or [`~hf_kd.export.OnnxClassifier`]):
+        model (`PreTrainedModel` or [`~hf_kd.onnx_classifier.OnnxClassifier`]):
             The classifier.
         tokenizer (`PreTrainedTokenizerBase`):
             Its tokenizer (padding).
@@ -198,7 +234,7 @@ def predict_logits(model: Any, tokenizer: Any, dataset: Any, output_dir: Path, b
     """
     from .trainer import DistillationTrainer
 
-    if callable(getattr(model, "dataset_logits", None)):  # an exported model (`hf_kd.export.OnnxClassifier`)
+    if callable(getattr(model, "dataset_logits", None)):  # an exported model (`hf_kd.onnx_classifier.OnnxClassifier`)
         return model.dataset_logits(model_columns(dataset, teacher_side=False), batch_size)
     args = DistillationTrainingArguments(
         output_dir=str(output_dir), per_device_eval_batch_size=batch_size, report_to="none", use_cpu=on_cpu()
@@ -377,9 +413,8 @@ def evaluate_model(
 def _evaluate_model(config: DistillationPipelineConfig, model: str, split: str, side: str, scratch: Path) -> dict:
     raw, label_names, task = load_recipe_data(config, cache_dir=str(scratch / "cache"))
     validation = config.data.validation_split
-    for name in {split, validation}:
-        if name not in raw:
-            raise ValueError(f"Split {name!r} not found; splits: {list(raw)}.")
+    for name, why in ((validation, "the threshold"), (split, "an evaluation")):
+        labelled_split(raw, name, config.data.label_column, why)
     if side == "teacher":
         column = config.data.teacher_text_column or config.data.text_column
         length = config.data.teacher_max_length or config.data.max_length

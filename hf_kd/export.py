@@ -2,19 +2,24 @@
 
 [`export_onnx`] writes a folder that runs with onnxruntime alone (no PyTorch, no transformers model code):
 
-- `model.onnx`: the classifier, traced with `torch.onnx.export(dynamo=True)`, dynamic batch size and sequence length,
-  inputs `input_ids`, `attention_mask` (and `token_type_ids` when the model takes them), output `logits`; with
-  `quantize="int8"`, its linear layers' weights are quantized to int8 (onnxruntime's dynamic quantization: int8
-  weights, activations quantized on the fly), which is the usual CPU deployment of a BERT-family encoder;
+- `model.onnx`: the classifier with dynamic batch size and sequence length, inputs `input_ids`, `attention_mask`
+  (and `token_type_ids` when the model takes them), output `logits`. It is traced with eager attention by the
+  TorchScript exporter (`torch.onnx.export(dynamo=False)`), whose graph onnxruntime's transformer optimizer can fuse:
+  attention into `Attention`, residual + LayerNorm into `SkipLayerNormalization`, the embeddings into
+  `EmbedLayerNormalization` and bias + GELU into `BiasGelu` (exact erf GELU; the `dynamo=True` graph matches none of
+  its attention patterns). The fused operators are counted in the saved graph. With `quantize="int8"` the linear
+  layers and the attention are quantized to int8 by onnxruntime's dynamic quantization (int8 weights, activations
+  quantized on the fly); `quantize="int8-static"` uses static quantization instead (QDQ, activation ranges
+  calibrated on `calibration_texts`, on the unfused graph, which onnxruntime fuses when it loads it);
 - the tokenizer's files and `config.json` (label names in `id2label`, `problem_type`);
 - `hf_kd_export.json`: the task (`single_label_classification`, `multi_label_classification`, `binary` or
   `regression`), the label names in id order, the operating threshold of a multi-label or binary model
   (`config.hf_kd_threshold`, saved by the pipeline), the tokenizer's maximum length, the inputs and the versions used.
 
-[`OnnxClassifier`] loads such a folder and predicts label names from texts:
+`hf_kd.onnx_classifier.OnnxClassifier` loads such a folder and predicts label names from texts:
 
 ```python
-from hf_kd.export import OnnxClassifier
+from hf_kd.onnx_classifier import OnnxClassifier
 
 classifier = OnnxClassifier.from_pretrained("student-onnx")
 classifier.predict(["..."])          # label names (a list of them per text for a multi-label model)
@@ -29,28 +34,47 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import platform
+import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .constants import BINARY, MULTI_LABEL, REGRESSION, SINGLE_LABEL, STUDENT_INPUT_COLUMNS
+from .constants import BINARY, SINGLE_LABEL, STUDENT_INPUT_COLUMNS
 from .evaluation import THRESHOLD_KEY
-from .model_stats import time_batch
+from .onnx_classifier import EXPORT_FILE, ONNX_FILE, OnnxClassifier
 
-__all__ = ["EXPORT_FILE", "ONNX_FILE", "QUANTIZATIONS", "OnnxClassifier", "export_onnx", "export_student"]
+__all__ = [
+    "EXPORT_FILE",
+    "FUSED_OPERATORS",
+    "ONNX_FILE",
+    "QUANTIZATIONS",
+    "export_onnx",
+    "export_student",
+    "fused_operator_counts",
+]
 
-ONNX_FILE = "model.onnx"
-"""The exported model's file name."""
-EXPORT_FILE = "hf_kd_export.json"
-"""The export's description (task, labels, threshold, inputs, versions)."""
-QUANTIZATIONS = (None, "int8")
-"""The values of `quantize`: none (fp32) or int8 weights."""
+QUANTIZATIONS = (None, "int8", "int8-static")
+"""The values of `quantize`: none (fp32), dynamic int8 or static int8 (calibrated activation ranges)."""
+FUSED_OPERATORS = (
+    "Attention",
+    "QAttention",
+    "MultiHeadAttention",
+    "SkipLayerNormalization",
+    "EmbedLayerNormalization",
+    "BiasGelu",
+    "FastGelu",
+    "Gelu",
+    "MatMulIntegerToFloat",
+    "DynamicQuantizeMatMul",
+)
+"""The fused (onnxruntime contrib) operators [`fused_operator_counts`] counts in an exported graph."""
+# The architectures whose graphs onnxruntime's transformer optimizer fuses as `model_type="bert"`.
+_BERT_LIKE = ("bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert")
 
 
 def _require_onnx() -> None:
@@ -100,28 +124,105 @@ def _quiet() -> Iterator[None]:
 
 
 class _Logits(torch.nn.Module):
-    """The classifier with positional inputs and its logits as the single output (what ONNX tracing wants)."""
+    """The classifier with positional inputs (in `names` order) and its logits as the single output (for tracing)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, names: Sequence[str]) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.names = model, list(names)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        return self.model(**{k: v for k, v in inputs.items() if v is not None}, return_dict=True).logits
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(**dict(zip(self.names, inputs)), return_dict=True).logits
+
+
+def fused_operator_counts(path: str | Path) -> dict[str, int]:
+    """
+    How many of each fused operator ([`FUSED_OPERATORS`]) an ONNX graph holds, read from the file.
+
+    Args:
+        path (`str` or `Path`):
+            The `.onnx` file.
+
+    Returns:
+        `dict[str, int]`: Operator type -> count, for the types that occur.
+    """
+    import onnx
+
+    found: dict[str, int] = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        if node.op_type in FUSED_OPERATORS:
+            found[node.op_type] = found.get(node.op_type, 0) + 1
+    return dict(sorted(found.items()))
+
+
+def _fuse(source: Path, target: Path, config: Any) -> bool:
+    """Fuse a TorchScript-exported encoder with onnxruntime's transformer optimizer; False when it cannot."""
+    if getattr(config, "model_type", None) not in _BERT_LIKE:
+        return False
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    # opt_level=0: the Python fusions only (exact GELU); onnxruntime applies its own when it loads the session.
+    fused = optimize_model(
+        str(source),
+        model_type="bert",
+        num_heads=int(config.num_attention_heads),
+        hidden_size=int(config.hidden_size),
+        opt_level=0,
+    )
+    fused.save_model_to_file(str(target))
+    return True
+
+
+class _Calibration:
+    """onnxruntime's calibration reader over tokenized texts (static int8)."""
+
+    def __init__(self, tokenizer: Any, texts: Sequence[str], names: Sequence[str], max_length: int) -> None:
+        self.batches: list[dict[str, np.ndarray]] = []
+        for start in range(0, len(texts), 16):
+            encoded = tokenizer(
+                list(texts[start : start + 16]),
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="np",
+            )
+            ids = encoded["input_ids"]
+            self.batches.append({n: np.asarray(encoded.get(n, np.zeros_like(ids)), dtype=np.int64) for n in names})
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return self.batches.pop(0) if self.batches else None
+
+    def rewind(self) -> None:  # pragma: no cover - onnxruntime may call it
+        pass
+
+
+def _quantize(source: Path, target: Path, quantize: str, calibration: _Calibration | None) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    # The fused operators are not ONNX ops: shape inference cannot type their outputs, which are float.
+    options = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+    if quantize == "int8":
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, extra_options=options)
+        return
+    quantize_static(
+        str(source),
+        str(target),
+        calibration,
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
+        extra_options=options,
+    )
 
 
 def export_onnx(
     model_dir: str | Path,
     output_dir: str | Path,
     quantize: str | None = None,
-    opset: int = 18,
+    opset: int = 17,
     tokenizer_dir: str | Path | None = None,
+    calibration_texts: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """
     Export the classifier saved in `model_dir` to an ONNX folder runnable with onnxruntime (see the module docstring).
@@ -132,17 +233,21 @@ def export_onnx(
         output_dir (`str` or `Path`):
             The folder to write (created; files of an earlier export are replaced).
         quantize (`str`, *optional*):
-            `None` (fp32) or `"int8"` (int8 weights, onnxruntime dynamic quantization).
-        opset (`int`, *optional*, defaults to 18):
+            `None` (fp32), `"int8"` (dynamic int8) or `"int8-static"` (static int8, needs `calibration_texts`).
+        opset (`int`, *optional*, defaults to 17):
             The ONNX opset.
         tokenizer_dir (`str` or `Path`, *optional*):
             Where the tokenizer is, when not in `model_dir`.
+        calibration_texts (`Sequence[str]`, *optional*):
+            Texts whose activations calibrate static int8 (e.g. a few hundred training texts); read in memory only.
 
     Returns:
-        `dict[str, Any]`: The content of `hf_kd_export.json`, plus `path` (the `model.onnx` file) and `size_mb`.
+        `dict[str, Any]`: The content of `hf_kd_export.json` (with `fused_operators`, the fused operator counts of
+        the saved graph), plus `path` (the `model.onnx` file) and `size_mb`.
 
     Raises:
-        `ValueError`: When `quantize` is not one of [`QUANTIZATIONS`] or `model_dir` is not a folder.
+        `ValueError`: When `quantize` is not one of [`QUANTIZATIONS`], static int8 has no calibration texts, or
+            `model_dir` is not a folder.
         `ImportError`: When onnx, onnxruntime or onnxscript is missing.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -151,11 +256,15 @@ def export_onnx(
 
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"`quantize` must be one of {list(QUANTIZATIONS)}, got {quantize!r}.")
+    if quantize == "int8-static" and not calibration_texts:
+        raise ValueError("`quantize='int8-static'` needs `calibration_texts` (e.g. a few hundred training texts).")
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ValueError(f"`model_dir` must be a local folder with a saved classifier; {str(model_dir)!r} is not one.")
     _require_onnx()
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, use_safetensors=True, attn_implementation="eager"
+    ).eval()
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or model_dir)
     names = [n for n in tokenizer.model_input_names if n in STUDENT_INPUT_COLUMNS]
     if "token_type_ids" in names and not getattr(model.config, "type_vocab_size", 0):
@@ -163,33 +272,36 @@ def export_onnx(
     if "input_ids" not in names:
         names.insert(0, "input_ids")
     example = tokenizer(["a b c", "a"], padding=True, return_tensors="pt")
-    sample = {name: example[name] if name in example else torch.zeros_like(example["input_ids"]) for name in names}
-    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    dynamic = {name: {0: batch, 1: sequence} for name in names}
+    sample = tuple(example[name] if name in example else torch.zeros_like(example["input_ids"]) for name in names)
+    max_length = int(min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512)))
 
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     target = output / ONNX_FILE
     with tempfile.TemporaryDirectory(prefix="hf_kd_onnx_") as scratch, _quiet():
-        fp32 = Path(scratch) / ONNX_FILE if quantize else target
+        traced, fused = Path(scratch) / "traced.onnx", Path(scratch) / "fused.onnx"
         with torch.no_grad():
-            program = torch.onnx.export(
-                _Logits(model),
-                (),
-                kwargs=sample,
+            torch.onnx.export(
+                _Logits(model, names),
+                sample,
+                str(traced),
                 input_names=names,
                 output_names=["logits"],
-                dynamic_shapes=dynamic,
+                dynamic_axes={name: {0: "batch", 1: "sequence"} for name in names},
                 opset_version=opset,
-                dynamo=True,
-                external_data=False,
-                verbose=False,
+                dynamo=False,
             )
-        program.save(str(fp32), external_data=False)
-        if quantize == "int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8)
+        # Static int8 is calibrated on the traced graph (standard ops; the quantizer cannot type the outputs of
+        # fused contrib ops, so it would leave the activations in float); onnxruntime fuses its QDQ pairs at load.
+        static = quantize == "int8-static"
+        graph = fused if not static and _fuse(traced, fused, model.config) else traced
+        if quantize is None:
+            shutil.copyfile(graph, target)
+        else:
+            calibration = None
+            if quantize == "int8-static":
+                calibration = _Calibration(tokenizer, list(calibration_texts or []), names, max_length)
+            _quantize(graph, target, quantize, calibration)
     tokenizer.save_pretrained(output)
     model.config.save_pretrained(output)
     config = model.config
@@ -202,219 +314,16 @@ def export_onnx(
         "task": export_task(config),
         "label_names": [config.id2label[i] for i in range(config.num_labels)],
         "threshold": None if threshold is None else float(threshold),
-        "max_length": int(min(tokenizer.model_max_length, getattr(config, "max_position_embeddings", 512))),
+        "max_length": max_length,
         "inputs": names,
         "opset": opset,
+        "exporter": "torch.onnx (TorchScript) + onnxruntime transformer optimizer",
+        "fused_operators": fused_operator_counts(target),
         "torch_version": torch.__version__,
         "onnxruntime_version": onnxruntime.__version__,
     }
     (output / EXPORT_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return {**info, "path": str(target), "size_mb": target.stat().st_size / BYTES_PER_MB}
-
-
-class OnnxClassifier:
-    """
-    An exported classifier ([`export_onnx`]) run with onnxruntime on CPU.
-
-    Args:
-        session (`onnxruntime.InferenceSession`):
-            The session of `model.onnx`.
-        tokenizer (`PreTrainedTokenizerBase`):
-            The tokenizer saved beside it.
-        info (`Mapping[str, Any]`):
-            The content of `hf_kd_export.json`.
-        config (`PretrainedConfig`, *optional*):
-            The model's config (read by `hf_kd.model_stats.measure_latency`).
-    """
-
-    def __init__(self, session: Any, tokenizer: Any, info: Mapping[str, Any], config: Any = None) -> None:
-        self.session, self.tokenizer, self.info, self.config = session, tokenizer, dict(info), config
-        self.input_names = [i.name for i in session.get_inputs()]
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path, num_threads: int | None = None) -> OnnxClassifier:
-        """
-        Load an export folder.
-
-        Args:
-            folder (`str` or `Path`):
-                The folder [`export_onnx`] wrote.
-            num_threads (`int`, *optional*):
-                onnxruntime's intra-op threads; defaults to its own choice (all cores).
-
-        Returns:
-            [`OnnxClassifier`]: The classifier.
-
-        Raises:
-            `ValueError`: When the folder lacks `model.onnx` or `hf_kd_export.json`.
-        """
-        import onnxruntime
-        from transformers import AutoConfig, AutoTokenizer
-
-        folder = Path(folder)
-        for name in (ONNX_FILE, EXPORT_FILE):
-            if not (folder / name).is_file():
-                raise ValueError(f"{str(folder)!r} is not an hf-kd export: it has no {name!r} (see `hf-kd export`).")
-        options = onnxruntime.SessionOptions()
-        if num_threads is not None:
-            if num_threads < 1:
-                raise ValueError(f"`num_threads` must be >= 1, got {num_threads}.")
-            options.intra_op_num_threads = num_threads
-            options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(
-            str(folder / ONNX_FILE), sess_options=options, providers=["CPUExecutionProvider"]
-        )
-        info = json.loads((folder / EXPORT_FILE).read_text(encoding="utf-8"))
-        return cls(session, AutoTokenizer.from_pretrained(folder), info, AutoConfig.from_pretrained(folder))
-
-    @property
-    def label_names(self) -> list[str]:
-        """The label names, in id order."""
-        return list(self.info["label_names"])
-
-    @property
-    def threshold(self) -> float:
-        """The operating threshold of a multi-label or binary model (0.5 when none was saved)."""
-        value = self.info.get("threshold")
-        return 0.5 if value is None else float(value)
-
-    def __call__(self, **inputs: Any) -> Any:
-        """Logits (a `torch.Tensor`) of a batch of model inputs (tensors or arrays), like a transformers model."""
-        feed = {}
-        for name in self.input_names:
-            value = inputs.get(name)
-            if value is None:
-                value = np.zeros_like(np.asarray(inputs["input_ids"]))
-            feed[name] = np.asarray(value.cpu() if isinstance(value, torch.Tensor) else value, dtype=np.int64)
-        return torch.from_numpy(self.session.run(["logits"], feed)[0])
-
-    def logits(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """
-        The logits of `texts`, tokenized like the model was trained (truncated to its maximum length).
-
-        Args:
-            texts (`Sequence[str]`):
-                The texts.
-            batch_size (`int`, *optional*, defaults to 32):
-                Texts per run.
-
-        Returns:
-            `np.ndarray`: One row of logits per text.
-        """
-        if isinstance(texts, str):
-            raise TypeError("`texts` must be a sequence of strings, not one string.")
-        rows = []
-        for start in range(0, len(texts), batch_size):
-            encoded = self.tokenizer(
-                list(texts[start : start + batch_size]),
-                padding=True,
-                truncation=True,
-                max_length=self.info.get("max_length"),
-                return_tensors="np",
-            )
-            rows.append(self(**encoded).numpy())
-        return np.concatenate(rows) if rows else np.zeros((0, len(self.label_names)), dtype=np.float32)
-
-    def dataset_logits(self, dataset: Any, batch_size: int = 32) -> np.ndarray:
-        """
-        The logits of a tokenized split (`input_ids`, `attention_mask`, ... columns), padded per batch.
-
-        Args:
-            dataset (`datasets.Dataset`):
-                The tokenized split.
-            batch_size (`int`, *optional*, defaults to 32):
-                Examples per run.
-
-        Returns:
-            `np.ndarray`: float64 logits, one row per example.
-        """
-        columns = [name for name in self.input_names if name in dataset.column_names]
-        rows = []
-        for start in range(0, len(dataset), batch_size):
-            batch = dataset[start : start + batch_size]
-            features = [{name: batch[name][i] for name in columns} for i in range(len(batch["input_ids"]))]
-            padded = self.tokenizer.pad(features, padding=True, return_tensors="np")
-            rows.append(self(**padded).numpy())
-        return np.concatenate(rows).astype(np.float64)
-
-    def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[Any]:
-        """
-        Label names of `texts`: one per text (single-label and binary; a binary model's positive label when its
-        probability reaches the threshold), a list per text (multi-label, at the threshold), or a float (regression).
-
-        Args:
-            texts (`Sequence[str]`):
-                The texts.
-            batch_size (`int`, *optional*, defaults to 32):
-                Texts per run.
-
-        Returns:
-            `list`: The predictions.
-        """
-        from .metrics import positive_scores, sigmoid
-
-        logits = self.logits(texts, batch_size)
-        names, task = self.label_names, self.info["task"]
-        if task == MULTI_LABEL:
-            chosen = sigmoid(logits) >= self.threshold
-            return [[names[j] for j in np.flatnonzero(row)] for row in chosen]
-        if task == BINARY:
-            return [names[1] if p >= self.threshold else names[0] for p in positive_scores(logits)]
-        if task == REGRESSION:
-            return [float(v) for v in logits.reshape(len(logits), -1)[:, 0]]
-        return [names[int(i)] for i in logits.argmax(axis=1)]
-
-
-def onnx_size_mb(folder: str | Path) -> float:
-    """The size of an export's `model.onnx`, in MB of 10^6 bytes."""
-    from .model_stats import BYTES_PER_MB
-
-    return Path(folder, ONNX_FILE).stat().st_size / BYTES_PER_MB
-
-
-def onnx_latency(
-    classifier: OnnxClassifier, batch_sizes: Sequence[int] = (1, 32), seq_len: int = 128, n_runs: int = 5
-) -> dict[str, Any]:
-    """
-    Latency of an exported classifier on synthetic token ids, in the format of `hf_kd.model_stats.measure_latency`.
-
-    Args:
-        classifier ([`OnnxClassifier`]):
-            The exported classifier.
-        batch_sizes (`Sequence[int]`, *optional*, defaults to `(1, 32)`):
-            Batch sizes timed.
-        seq_len (`int`, *optional*, defaults to 128):
-            Tokens per sequence.
-        n_runs (`int`, *optional*, defaults to 5):
-            Timed runs per batch size (after 2 untimed ones); the median is reported.
-
-    Returns:
-        `dict[str, Any]`: `device`, `num_threads`, `seq_len`, `n_runs`, `inputs`, `runtime` and `per_batch_size`.
-    """
-    tokenizer = classifier.tokenizer
-    generator = np.random.default_rng(0)
-    low = max(tokenizer.all_special_ids) + 1
-    length = min(seq_len, int(classifier.info.get("max_length") or seq_len))
-    per_batch: dict[str, dict[str, Any]] = {}
-    for size in batch_sizes:
-        ids = generator.integers(low, len(tokenizer), size=(size, length), dtype=np.int64)
-        if tokenizer.cls_token_id is not None:
-            ids[:, 0] = tokenizer.cls_token_id
-        if tokenizer.sep_token_id is not None:
-            ids[:, -1] = tokenizer.sep_token_id
-        batch = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-        per_batch[str(size)] = time_batch(lambda batch=batch: classifier(**batch), size, n_warmup=2, n_runs=n_runs)
-    threads = classifier.session.get_session_options().intra_op_num_threads
-    return {
-        "device": "cpu",
-        "num_threads": threads or torch.get_num_threads(),
-        "seq_len": length,
-        "n_runs": n_runs,
-        "inputs": "synthetic token ids",
-        "runtime": "onnxruntime",
-        "machine": platform.machine(),
-        "per_batch_size": per_batch,
-    }
 
 
 def export_student(run: Any, student_dir: str, folder: Path, threshold: float | None) -> dict[str, Any]:
@@ -434,13 +343,16 @@ def export_student(run: Any, student_dir: str, folder: Path, threshold: float | 
 
     Returns:
         `dict[str, Any]`: `metrics` (per split), `export` (what [`export_onnx`] wrote) and `classifier` (the loaded
-        [`OnnxClassifier`]).
+        [`~hf_kd.onnx_classifier.OnnxClassifier`]).
     """
     from .evaluation import evaluate_splits
 
     config = run.config.evaluation
     target = folder / "export"
-    info = export_onnx(student_dir, target, quantize=None if config.export == "fp32" else config.export)
+    quantize = None if config.export == "fp32" else config.export
+    # Static int8 calibrates its activation ranges on the first training texts (read in memory, never written).
+    calibration = run.splits.train[run.config.data.text_column][:256] if quantize == "int8-static" else None
+    info = export_onnx(student_dir, target, quantize=quantize, calibration_texts=calibration)
     classifier = OnnxClassifier.from_pretrained(target, num_threads=torch.get_num_threads())
     metrics, _ = evaluate_splits(
         classifier,

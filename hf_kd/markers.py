@@ -137,16 +137,22 @@ class RunLock:
     """
     The lock of a run folder: `output_dir/.hf-kd.lock`, created atomically, holding the owner's process id.
 
-    A lock left by a process that is gone (killed, crashed) is taken over. Use it as a context manager.
+    A lock left on this host by a process that is gone (killed, crashed) is taken over. A lock written on another
+    host (a shared filesystem: that node's run may be alive), or one that cannot be read, is never taken over unless
+    `force` says so. Use it as a context manager.
 
     Args:
         folder (`Path`):
             The run folder.
+        force (`bool`, *optional*, defaults to `False`):
+            Take over a lock of another host or an unreadable one (`hf-kd distill --force-unlock`), after making sure
+            no run uses the folder. A live run of this host is never taken over.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, force: bool = False) -> None:
         self.path = Path(folder) / LOCK_FILE
         self.held = False
+        self.force = force
 
     def acquire(self) -> None:
         """
@@ -158,23 +164,41 @@ class RunLock:
             try:
                 handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                try:
-                    owner = json.loads(self.path.read_text(encoding="utf-8"))
-                except (OSError, ValueError):
-                    owner = {}
-                pid = int(owner.get("pid", 0) or 0)
-                if pid and owner.get("host") == me["host"] and _alive(pid):
-                    raise RunLockedError(
-                        f"The output folder {str(self.path.parent)!r} is in use by another hf-kd run (process {pid}, "
-                        f"started {owner.get('started', '?')}); wait for it to finish or choose another output_dir."
-                    ) from None
-                self.path.unlink(missing_ok=True)  # left by a process that is gone
+                self._take_over(me["host"])
+                self.path.unlink(missing_ok=True)  # left by a process that is gone, or forced
                 continue
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 json.dump(me, out)
             self.held = True
             return
         raise RunLockedError(f"Could not take the lock of the output folder {str(self.path.parent)!r}.")
+
+    def _take_over(self, host: str) -> None:
+        """Raise [`RunLockedError`] naming the holder unless its lock may be removed."""
+        folder = str(self.path.parent)
+        try:
+            owner = json.loads(self.path.read_text(encoding="utf-8"))
+            pid, holder = int(owner["pid"]), str(owner["host"])
+        except (OSError, ValueError, KeyError, TypeError):
+            if self.force:
+                return
+            raise RunLockedError(
+                f"The output folder {folder!r} has a lock file that cannot be read ({str(self.path)!r}). If no run "
+                "uses the folder, rerun with --force-unlock (or remove the file)."
+            ) from None
+        started = owner.get("started", "?")
+        if holder == host:
+            if _alive(pid):
+                raise RunLockedError(
+                    f"The output folder {folder!r} is in use by another hf-kd run (process {pid} on {holder}, started "
+                    f"{started}); wait for it to finish or choose another output_dir."
+                )
+            return
+        if not self.force:
+            raise RunLockedError(
+                f"The output folder {folder!r} is locked by an hf-kd run on host {holder!r} (process {pid}, started "
+                f"{started}), which this host cannot check. Wait for it, or, if it is gone, rerun with --force-unlock."
+            )
 
     def release(self) -> None:
         """Remove the lock file if this process holds it."""
@@ -212,9 +236,12 @@ def stage_fingerprints(config: Any) -> dict[str, dict[str, Any]]:
     Returns:
         `dict[str, dict]`: Stage -> `{"fingerprint": str, "inputs": {part: digest}}`.
     """
-    data = {k: v for k, v in asdict(config.data).items() if k != "keep_cache"}
+    # The transfer set is an input of the teacher's logits and after, not of the teacher's fine-tuning.
+    transfer_fields = ("unlabeled_files", "unlabeled_from_corpus")
+    data = {k: v for k, v in asdict(config.data).items() if k not in ("keep_cache", *transfer_fields)}
     files = {split: files_identity(path) for split, path in (config.data.data_files or {}).items()}
     data_fp = digest(data, config.seed, files_identity(config.data.path), files)
+    transfer = [config.data.unlabeled_from_corpus, [files_identity(p) for p in config.data.unlabeled_files or []]]
     teacher = asdict(config.teacher)
     student = {k: v for k, v in asdict(config.student).items() if k != "training"} | dict(config.student.training)
     warmup = {k: v for k, v in student.items() if k not in DISTILLATION_ONLY}
@@ -235,7 +262,9 @@ def stage_fingerprints(config: Any) -> dict[str, dict[str, Any]]:
         student_tokenizer = [student_tokenizer, files_identity(config.student.tokenizer)]
     if config.student.prune_vocabulary:
         student_tokenizer = [student_tokenizer, "pruned"]
-    logits_fp = stage("teacher_logits", teacher=teacher_fp, student_tokenizer=student_tokenizer, data=data_fp)
+    logits_fp = stage(
+        "teacher_logits", teacher=teacher_fp, student_tokenizer=student_tokenizer, data=data_fp, transfer=transfer
+    )
     warm_fp = stage("student_warmup", teacher_logits=logits_fp, student=warmup, model=student_model)
     upstream = warm_fp if config.student.warmup_epochs else logits_fp
     student_fp = stage("student", upstream=upstream, student=student, model=student_model)

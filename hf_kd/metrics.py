@@ -34,6 +34,7 @@ from .numeric import (
     f1_from_counts,
     labeled_mask,
     metric_keys,
+    positive_scores,
     prepare_multilabel,
     safe_divide,
     sigmoid,
@@ -369,25 +370,6 @@ def _first(x: Any) -> Any:
             raise ValueError("`EvalPrediction.predictions` is an empty tuple.")
         x = x[0]
     return x
-
-
-def positive_scores(logits: npt.ArrayLike) -> np.ndarray:
-    """
-    Positive-class probabilities of a binary head: sigmoid of a one-logit head, softmax column 1 of a two-logit one.
-
-    Args:
-        logits (`npt.ArrayLike` of shape `(n,)`, `(n, 1)` or `(n, 2)`):
-            The head's logits.
-
-    Returns:
-        `np.ndarray` of shape `(n,)`: The probabilities.
-    """
-    logits = as_numeric(logits, "logits")
-    if logits.ndim == 2 and logits.shape[1] == 2:
-        return softmax(logits, axis=-1)[:, 1]
-    if logits.ndim == 1 or (logits.ndim == 2 and logits.shape[1] == 1):
-        return sigmoid(logits.reshape(-1))
-    raise ValueError(f"Binary logits must have shape (n,), (n, 1) or (n, 2), got {logits.shape}.")
 
 
 def make_compute_metrics(

@@ -29,6 +29,7 @@ __all__ = [
     "f1_from_counts",
     "labeled_mask",
     "metric_keys",
+    "positive_scores",
     "prepare_multilabel",
     "safe_divide",
     "sigmoid",
@@ -257,3 +258,22 @@ def metric_keys(label_names: Sequence[str] | None, num_labels: int) -> list[str]
     if duplicated:
         raise ValueError(f"`label_names` map to duplicated metric keys after sanitization: {duplicated}.")
     return keys
+
+
+def positive_scores(logits: npt.ArrayLike) -> np.ndarray:
+    """
+    Positive-class probabilities of a binary head: sigmoid of a one-logit head, softmax column 1 of a two-logit one.
+
+    Args:
+        logits (`npt.ArrayLike` of shape `(n,)`, `(n, 1)` or `(n, 2)`):
+            The head's logits.
+
+    Returns:
+        `np.ndarray` of shape `(n,)`: The probabilities.
+    """
+    logits = as_numeric(logits, "logits")
+    if logits.ndim == 2 and logits.shape[1] == 2:
+        return softmax(logits, axis=-1)[:, 1]
+    if logits.ndim == 1 or (logits.ndim == 2 and logits.shape[1] == 1):
+        return sigmoid(logits.reshape(-1))
+    raise ValueError(f"Binary logits must have shape (n,), (n, 1) or (n, 2), got {logits.shape}.")

@@ -5,16 +5,16 @@
 
 1. `teacher`: fine-tune the teacher on the hard labels (`DistillationTrainer` with `alpha=1`), unless the given
    teacher is already fine-tuned on this label space (its `config.id2label` equals the dataset's label names).
-2. `teacher_eval`: evaluate the teacher on the validation (and test) split; with `evaluation.min_teacher_metric`,
-   stop with a [`QualityGateError`] when the teacher is below the gate.
-3. `teacher_logits`: run the teacher once over the tokenized training set (`cache_teacher_logits`, shared between
-   processes), saved with `save_to_disk`.
-4. `student_warmup` (optional, `student.warmup_epochs > 0`): train the student on the hard labels only.
-5. `student`: distil (`DistillationTrainer` on the cached logits; the online teacher is used only when hidden-state
-   or attention losses need its activations, or `student.online_teacher` asks for it).
-6. `evaluation`: evaluate the student like the teacher (`hf_kd.evaluation`), save its operating threshold in its
-   `config.json`, write the report, figures and model card (`hf_kd.run_report`), and push the student to the Hub
-   when the student section names a `hub_model_id` (or sets `push_to_hub`).
+2. `teacher_eval`: evaluate the teacher on the labelled validation (and test) split; with
+   `evaluation.min_teacher_metric`, stop with a `QualityGateError` when the teacher is below the gate.
+3. `teacher_logits`: run the teacher once over the training rows and the transfer set (unlabeled rows,
+   `hf_kd.recipe_data.transfer_set`) with `cache_teacher_logits`, shared between processes; saved with `save_to_disk`.
+4. `student_warmup` (optional, `student.warmup_epochs > 0`): train the student on the labelled rows only.
+5. `student`: distil (`DistillationTrainer` on the cached logits, the transfer set with the distillation term only;
+   the online teacher only when hidden-state or attention terms or `student.online_teacher` ask for it).
+6. `evaluation`: evaluate the student like the teacher (`hf_kd.evaluation`), predict an unlabeled test split, save
+   the operating threshold in `config.json`, write the report, figures and card (`hf_kd.run_report`), and push the
+   student to the Hub when the student section names a `hub_model_id` (or sets `push_to_hub`).
 
 Before the first stage, the whole recipe is checked (`hf_kd.preflight`), the folder is locked against a second run,
 and every stage whose inputs changed since its marker was written is removed, with those after it, so that a rerun
@@ -39,7 +39,15 @@ from typing import Any
 
 from .constants import BINARY, MULTI_LABEL, TEACHER_LOGITS_COLUMN
 from .distributed import barrier, is_main_process, start_state, state
-from .evaluation import THRESHOLD_KEY, default_metric, evaluate_splits, model_problem_type, trainer_compute_metrics
+from .evaluation import (
+    THRESHOLD_KEY,
+    QualityGateError,
+    apply_gate,
+    default_metric,
+    evaluate_splits,
+    model_problem_type,
+    trainer_compute_metrics,
+)
 from .markers import (
     DISTILLATION_ONLY,
     DONE_FILE,
@@ -60,7 +68,7 @@ from .models import (
     with_lora,
 )
 from .recipe import DistillationPipelineConfig
-from .recipe_data import load_recipe_data, model_columns, subset, tokenize_side
+from .recipe_data import model_columns, recipe_splits, tokenize_splits
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +76,6 @@ __all__ = ["DONE_FILE", "STAGES", "PipelineRun", "QualityGateError", "run_pipeli
 
 STAGES = ("teacher", "teacher_eval", "teacher_logits", "student_warmup", "student", "evaluation")
 """The pipeline's stages, in order; each writes under `output_dir/<stage>/`."""
-
-
-class QualityGateError(RuntimeError):
-    """Raised when the teacher's evaluation metric is below the recipe's gate."""
 
 
 class PipelineRun:
@@ -87,7 +91,6 @@ class PipelineRun:
     """
 
     def __init__(self, config: DistillationPipelineConfig) -> None:
-        from .data import tokenize_for_distillation
         from .preflight import check_model_path, check_run
 
         self.config = config
@@ -97,17 +100,10 @@ class PipelineRun:
         check_model_path(str(config.teacher.model), "teacher.model")
         if config.student.model is not None:
             check_model_path(config.student.model, "student.model")
-        raw, self.label_names, self.task = load_recipe_data(config, cache_dir=str(self.root / "cache"))
-        if "train" not in raw:
-            raise ValueError(f"The dataset has no 'train' split; splits: {list(raw)}.")
-        if data_config.validation_split not in raw:
-            raise ValueError(f"Validation split {data_config.validation_split!r} not found; splits: {list(raw)}.")
+        splits = recipe_splits(config, cache_dir=str(self.root / "cache"))
+        self.label_names, self.task, train = splits.label_names, splits.task, splits.train
+        self.splits = splits  # the labelled, evaluated, predicted and transfer rows (`RecipeSplits`)
         self.problem_type = model_problem_type(self.task)
-        eval_names = [data_config.validation_split]
-        if data_config.test_split and data_config.test_split in raw:
-            eval_names.append(data_config.test_split)
-        train = subset(raw["train"], data_config.train_size, config.seed)
-        self.evals_raw = {name: subset(raw[name], data_config.eval_size, config.seed) for name in eval_names}
         self.validation_split = data_config.validation_split
         groups = train["group"] if "group" in train.column_names else None
         self.grouped = groups is not None and len(set(groups)) < len(groups)
@@ -119,37 +115,28 @@ class PipelineRun:
         else:
             self.student_tokenizer = self.teacher_tokenizer
         self.kept_token_ids: list[int] | None = None
+        # The tokenizer the teacher reads while the student is distilled (cached logits, online teacher): with a
+        # pruned vocabulary it shares, the pruned one (the teacher then reads its embedding rows of the kept tokens).
+        self.distill_teacher_tokenizer = self.teacher_tokenizer
         if config.student.prune_vocabulary:
+            from .alignment import same_tokenization
             from .vocabulary import prune_tokenizer, pruned_token_ids
 
-            texts = train[data_config.text_column]
+            texts = [*train[data_config.text_column], *splits.transfer[data_config.text_column]]
             self.kept_token_ids = pruned_token_ids(self.student_tokenizer, texts, extra_texts=self.label_names)
-            self.student_tokenizer = prune_tokenizer(self.student_tokenizer, self.kept_token_ids)
+            pruned = prune_tokenizer(self.student_tokenizer, self.kept_token_ids)
+            if (
+                same_tokenization(self.student_tokenizer, self.teacher_tokenizer)
+                and not data_config.teacher_text_column
+            ):
+                self.distill_teacher_tokenizer = pruned
+            self.student_tokenizer = pruned
         check_run(self)
-        teacher_column = data_config.teacher_text_column or data_config.text_column
-        teacher_length = data_config.teacher_max_length or data_config.max_length
-
-        def teacher_side(dataset: Any) -> Any:
-            return tokenize_side(dataset, self.teacher_tokenizer, teacher_column, teacher_length)
-
-        def student_side(dataset: Any) -> Any:
-            return tokenize_side(dataset, self.student_tokenizer, data_config.text_column, data_config.max_length)
-
-        self.teacher_train = model_columns(teacher_side(train))
-        self.teacher_evals = {name: teacher_side(dataset) for name, dataset in self.evals_raw.items()}
-        self.student_evals = {name: student_side(dataset) for name, dataset in self.evals_raw.items()}
-        self.student_train = model_columns(
-            tokenize_for_distillation(
-                train,
-                self.student_tokenizer,
-                teacher_tokenizer=self.teacher_tokenizer,
-                text_column=data_config.text_column,
-                teacher_text_column=data_config.teacher_text_column,
-                max_length=data_config.max_length,
-                teacher_max_length=data_config.teacher_max_length,
-                remove_text=True,
-            )
+        sides = tokenize_splits(
+            splits, data_config, self.teacher_tokenizer, self.student_tokenizer, self.distill_teacher_tokenizer
         )
+        for name, dataset in sides.items():  # teacher_train, teacher_evals, student_train, student_evals, ...
+            setattr(self, name, dataset)
         self.n_train = len(train)
         self.teacher_path: str = self.teacher_name
         self.stages: dict[str, str] = {}
@@ -223,14 +210,13 @@ class PipelineRun:
         """The fine-tuned teacher (or the given one, when stage 1 was skipped)."""
         return load_classifier(self.teacher_path, self.label_names, self.problem_type)
 
-    def needs_online_teacher(self) -> bool:
-        """Whether the distillation runs the teacher at every step (hidden-state/attention terms, `online_teacher`)."""
-        args = self.config.student.training
-        return (
-            bool(self.config.student.online_teacher)
-            or float(args.get("hidden_loss_weight", 0) or 0) > 0
-            or float(args.get("attention_loss_weight", 0) or 0) > 0
-        )
+    def distillation_teacher(self) -> Any:
+        """The teacher as the distillation reads it: on a shared pruned vocabulary, with the kept tokens' rows only."""
+        from .vocabulary import prune_embeddings
+
+        teacher = self.load_teacher()
+        shared = self.distill_teacher_tokenizer is not self.teacher_tokenizer
+        return prune_embeddings(teacher, self.kept_token_ids) if shared else teacher
 
     def _fit(self, stage: str, trainer: Any) -> tuple[str, str | None, float]:
         if is_main_process():  # an interrupted stage resumes only from checkpoints made from the same inputs
@@ -295,12 +281,7 @@ class PipelineRun:
         gate = self.config.evaluation.min_teacher_metric
         if gate is not None:
             name = self.config.evaluation.gate_metric or default_metric(self.task, self.grouped)
-            value = metrics[self.validation_split][name]
-            if value < gate:
-                raise QualityGateError(
-                    f"Teacher quality gate failed: {self.validation_split} {name} = {value:.4f} < "
-                    f"min_teacher_metric = {gate}. Fix the teacher (or lower the gate) before distilling."
-                )
+            apply_gate(metrics[self.validation_split].get(name), gate, name, self.validation_split)
         return metrics
 
     def run_teacher_logits(self) -> Any:
@@ -314,15 +295,18 @@ class PipelineRun:
         if self._done("teacher_logits") is not None:
             self._skip("teacher_logits", "done")
             return datasets.load_from_disk(str(data_dir))
-        self._banner("teacher_logits", "caching the teacher's logits over the training set")
+        transfer = (
+            f" and {len(self.splits.transfer)} unlabeled rows of the transfer set" if self.splits.transfer else ""
+        )
+        self._banner("teacher_logits", f"caching the teacher's logits over {self.n_train} training rows{transfer}")
         started = time.perf_counter()
         cached = cache_teacher_logits(
-            self.load_teacher(),
+            self.distillation_teacher(),
             self.student_train,
             batch_size=self.config.evaluation.batch_size,
             cache_dir=str(folder / "cache"),
             accelerator=state(),
-            teacher_tokenizer=self.teacher_tokenizer,
+            teacher_tokenizer=self.distill_teacher_tokenizer,
         )
         if is_main_process():
             shutil.rmtree(data_dir, ignore_errors=True)
@@ -357,7 +341,10 @@ class PipelineRun:
         trainer = DistillationTrainer(
             model=self.new_student(),
             args=self.training_arguments("student_warmup", self.stage_dir("student_warmup") / "checkpoints"),
-            train_dataset=model_columns(train.remove_columns([TEACHER_LOGITS_COLUMN]), teacher_side=False),
+            # the labelled rows only: the transfer set (after them) has no hard label to learn
+            train_dataset=model_columns(
+                train.select(range(self.n_train)).remove_columns([TEACHER_LOGITS_COLUMN]), teacher_side=False
+            ),
             processing_class=self.student_tokenizer,
             compute_metrics=self.compute_metrics(),
         )
@@ -368,21 +355,21 @@ class PipelineRun:
 
     def distillation_trainer(self, output_dir: Path, train: Any, model: Any = None, model_init: Any = None) -> Any:
         """The student's `DistillationTrainer` (stage 5 and every search trial): the online teacher only when
-        `needs_online_teacher()`, otherwise the cached `teacher_logits` column alone."""
+        `student.needs_online_teacher`, otherwise the cached `teacher_logits` column alone."""
         from .trainer import DistillationTrainer
 
-        online = self.needs_online_teacher()
+        online = self.config.student.needs_online_teacher
         if online and TEACHER_LOGITS_COLUMN in train.column_names:
             train = train.remove_columns(TEACHER_LOGITS_COLUMN)  # every logit comes from the teacher's forward pass
         return DistillationTrainer(
             model=model,
             model_init=model_init,
-            teacher_model=self.load_teacher() if online else None,
+            teacher_model=self.distillation_teacher() if online else None,
             args=self.training_arguments("student", output_dir),
             train_dataset=model_columns(train, teacher_side=online),
             eval_dataset=model_columns(self.student_evals[self.validation_split], teacher_side=False),
             processing_class=self.student_tokenizer,
-            teacher_processing_class=self.teacher_tokenizer if online else None,
+            teacher_processing_class=self.distill_teacher_tokenizer if online else None,
             compute_metrics=self.compute_metrics(),
         )
 
@@ -392,7 +379,7 @@ class PipelineRun:
         if done is not None:
             self._skip("student", "done")
             return done["model"], done
-        online = self.needs_online_teacher()
+        online = self.config.student.needs_online_teacher
         self._banner("student", f"distilling the student from {'the online teacher' if online else 'cached logits'}")
         trainer = self.distillation_trainer(
             self.stage_dir("student") / "checkpoints", train, self.new_student(warm_model)
@@ -424,10 +411,15 @@ class PipelineRun:
         student_metrics, outputs = self.evaluate(student, self.student_tokenizer, self.student_evals, folder)
         save_predictions(folder, outputs)
         result: dict[str, Any] = {"teacher": teacher_metrics, "student": student_metrics}
+        threshold = None
+        if self.task in (MULTI_LABEL, BINARY):  # the operating point travels with the model
+            threshold = student_metrics[self.validation_split]["threshold"]
+        if self.student_predict:
+            from .run_report import predict_unlabeled
+
+            result["predicted"] = predict_unlabeled(self, student, folder, threshold)
         if is_main_process():
-            threshold = None
-            if self.task in (MULTI_LABEL, BINARY):  # the operating point travels with the model
-                threshold = student_metrics[self.validation_split]["threshold"]
+            if threshold is not None:
                 student.config.update({THRESHOLD_KEY: threshold})
                 student.config.save_pretrained(student_dir)
             from .export import export_student  # onnx is imported only when exporting
@@ -458,13 +450,15 @@ class PipelineRun:
         barrier()
 
 
-def run_pipeline(config: DistillationPipelineConfig) -> dict[str, Any]:
+def run_pipeline(config: DistillationPipelineConfig, force_unlock: bool = False) -> dict[str, Any]:
     """
     Run (or resume) the distillation recipe `config`; see the module docstring for the stages.
 
     Args:
         config ([`~hf_kd.recipe.DistillationPipelineConfig`]):
             The recipe.
+        force_unlock (`bool`, *optional*, defaults to `False`):
+            Take over a lock of `output_dir` from another host or unreadable (`--force-unlock`, `RunLock`).
 
     Returns:
         `dict[str, Any]`: `output_dir`, `stages` (what each stage did: `"ran"`, `"skipped (...)"` or
@@ -473,12 +467,11 @@ def run_pipeline(config: DistillationPipelineConfig) -> dict[str, Any]:
 
     Raises:
         [`QualityGateError`]: When the teacher is below `evaluation.min_teacher_metric`.
-        [`~hf_kd.markers.RunLockedError`]: When another live run holds `output_dir`.
+        [`~hf_kd.markers.RunLockedError`]: When another live run (or another host's) holds `output_dir`.
         `ValueError`: When the recipe does not fit its data or models (before any stage runs).
     """
-    start_state(cpu=config.use_cpu)
-    # The main process holds the folder's lock for the processes of its launch.
-    with RunLock(Path(config.output_dir)) if is_main_process() else contextlib.nullcontext():
+    start_state(cpu=config.use_cpu)  # the main process holds the folder's lock for the processes of its launch
+    with RunLock(Path(config.output_dir), force_unlock) if is_main_process() else contextlib.nullcontext():
         run = PipelineRun(config)
         run.start()
         run.run_teacher()

@@ -156,6 +156,6 @@ def check_run(run: Any) -> None:
                 f"`{field}` is {metric!r}, which a {run.task} task does not report; its metrics are "
                 f"{', '.join(n for n in names if not n.startswith('f1_'))} and the per-label f1_<label>."
             )
-    for name, dataset in run.evals_raw.items():
+    for name, dataset in run.splits.evals.items():
         if len(dataset) == 0:
             raise ValueError(f"The {name!r} split has no example to evaluate.")

@@ -360,8 +360,8 @@ class DistillationPipelineConfig:
         if self.teacher.model is None:
             raise ValueError("The recipe needs `teacher.model` (a path or Hub id).")
         check_student_section(self.student)
-        if self.evaluation.export not in (None, "fp32", "int8"):
-            raise ValueError(f"`evaluation.export` must be fp32 or int8 when set, got {self.evaluation.export!r}.")
+        if self.evaluation.export not in (None, "fp32", "int8", "int8-static"):
+            raise ValueError(f"`evaluation.export` must be fp32, int8 or int8-static, got {self.evaluation.export!r}.")
         if self.data.dataset not in ("hoc", "codiesp", "files"):
             raise ValueError(f"`data.dataset` must be 'hoc', 'codiesp' or 'files', got {self.data.dataset!r}.")
         levels = {"hoc": ("abstract", "sentence"), "codiesp": ("chapter", "triage")}.get(self.data.dataset, (None,))

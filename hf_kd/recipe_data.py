@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from datasets import Value
 
 from .constants import (
     BINARY,
@@ -16,7 +19,23 @@ from .constants import (
 )
 from .recipe import DistillationPipelineConfig
 
-__all__ = ["load_recipe_data", "model_columns", "subset", "tokenize_side"]
+__all__ = [
+    "UNLABELED_SPLIT",
+    "hide_labels",
+    "labelled_split",
+    "load_recipe_data",
+    "model_columns",
+    "recipe_splits",
+    "RecipeSplits",
+    "subset",
+    "tokenize_side",
+    "tokenize_splits",
+    "transfer_set",
+    "unlabeled_rows",
+]
+
+UNLABELED_SPLIT = "unlabeled"
+"""The split of a recipe's data that holds its transfer set's unlabeled text (`labels` all `-100`)."""
 
 
 def load_recipe_data(config: DistillationPipelineConfig, cache_dir: str | None = None) -> tuple[Any, list[str], str]:
@@ -30,9 +49,11 @@ def load_recipe_data(config: DistillationPipelineConfig, cache_dir: str | None =
             Where `datasets` keeps its cache files of the data (they hold copies of the text).
 
     Returns:
-        `tuple[datasets.DatasetDict, list[str], str]`: The splits with their `labels` column, the label names and
-        the task: a problem type, or `"binary"` for a two-class single-label dataset (the second name is the
-        positive class).
+        `tuple[datasets.DatasetDict, list[str], str]`: The splits with their `labels` column (a split of `"files"`
+        without the label column has none: an unlabeled split), the label names and the task: a problem type, or
+        `"binary"` for a two-class single-label dataset (the second name is the positive class). With
+        `data.unlabeled_files` (or CodiEsp's background cases, with `data.unlabeled_from_corpus`), the split
+        [`UNLABELED_SPLIT`] holds their text columns and `labels` of `-100`.
 
     Raises:
         `ValueError`: When the section lacks the path its dataset needs, the data is invalid, the declared label
@@ -52,7 +73,12 @@ def load_recipe_data(config: DistillationPipelineConfig, cache_dir: str | None =
         if data.dataset == "hoc":
             raw, names = load_hoc(data.path, level=data.level, cache_dir=cache_dir)  # type: ignore[arg-type]
         else:
-            raw, names = load_codiesp(data.path, level=data.level, cache_dir=cache_dir)  # type: ignore[arg-type]
+            raw, names = load_codiesp(
+                data.path,
+                level=data.level,  # type: ignore[arg-type]
+                include_unlabeled=data.unlabeled_from_corpus,
+                cache_dir=cache_dir,
+            )
         if declared is not None and declared != [str(n) for n in names]:
             raise ValueError(
                 f"`data.label_names` {declared} differ from the label names of `data.dataset: {data.dataset}` "
@@ -71,7 +97,13 @@ def load_recipe_data(config: DistillationPipelineConfig, cache_dir: str | None =
             label_delimiter=data.label_delimiter,
             teacher_text_column=data.teacher_text_column,
             cache_dir=cache_dir,
+            unlabeled_splits=True,
         )
+        if UNLABELED_SPLIT in raw:
+            raise ValueError(
+                f"A split of the data files is named {UNLABELED_SPLIT!r}, the name of the transfer set: name "
+                "unlabeled files in `data.unlabeled_files` instead."
+            )
     names = [str(n) for n in names]
     split = "train" if "train" in raw else next(iter(raw))
     task = problem_type_of_feature(raw[split].features[LABELS_COLUMN])
@@ -88,10 +120,216 @@ def load_recipe_data(config: DistillationPipelineConfig, cache_dir: str | None =
         task = BINARY
     elif data.problem_type == BINARY:
         raise ValueError(f"`data.problem_type: binary` needs single-label data with two classes, got {task} labels.")
+    if data.unlabeled_files:
+        from datasets import concatenate_datasets
+
+        files = unlabeled_rows(data.unlabeled_files, data.text_column, data.teacher_text_column, cache_dir)
+        files = hide_labels(files, raw[split].features[LABELS_COLUMN], len(names))
+        if UNLABELED_SPLIT in raw:
+            files = concatenate_datasets([raw[UNLABELED_SPLIT].select_columns(files.column_names), files])
+        raw[UNLABELED_SPLIT] = files
     return raw, names, task
 
 
-def subset(dataset: Any, size: int | None, seed: int) -> Any:
+def labelled_split(raw: Any, name: str, label_column: str, why: str) -> Any:
+    """
+    The split `name` of `raw`, which must exist and have labels.
+
+    Args:
+        raw (`datasets.DatasetDict`):
+            The recipe's data ([`load_recipe_data`]).
+        name (`str`):
+            The split.
+        label_column (`str`):
+            The recipe's label column, for the message.
+        why (`str`):
+            What the labels are needed for, for the message.
+
+    Returns:
+        `datasets.Dataset`: The split.
+
+    Raises:
+        `ValueError`: Naming the split when it is missing or has no label column.
+    """
+    if name not in raw:
+        raise ValueError(f"Split {name!r} not found; splits: {[s for s in raw if s != UNLABELED_SPLIT]}.")
+    if LABELS_COLUMN not in raw[name].column_names:
+        raise ValueError(
+            f"Split {name!r} has no label column {label_column!r}, and {why} needs labels. An unlabeled split joins "
+            "the transfer set; name a labelled split here."
+        )
+    return raw[name]
+
+
+def transfer_set(raw: Any, data: Any, seed: int, num_labels: int) -> Any:
+    """
+    A recipe's transfer set: the unlabeled rows the student learns from the teacher alone (distillation term only).
+
+    They are the [`UNLABELED_SPLIT`] split (`data.unlabeled_files`, CodiEsp's background cases), every split without
+    labels (e.g. an unlabeled test split) and, with `data.unlabeled_from_corpus`, the training rows outside
+    `data.train_size`, their labels hidden.
+
+    Args:
+        raw (`datasets.DatasetDict`):
+            The recipe's data ([`load_recipe_data`]).
+        data (`hf_kd.recipe_sections.DataConfig`):
+            The recipe's `data:` section.
+        seed (`int`):
+            The recipe's seed (the draw of `train_size`).
+        num_labels (`int`):
+            The number of labels.
+
+    Returns:
+        `datasets.Dataset`: The rows, with the text column(s) and `labels` of -100 (empty when there are none).
+    """
+    from datasets import concatenate_datasets
+
+    columns = list(dict.fromkeys(c for c in (data.text_column, data.teacher_text_column) if c))
+    feature = raw["train"].features[LABELS_COLUMN]
+    parts = [raw[UNLABELED_SPLIT]] if UNLABELED_SPLIT in raw else []
+    parts += [ds for ds in raw.values() if LABELS_COLUMN not in ds.column_names]
+    if data.unlabeled_from_corpus:
+        parts.append(subset(raw["train"], data.train_size, seed, rest=True))
+    parts = [hide_labels(part.select_columns(columns), feature, num_labels) for part in parts]
+    if not parts:
+        return raw["train"].select_columns([*columns, LABELS_COLUMN]).select([])
+    return concatenate_datasets(parts)
+
+
+def unlabeled_rows(
+    files: Sequence[str], text_column: str, teacher_text_column: str | None = None, cache_dir: str | None = None
+) -> Any:
+    """
+    The text columns of unlabeled files, one dataset (any other column, a label column among them, is left out).
+
+    Args:
+        files (`Sequence[str]`):
+            CSV/TSV/JSON(L)/Parquet files.
+        text_column (`str`):
+            The column the student reads; every file must have it, without a missing value.
+        teacher_text_column (`str`, *optional*):
+            The column the teacher reads, checked likewise.
+        cache_dir (`str`, *optional*):
+            Where `datasets` keeps its cache files of the data.
+
+    Returns:
+        `datasets.Dataset`: The rows of every file, in order, with the text column(s) only.
+
+    Raises:
+        `ValueError`: Naming the file and the column when a file lacks a text column or a row lacks its text.
+    """
+    from datasets import concatenate_datasets
+
+    from .data import load_data_files, require_text_column
+
+    columns = [text_column] + ([teacher_text_column] if teacher_text_column not in (None, text_column) else [])
+    parts = []
+    for path in files:
+        dataset = load_data_files({UNLABELED_SPLIT: path}, cache_dir=cache_dir)[UNLABELED_SPLIT]
+        for column in columns:
+            require_text_column(dataset, column, f"{UNLABELED_SPLIT} ({path})")
+        parts.append(dataset.select_columns(columns))
+    return concatenate_datasets(parts)
+
+
+def hide_labels(dataset: Any, feature: Any, num_labels: int) -> Any:
+    """
+    `dataset` with a `labels` column of `-100` (an unlabeled row for the trainer: distillation term only).
+
+    Args:
+        dataset (`datasets.Dataset`):
+            Rows whose labels are unknown or to be hidden (an existing `labels` column is replaced).
+        feature (`datasets.Value` or `datasets.List`):
+            The `labels` feature of the labelled splits (a scalar id, or a multi-hot vector).
+        num_labels (`int`):
+            The number of labels (the width of a multi-hot vector).
+
+    Returns:
+        `datasets.Dataset`: The rows, with their labels hidden.
+    """
+    from .constants import IGNORE_INDEX
+
+    if LABELS_COLUMN in dataset.column_names:
+        dataset = dataset.remove_columns(LABELS_COLUMN)
+    if isinstance(feature, Value):
+        value: Any = IGNORE_INDEX if feature.dtype.startswith("int") else float(IGNORE_INDEX)
+    else:
+        value = [float(IGNORE_INDEX)] * num_labels
+    return dataset.add_column(LABELS_COLUMN, [value] * len(dataset), feature=feature)
+
+
+@dataclass
+class RecipeSplits:
+    """
+    What a pipeline run reads of its recipe's data ([`recipe_splits`]).
+
+    Args:
+        label_names (`list[str]`):
+            The label names, in id order.
+        task (`str`):
+            The task (a problem type, or `"binary"`).
+        train (`datasets.Dataset`):
+            The labelled training rows (`data.train_size` of them).
+        evals (`dict[str, datasets.Dataset]`):
+            The labelled splits evaluated: validation, and test when it has labels.
+        predict (`dict[str, datasets.Dataset]`):
+            The unlabeled test split, predicted instead of evaluated (empty when none).
+        transfer (`datasets.Dataset`):
+            The transfer set ([`transfer_set`]).
+    """
+
+    label_names: list[str]
+    task: str
+    train: Any
+    evals: dict[str, Any]
+    predict: dict[str, Any]
+    transfer: Any
+
+    @property
+    def distilled(self) -> Any:
+        """The rows the student is distilled on: the labelled training rows, then the transfer set (labels -100)."""
+        from datasets import concatenate_datasets
+
+        return concatenate_datasets([self.train.select_columns(self.transfer.column_names), self.transfer])
+
+
+def recipe_splits(config: DistillationPipelineConfig, cache_dir: str | None = None) -> RecipeSplits:
+    """
+    The splits of a recipe's data as a run uses them: the labelled training rows, the labelled splits to evaluate,
+    an unlabeled test split to predict, and the transfer set.
+
+    Args:
+        config ([`~hf_kd.recipe.DistillationPipelineConfig`]):
+            The recipe.
+        cache_dir (`str`, *optional*):
+            Where `datasets` keeps its cache files of the data.
+
+    Returns:
+        [`RecipeSplits`]: The splits.
+
+    Raises:
+        `ValueError`: When there is no train split, or the validation split is missing or has no labels.
+    """
+    data = config.data
+    raw, names, task = load_recipe_data(config, cache_dir=cache_dir)
+    if "train" not in raw:
+        raise ValueError(f"The dataset has no 'train' split; splits: {list(raw)}.")
+    evals = {data.validation_split: labelled_split(raw, data.validation_split, data.label_column, "the threshold")}
+    predict: dict[str, Any] = {}
+    if data.test_split and data.test_split in raw and data.test_split != data.validation_split:
+        test = raw[data.test_split]
+        (evals if LABELS_COLUMN in test.column_names else predict)[data.test_split] = test
+    return RecipeSplits(
+        label_names=names,
+        task=task,
+        train=subset(raw["train"], data.train_size, config.seed),
+        evals={name: subset(ds, data.eval_size, config.seed) for name, ds in evals.items()},
+        predict=predict,
+        transfer=transfer_set(raw, data, config.seed, len(names)),
+    )
+
+
+def subset(dataset: Any, size: int | None, seed: int, rest: bool = False) -> Any:
     """
     A random subset of `size` examples, or of `size` documents when the dataset has a `group` column.
 
@@ -102,23 +340,25 @@ def subset(dataset: Any, size: int | None, seed: int) -> Any:
             Examples (or documents) to keep; all when None or larger than the split.
         seed (`int`):
             Seed of the draw.
+        rest (`bool`, *optional*, defaults to `False`):
+            Return the rows the draw leaves out instead (empty when it keeps everything).
 
     Returns:
-        `datasets.Dataset`: The subset, in the split's order for documents.
+        `datasets.Dataset`: The subset (or the rest), in the split's order for documents.
     """
-    if size is None:
-        return dataset
+    everything = size is None or size >= len(
+        set(dataset["group"]) if "group" in dataset.column_names else range(len(dataset))
+    )
+    if everything:
+        return dataset.select([]) if rest else dataset
     if "group" in dataset.column_names:
         groups = list(dict.fromkeys(dataset["group"]))
-        if size >= len(groups):
-            return dataset
         rng = np.random.default_rng(seed)
         keep = set(rng.permutation(len(groups))[:size].tolist())
         chosen = {groups[i] for i in keep}
-        return dataset.select([i for i, g in enumerate(dataset["group"]) if g in chosen])
-    if size >= len(dataset):
-        return dataset
-    return dataset.shuffle(seed=seed).select(range(size))
+        return dataset.select([i for i, g in enumerate(dataset["group"]) if (g in chosen) != rest])
+    shuffled = dataset.shuffle(seed=seed)
+    return shuffled.select(range(size, len(dataset)) if rest else range(size))
 
 
 def model_columns(dataset: Any, teacher_side: bool = True) -> Any:
@@ -162,3 +402,56 @@ def tokenize_side(dataset: Any, tokenizer: Any, column: str, max_length: int | N
     return tokenize_for_distillation(
         dataset, tokenizer, text_column=column, max_length=max_length, remove_text=True, word_alignment=False
     )
+
+
+def tokenize_splits(
+    splits: RecipeSplits, data: Any, teacher_tokenizer: Any, student_tokenizer: Any, distill_teacher_tokenizer: Any
+) -> dict[str, Any]:
+    """
+    The tokenized columns each model of a run reads, from its [`RecipeSplits`].
+
+    Args:
+        splits ([`RecipeSplits`]):
+            The run's splits.
+        data (`hf_kd.recipe_sections.DataConfig`):
+            The recipe's `data:` section (columns, lengths).
+        teacher_tokenizer (`PreTrainedTokenizerBase`):
+            The teacher's tokenizer (its fine-tuning and evaluation).
+        student_tokenizer (`PreTrainedTokenizerBase`):
+            The student's tokenizer (pruned or not).
+        distill_teacher_tokenizer (`PreTrainedTokenizerBase`):
+            The tokenizer the teacher reads during the distillation (`teacher_*` columns unless it is the student's).
+
+    Returns:
+        `dict[str, Any]`: `teacher_train` (labelled rows), `teacher_evals` and `student_evals` (split -> dataset),
+        `student_predict` (the unlabeled test split) and `student_train` ([`RecipeSplits.distilled`], with the
+        teacher's side and word alignment when the tokenizers differ).
+    """
+    from .data import tokenize_for_distillation
+
+    teacher_column = data.teacher_text_column or data.text_column
+    teacher_length = data.teacher_max_length or data.max_length
+
+    def teacher_side(dataset: Any) -> Any:
+        return tokenize_side(dataset, teacher_tokenizer, teacher_column, teacher_length)
+
+    def student_side(dataset: Any) -> Any:
+        return tokenize_side(dataset, student_tokenizer, data.text_column, data.max_length)
+
+    distilled = tokenize_for_distillation(
+        splits.distilled,
+        student_tokenizer,
+        teacher_tokenizer=distill_teacher_tokenizer,
+        text_column=data.text_column,
+        teacher_text_column=data.teacher_text_column,
+        max_length=data.max_length,
+        teacher_max_length=data.teacher_max_length,
+        remove_text=True,
+    )
+    return {
+        "teacher_train": model_columns(teacher_side(splits.train)),
+        "teacher_evals": {name: teacher_side(dataset) for name, dataset in splits.evals.items()},
+        "student_evals": {name: student_side(dataset) for name, dataset in splits.evals.items()},
+        "student_predict": {name: student_side(dataset) for name, dataset in splits.predict.items()},
+        "student_train": model_columns(distilled),
+    }

@@ -16,7 +16,12 @@ from .recipe import DistillationPipelineConfig
 __all__ = ["run_search"]
 
 
-def run_search(config: DistillationPipelineConfig, n_trials: int | None = None, n_particles: int | None = None) -> Any:
+def run_search(
+    config: DistillationPipelineConfig,
+    n_trials: int | None = None,
+    n_particles: int | None = None,
+    force_unlock: bool = False,
+) -> Any:
     """
     Particle-swarm search of the student's distillation hyperparameters (`hf_kd.search`): `hf-kd search`.
 
@@ -37,6 +42,8 @@ def run_search(config: DistillationPipelineConfig, n_trials: int | None = None, 
             Overrides `search.n_trials`.
         n_particles (`int`, *optional*):
             Overrides `search.n_particles`.
+        force_unlock (`bool`, *optional*, defaults to `False`):
+            Take over a lock of `output_dir` written on another host or unreadable (`hf_kd.markers.RunLock`).
 
     Returns:
         `transformers.trainer_utils.BestRun`: The best trial.
@@ -53,7 +60,7 @@ def run_search(config: DistillationPipelineConfig, n_trials: int | None = None, 
                 "`search` extra of hf-kd)."
             ) from error
     start_state(cpu=config.use_cpu)
-    with RunLock(Path(config.output_dir)) if is_main_process() else contextlib.nullcontext():
+    with RunLock(Path(config.output_dir), force_unlock) if is_main_process() else contextlib.nullcontext():
         return _run_search(config, n_trials, n_particles)
 
 

@@ -79,6 +79,15 @@ class DataConfig:
             Split used for thresholds and the gate.
         test_split (`str`, *optional*, defaults to `"test"`):
             Split reported as test; skipped when absent or set to null.
+        unlabeled_files (`list[str]`, *optional*):
+            Files of unlabeled text (CSV/TSV/JSON(L)/Parquet with `text_column`, and `teacher_text_column` when set),
+            added to the transfer set: the teacher's logits on them are cached and the student learns them with the
+            distillation term only. They never reach the teacher's fine-tuning, the gate, the thresholds or the
+            metrics. Any other split of a `"files"` dataset without the label column joins the transfer set too (an
+            unlabeled test split also gets the student's predictions instead of metrics).
+        unlabeled_from_corpus (`bool`, *optional*, defaults to `False`):
+            Add the dataset's own unlabeled text to the transfer set: the training rows (documents when grouped)
+            outside `train_size`, their labels hidden, and for CodiEsp its 2,751 background cases.
         keep_cache (`bool`, *optional*, defaults to `False`):
             Keep `output_dir/cache/` after a successful run: the `datasets` cache files of the data files and their
             tokenization, which hold copies of the text. By default they are removed when the run succeeds.
@@ -116,6 +125,14 @@ class DataConfig:
     eval_size: int | None = field(default=None, metadata={"help": "Random subset of the evaluation splits."})
     validation_split: str = field(default="validation", metadata={"help": "Split for thresholds and the gate."})
     test_split: str | None = field(default="test", metadata={"help": "Split reported as test (null: none)."})
+    unlabeled_files: list[str] | None = field(
+        default=None,
+        metadata={"help": "Files of unlabeled text added to the transfer set (distillation term only)."},
+    )
+    unlabeled_from_corpus: bool = field(
+        default=False,
+        metadata={"help": "Add the training rows outside train_size (labels hidden) and CodiEsp's background cases."},
+    )
     keep_cache: bool = field(
         default=False, metadata={"help": "Keep output_dir/cache (datasets cache files, text copies) after success."}
     )
@@ -234,6 +251,12 @@ class StudentConfig:
     )
     training: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def needs_online_teacher(self) -> bool:
+        """Whether the distillation runs the teacher at every step (hidden-state/attention terms, `online_teacher`)."""
+        weights = (float(self.training.get(k, 0) or 0) for k in ("hidden_loss_weight", "attention_loss_weight"))
+        return bool(self.online_teacher) or any(w > 0 for w in weights)
+
 
 @dataclass
 class EvaluationConfig:
@@ -264,9 +287,10 @@ class EvaluationConfig:
         model_card (`bool`, *optional*, defaults to `True`):
             Write the student's model card.
         export (`str`, *optional*):
-            Also export the student to ONNX (`hf_kd.export`) in `evaluation/export/`: `"fp32"` or `"int8"` (int8
-            weights). The exported model is evaluated through onnxruntime at the student's threshold, and the report
-            gets a third column: its metrics, size and latency. Needs the `export` extra.
+            Also export the student to a fused ONNX graph (`hf_kd.export`) in `evaluation/export/`: `"fp32"`,
+            `"int8"` (dynamic int8) or `"int8-static"` (static int8 calibrated on 256 training texts). The exported
+            model is evaluated through onnxruntime at the student's threshold, and the report gets a third column:
+            its metrics, size and latency. Needs the `export` extra.
     """
 
     gate_metric: str | None = field(
@@ -284,7 +308,7 @@ class EvaluationConfig:
     plots: bool = field(default=True, metadata={"help": "Write the report's figures."})
     model_card: bool = field(default=True, metadata={"help": "Write the student's model card."})
     export: str | None = field(
-        default=None, metadata={"help": "Export the student to ONNX as a last step: fp32 or int8."}
+        default=None, metadata={"help": "Export the student to ONNX as a last step: fp32, int8 or int8-static."}
     )
 
 

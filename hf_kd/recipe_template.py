@@ -28,6 +28,7 @@ def starting_recipe(
     label_delimiter: str | None = None,
     positive_label: str | None = None,
     output_dir: str | None = None,
+    unlabeled_files: list[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """
     A recipe for `data_files` and `teacher`, and a summary of the data (task, label count, split sizes).
@@ -51,9 +52,14 @@ def starting_recipe(
             For two named classes: the positive one (a binary task's second label).
         output_dir (`str`, *optional*):
             The run folder; `runs/<train file stem>` by default.
+        unlabeled_files (`list[str]`, *optional*):
+            Files of unlabeled text (with `text_column`) for the transfer set: the student learns the teacher's
+            outputs on them (`data.unlabeled_files`). A `validation` or `test` file without the label column is
+            accepted too: a test file without labels joins the transfer set and gets predictions instead of metrics.
 
     Returns:
-        `tuple[dict, dict]`: The recipe (nested sections) and the summary.
+        `tuple[dict, dict]`: The recipe (nested sections) and the summary, whose `transfer_set` says what happens to
+        the unlabeled text.
 
     Raises:
         `ValueError`: When the data cannot be read as labelled text, or two named classes have no `positive_label`.
@@ -70,7 +76,19 @@ def starting_recipe(
         problem_type=loader_type,
         label_delimiter=label_delimiter,
         teacher_text_column=teacher_text_column,
+        unlabeled_splits=True,
     )
+    labelless = [split for split, ds in dataset.items() if "labels" not in ds.column_names]
+    if "validation" in labelless:
+        raise ValueError(
+            f"The validation file has no label column {label_column!r}: thresholds and the teacher's gate need "
+            "labels. Pass an unlabeled file with --unlabeled instead."
+        )
+    unlabeled_rows_count = 0
+    if unlabeled_files:
+        from .recipe_data import unlabeled_rows
+
+        unlabeled_rows_count = len(unlabeled_rows(unlabeled_files, text_column, teacher_text_column))
     feature = dataset["train"].features["labels"]
     task = problem_type or ("multi_label_classification" if hasattr(feature, "feature") else None)
     if task is None:
@@ -91,6 +109,8 @@ def starting_recipe(
     data.update(label_column=label_column, problem_type=task, label_names=list(names) if task != REGRESSION else None)
     if label_delimiter:
         data["label_delimiter"] = label_delimiter
+    if unlabeled_files:
+        data["unlabeled_files"] = list(unlabeled_files)
     data["max_length"] = 256
     training = {"learning_rate": 5.0e-5, "head_learning_rate": 1.0e-3, "warmup_steps": 0.1}
     training.update(per_device_train_batch_size=16, num_train_epochs=3)
@@ -109,6 +129,17 @@ def starting_recipe(
         "splits": {split: len(ds) for split, ds in dataset.items()},
         "label_names": names if len(names) <= 20 else f"{len(names)} names",
     }
+    transfer = {split: len(dataset[split]) for split in labelless}
+    if unlabeled_rows_count:
+        transfer["unlabeled_files"] = unlabeled_rows_count
+    if transfer:
+        summary["transfer_set"] = {
+            "rows": transfer,
+            "use": "teacher logits cached and distilled into the student (no hard labels); never in the teacher's "
+            "fine-tuning, thresholds, gate or metrics",
+        }
+        if "test" in labelless:
+            summary["transfer_set"]["test"] = "no labels: the student's predictions are written instead of metrics"
     return recipe, summary
 
 
@@ -146,6 +177,6 @@ def write_starting_recipe(path: str | os.PathLike, recipe: dict[str, Any], overw
         raise FileExistsError(f"{str(out)!r} exists; pass --force to replace it.")
     binary = "; binary: negative, then positive" if recipe["data"].get("problem_type") == BINARY else ""
     out.parent.mkdir(parents=True, exist_ok=True)
-    text = _HEADER.format(path=out, binary=binary) + yaml.safe_dump(recipe, sort_keys=False)
+    text = _HEADER.format(path=out, binary=binary) + yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True)
     out.write_text(text, encoding="utf-8")
     return out

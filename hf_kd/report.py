@@ -131,8 +131,8 @@ def build_report(
             Anything else to record (task, dataset ids, hardware...), stored under `"extra"`. Never put example text
             here.
         exported (`Mapping[str, Any]`, *optional*):
-            The same for the student's deployed export (`hf_kd.export`, timed with `hf_kd.export.onnx_latency`),
-            with a `format` entry (e.g. `"ONNX int8"`).
+            The same for the student's deployed export (`hf_kd.export`, timed with
+            `hf_kd.onnx_classifier.onnx_latency`), with a `format` entry (e.g. `"ONNX int8"`).
 
     Returns:
         `dict[str, Any]`: `{"teacher", "student", "ratios", "extra"}` (and `"exported"`, `"exported_ratios"` when

@@ -86,7 +86,7 @@ def write_run_report(
         sides[name] = side
     exported_side = None
     if exported is not None:
-        from .export import onnx_latency
+        from .onnx_classifier import onnx_latency
 
         info = exported["export"]
         exported_side = {
@@ -184,7 +184,7 @@ def _model_card(
         teacher_metrics=_numeric(teacher_metrics[split]),
         eval_split=split,
         label_names=list(run.label_names),
-        cached_teacher_logits=not run.needs_online_teacher(),
+        cached_teacher_logits=not run.config.student.needs_online_teacher,
         # The card's title: the Hub repo when the recipe names one, else the run's folder name.
         model_name=str(args.hub_model_id).split("/")[-1] if args.hub_model_id else Path(config.output_dir).name,
     )
@@ -209,6 +209,74 @@ def save_predictions(folder: Path, outputs: Mapping[str, Mapping[str, Any]]) -> 
         folder.mkdir(parents=True, exist_ok=True)
         for split, arrays in outputs.items():
             np.savez(folder / f"predictions_{split}.npz", **arrays)
+
+
+def write_unlabeled_predictions(
+    path: Path, logits: Any, task: str, label_names: list[str], threshold: float | None
+) -> None:
+    """
+    Write a model's predictions on an unlabeled split as JSON lines: `row` (its position in the split),
+    `prediction` (label name(s), `hf_kd.metrics.predicted_labels`) and `scores` (probabilities, or the logits of a
+    single-label or regression head); never the text.
+
+    Args:
+        path (`Path`):
+            The file to write.
+        logits (`np.ndarray`):
+            The logits, one row per example of the split.
+        task (`str`):
+            The task.
+        label_names (`list[str]`):
+            The label names in id order.
+        threshold (`float`, *optional*):
+            The operating threshold of a multi-label or binary task.
+    """
+    from .numeric import positive_scores, sigmoid
+    from .thresholds import predicted_labels
+
+    predictions = predicted_labels(logits, task, label_names, threshold)
+    if task == MULTI_LABEL:
+        scores = sigmoid(logits).tolist()
+    elif task == BINARY:
+        scores = positive_scores(logits).tolist()
+    else:
+        scores = logits.tolist()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for row, (prediction, score) in enumerate(zip(predictions, scores)):
+            handle.write(json.dumps({"row": row, "prediction": prediction, "scores": score}) + "\n")
+
+
+def predict_unlabeled(run: Any, student: Any, folder: Path, threshold: float | None) -> dict[str, str]:
+    """
+    The student's predictions on each unlabeled split of a run that has no metrics (an unlabeled test split),
+    written by [`write_unlabeled_predictions`] to `folder/predictions_<split>.jsonl`.
+
+    Args:
+        run (`hf_kd.pipeline.PipelineRun`):
+            The run.
+        student (`PreTrainedModel`):
+            The student.
+        folder (`Path`):
+            The evaluation stage's folder.
+        threshold (`float`, *optional*):
+            The student's operating threshold (multi-label and binary tasks).
+
+    Returns:
+        `dict[str, str]`: Split -> the file written.
+    """
+    from .distributed import is_main_process
+    from .evaluation import predict_logits
+
+    written = {}
+    for name, dataset in run.student_predict.items():
+        batch_size = run.config.evaluation.batch_size
+        logits = predict_logits(student, run.student_tokenizer, dataset, folder / "tmp", batch_size)
+        path = folder / f"predictions_{name}.jsonl"
+        if is_main_process():
+            write_unlabeled_predictions(path, logits, run.task, run.label_names, threshold)
+        written[name] = str(path)
+    return written
 
 
 def push_student(run: Any, student_dir: str) -> str | None:

@@ -15,16 +15,30 @@ used on every split.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
-from .numeric import as_numeric, as_probabilities, confusion_counts, f1_from_counts, labeled_mask, prepare_multilabel
+from .constants import BINARY, MULTI_LABEL, REGRESSION
+from .numeric import (
+    as_numeric,
+    as_probabilities,
+    confusion_counts,
+    f1_from_counts,
+    labeled_mask,
+    positive_scores,
+    prepare_multilabel,
+    sigmoid,
+)
 
 __all__ = [
     "DEFAULT_THRESHOLD_GRID",
     "check_threshold_rule",
     "choose_threshold",
     "positive_rate_threshold",
+    "predicted_labels",
     "sensitivity_threshold",
     "tune_thresholds",
 ]
@@ -210,3 +224,35 @@ def choose_threshold(rule: object, probs: npt.ArrayLike, labels: npt.ArrayLike) 
     if normal == "prevalence":
         return positive_rate_threshold(labels)
     return sensitivity_threshold(probs, labels, normal[1])
+
+
+def predicted_labels(
+    logits: npt.ArrayLike, task: str, label_names: Sequence[str], threshold: float | None = None
+) -> list[Any]:
+    """
+    The label names a classifier's logits predict: one per row (single-label; binary: the second, positive name when
+    its probability reaches `threshold`), a list per row (multi-label, each label at `threshold`), or a float
+    (regression).
+
+    Args:
+        logits (`npt.ArrayLike` of shape `(n, num_labels)`):
+            The logits.
+        task (`str`):
+            `single_label_classification`, `multi_label_classification`, `binary` or `regression`.
+        label_names (`Sequence[str]`):
+            The label names in id order.
+        threshold (`float`, *optional*):
+            The operating threshold of a multi-label or binary task (0.5 when None).
+
+    Returns:
+        `list`: The predictions.
+    """
+    logits = as_numeric(logits, "logits")
+    cut = 0.5 if threshold is None else float(threshold)
+    if task == MULTI_LABEL:
+        return [[label_names[j] for j in np.flatnonzero(row)] for row in sigmoid(logits) >= cut]
+    if task == BINARY:
+        return [label_names[1] if p >= cut else label_names[0] for p in positive_scores(logits)]
+    if task == REGRESSION:
+        return [float(v) for v in logits.reshape(len(logits), -1)[:, 0]]
+    return [label_names[int(i)] for i in logits.argmax(axis=1)]

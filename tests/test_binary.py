@@ -129,3 +129,25 @@ def test_gate_defaults_to_auroc_for_a_binary_task(binary_recipe):
     binary_recipe["evaluation"]["min_teacher_metric"] = 1.01
     with pytest.raises(QualityGateError, match="validation auroc = "):
         run_pipeline(DistillationPipelineConfig.from_dict(binary_recipe))
+
+
+def test_gate_on_a_metric_that_cannot_be_computed_stops_the_run(binary_recipe, tmp_path, capsys):
+    from hf_kd.pipeline import QualityGateError
+
+    validation = Path(binary_recipe["data"]["data_files"]["validation"])
+    lines = validation.read_text().splitlines()
+    validation.write_text("\n".join([lines[0], *(row for row in lines[1:] if row.endswith("routine"))]) + "\n")
+    binary_recipe["evaluation"].update(min_teacher_metric=0.5, threshold=0.5)  # AUROC of a one-class split: NaN
+    config = DistillationPipelineConfig.from_dict(binary_recipe)
+    with pytest.raises(QualityGateError, match="validation auroc is nan \\(no number"):
+        run_pipeline(config)
+    assert not (Path(binary_recipe["output_dir"]) / "teacher_logits").exists()
+    # Rerun: the stored NaN (None in the stage marker) fails the gate the same way, from the CLI in one line.
+    recipe_path = tmp_path / "gate.yaml"
+    recipe_path.write_text(yaml.safe_dump(binary_recipe))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["distill", str(recipe_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and err[-1].startswith("hf-kd: error: Teacher quality gate cannot be applied")
+    assert "validation auroc is None" in err[-1]

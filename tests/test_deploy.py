@@ -223,7 +223,8 @@ TEXTS = ["the patient fever", "cough pain chest acute chronic the a with signal"
 
 
 def test_onnx_export_matches_pytorch_at_any_batch_and_length(tmp_path):
-    from hf_kd.export import EXPORT_FILE, OnnxClassifier, export_onnx
+    from hf_kd.export import export_onnx
+    from hf_kd.onnx_classifier import EXPORT_FILE, OnnxClassifier
 
     model_dir, model = _saved(tmp_path, num_labels=3, id2label={0: "low", 1: "mid", 2: "high"})
     info = export_onnx(model_dir, tmp_path / "onnx")
@@ -239,7 +240,8 @@ def test_onnx_export_matches_pytorch_at_any_batch_and_length(tmp_path):
 
 
 def test_int8_export_is_smaller_and_close(tmp_path):
-    from hf_kd.export import OnnxClassifier, export_onnx
+    from hf_kd.export import export_onnx
+    from hf_kd.onnx_classifier import OnnxClassifier
 
     model_dir, model = _saved(tmp_path, num_labels=3, hidden_size=64)
     fp32 = export_onnx(model_dir, tmp_path / "fp32")
@@ -253,35 +255,85 @@ def test_int8_export_is_smaller_and_close(tmp_path):
     np.testing.assert_allclose(logits, expected, atol=0.05)
 
 
-def test_labels_and_threshold_travel_with_the_export(tmp_path):
-    from hf_kd.export import OnnxClassifier, export_onnx
-    from hf_kd.metrics import sigmoid
+TASKS = {
+    "single_label": ({"num_labels": 3, "id2label": {0: "low", 1: "mid", 2: "high"}}, None),
+    "multi_label": (
+        {"num_labels": 3, "problem_type": "multi_label_classification", "id2label": {0: "a", 1: "b", 2: "c"}},
+        0.47,
+    ),
+    "binary": ({"num_labels": 2, "id2label": {0: "routine", 1: "urgent"}, "seed": 3}, 0.2),
+    "regression": ({"num_labels": 1, "problem_type": "regression"}, None),
+}
 
-    names = {0: "cough", 1: "fever", 2: "pain"}
-    model_dir, _ = _saved(tmp_path, num_labels=3, problem_type="multi_label_classification", id2label=names)
-    config_path = Path(model_dir) / "config.json"
-    config = json.loads(config_path.read_text())
-    config["hf_kd_threshold"] = 0.47
-    config_path.write_text(json.dumps(config))
-    info = export_onnx(model_dir, tmp_path / "multi")
-    assert (info["task"], info["threshold"]) == ("multi_label_classification", 0.47)
-    classifier = OnnxClassifier.from_pretrained(tmp_path / "multi")
-    chosen = sigmoid(classifier.logits(TEXTS)) >= 0.47
-    assert classifier.predict(TEXTS) == [[names[j] for j in np.flatnonzero(row)] for row in chosen]
 
-    binary_dir = tmp_path / "binary_model"
-    model = tiny_bert(num_labels=2, id2label={0: "routine", 1: "urgent"}, seed=3)
-    model.config.hf_kd_threshold = 0.2
-    save_model_dir(model, binary_dir, tmp_path)
-    info = export_onnx(binary_dir, tmp_path / "binary")
-    assert (info["task"], info["threshold"]) == ("binary", 0.2)
-    classifier = OnnxClassifier.from_pretrained(tmp_path / "binary")
-    probabilities = torch.softmax(torch.from_numpy(classifier.logits(TEXTS)), -1)[:, 1]
-    assert classifier.predict(TEXTS) == ["urgent" if p >= 0.2 else "routine" for p in probabilities]
+def _pytorch_predictions(logits: np.ndarray, task: str, names: list[str], threshold: float | None) -> list:
+    """The predictions the PyTorch model's logits give, written out per task (not through hf_kd)."""
+    if task == "multi_label_classification":
+        return [[names[j] for j in range(len(names)) if 1 / (1 + np.exp(-row[j])) >= threshold] for row in logits]
+    if task == "binary":
+        positive = np.exp(logits[:, 1]) / np.exp(logits).sum(1)
+        return [names[1] if p >= threshold else names[0] for p in positive]
+    if task == "regression":
+        return [float(v) for v in logits[:, 0]]
+    return [names[i] for i in logits.argmax(1)]
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_fused_export_holds_fused_operators_and_matches_pytorch_for_every_task(tmp_path, task):
+    from hf_kd.export import export_onnx, fused_operator_counts
+    from hf_kd.onnx_classifier import EXPORT_FILE, OnnxClassifier
+
+    config, threshold = TASKS[task]
+    model_dir, model = _saved(tmp_path, **config, threshold=threshold)
+    info = export_onnx(model_dir, tmp_path / "onnx")
+    # Counted in the saved graph: one fused attention, two residual LayerNorms and one bias-GELU per layer.
+    counts = fused_operator_counts(tmp_path / "onnx" / "model.onnx")
+    assert counts == {"Attention": 2, "BiasGelu": 2, "EmbedLayerNormalization": 1, "SkipLayerNormalization": 4}
+    assert info["fused_operators"] == counts
+    assert json.loads((tmp_path / "onnx" / EXPORT_FILE).read_text())["fused_operators"] == counts
+    classifier = OnnxClassifier.from_pretrained(tmp_path / "onnx")
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    assert classifier.label_names == names and classifier.info["threshold"] == threshold
+    for texts in (TEXTS, TEXTS * 4):
+        encoded = classifier.tokenizer(texts, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            expected = model(**encoded).logits.numpy()
+        np.testing.assert_allclose(classifier.logits(texts), expected, atol=1e-5)
+        predictions = classifier.predict(texts)
+        if task == "regression":
+            np.testing.assert_allclose(predictions, expected[:, 0], atol=1e-5)
+        else:
+            assert predictions == _pytorch_predictions(expected, info["task"], names, threshold)
+
+
+def test_static_int8_is_calibrated_on_texts_and_close_to_pytorch(tmp_path):
+    from hf_kd.export import export_onnx, fused_operator_counts
+    from hf_kd.onnx_classifier import OnnxClassifier
+
+    model_dir, model = _saved(tmp_path, num_labels=3, hidden_size=64)
+    with pytest.raises(ValueError, match="calibration_texts"):
+        export_onnx(model_dir, tmp_path / "static", quantize="int8-static")
+    static = export_onnx(model_dir, tmp_path / "static", quantize="int8-static", calibration_texts=TEXTS * 10)
+    dynamic = export_onnx(model_dir, tmp_path / "dynamic", quantize="int8")
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(static["path"]).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # activations quantized at calibrated ranges
+    assert "DynamicQuantizeLinear" not in ops and static["quantize"] == "int8-static"
+    # Dynamic int8 quantizes the fused attention itself.
+    assert fused_operator_counts(dynamic["path"]).get("QAttention") == 2
+    encoded = make_tokenizer(tmp_path / "tok")(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**encoded).logits.numpy()
+    for folder in ("static", "dynamic"):
+        logits = OnnxClassifier.from_pretrained(tmp_path / folder).logits(TEXTS)
+        assert not np.allclose(logits, expected, atol=1e-7)
+        np.testing.assert_allclose(logits, expected, atol=0.05)
 
 
 def test_export_errors_name_the_bad_value(tmp_path):
-    from hf_kd.export import OnnxClassifier, export_onnx
+    from hf_kd.export import export_onnx
+    from hf_kd.onnx_classifier import OnnxClassifier
 
     model_dir, _ = _saved(tmp_path)
     with pytest.raises(ValueError, match="'int4'"):
@@ -291,7 +343,7 @@ def test_export_errors_name_the_bad_value(tmp_path):
 
 
 def test_cli_export_writes_a_runnable_int8_folder(tmp_path):
-    from hf_kd.export import OnnxClassifier
+    from hf_kd.onnx_classifier import OnnxClassifier
 
     model_dir, _ = _saved(tmp_path, num_labels=3)
     out = tmp_path / "deploy"
@@ -316,7 +368,7 @@ def test_cli_export_writes_a_runnable_int8_folder(tmp_path):
 
 
 def test_pipeline_prunes_narrows_and_exports_the_student(recipe, tmp_path):
-    from hf_kd.export import OnnxClassifier
+    from hf_kd.onnx_classifier import OnnxClassifier
     from hf_kd.pipeline import run_pipeline
     from hf_kd.recipe import DistillationPipelineConfig
 
@@ -333,15 +385,25 @@ def test_pipeline_prunes_narrows_and_exports_the_student(recipe, tmp_path):
     assert student["vocab_size"] < teacher["vocab_size"]
     assert student["hf_kd_pruned_vocabulary"] == {"original_vocab_size": teacher["vocab_size"]}
 
-    # The student's saved tokenizer is the pruned one; the teacher's cached inputs keep the teacher's ids.
-    from transformers import AutoTokenizer
+    # The student's saved tokenizer is the pruned one. The teacher shares its tokenization, so it reads the pruned
+    # ids too (no teacher_* columns), through its embedding rows of the kept tokens: the same logits as the full
+    # teacher on the same text.
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     assert len(AutoTokenizer.from_pretrained(student_dir)) == student["vocab_size"]
     import datasets
 
     cached = datasets.load_from_disk(str(root / "teacher_logits" / "dataset"))
     assert max(max(ids) for ids in cached["input_ids"]) < student["vocab_size"]
-    assert "teacher_input_ids" in cached.column_names
+    assert not any(c.startswith("teacher_") and c != "teacher_logits" for c in cached.column_names)
+    texts = [
+        json.loads(line)["text"] for line in (Path(recipe["data"]["path"]) / "train.jsonl").read_text().splitlines()
+    ]
+    full = AutoModelForSequenceClassification.from_pretrained(result["teacher_model"]).eval()
+    encoded = AutoTokenizer.from_pretrained(result["teacher_model"])(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = full(**encoded).logits.numpy()
+    assert np.allclose(np.asarray(cached["teacher_logits"]), expected, atol=1e-5)
 
     # The export is evaluated at the student's threshold and matches the student (fp32).
     report = json.loads((root / "report.json").read_text())

@@ -190,6 +190,28 @@ def test_one_run_per_folder(recipe, tmp_path):
     assert not (root / LOCK_FILE).exists() and (root / "evaluation" / DONE_FILE).is_file()
 
 
+def test_a_lock_from_another_host_or_unreadable_is_never_taken_over_without_force(recipe, tmp_path, capsys):
+    root = Path(recipe["output_dir"])
+    root.mkdir(parents=True)
+    lock = root / LOCK_FILE
+    lock.write_text(json.dumps({"pid": 1234, "host": "node-7", "started": "2026-12-06T01:00:00"}))
+    with pytest.raises(RunLockedError, match="locked by an hf-kd run on host 'node-7' \\(process 1234, started"):
+        run_pipeline(DistillationPipelineConfig.from_dict(recipe))
+    lock.write_text("{not json")
+    with pytest.raises(RunLockedError, match="lock file that cannot be read"):
+        run_pipeline(DistillationPipelineConfig.from_dict(recipe))
+    assert _markers(root) == [] and lock.read_text() == "{not json"  # nothing written, the lock left alone
+    # From the CLI: one line naming the holder; --force-unlock is the user's explicit word.
+    lock.write_text(json.dumps({"pid": 1234, "host": "node-7", "started": "t"}))
+    recipe_path = tmp_path / "locked.yaml"
+    recipe_path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(SystemExit):
+        cli.main(["distill", str(recipe_path)])
+    assert "host 'node-7'" in capsys.readouterr().err
+    assert cli.main(["distill", str(recipe_path), "--force-unlock"]) == 0
+    assert not lock.exists() and (root / "evaluation" / DONE_FILE).is_file()
+
+
 def test_an_interrupted_stage_resumes_from_its_last_checkpoint(recipe, monkeypatch):
     recipe["teacher"].update(num_train_epochs=2, per_device_train_batch_size=4, save_steps=2)  # 12 steps
     original_step = Trainer.training_step
