@@ -146,7 +146,8 @@ def run_student_arms(
     base: Any, arms: dict[str, Any], seeds: list[int], metric: str, output_dir: Path, reference: str
 ) -> list[dict[str, Any]]:
     """Run the pipeline once per seed as `base` (the `reference` arm, which also gives the `teacher` row), then once
-    per other arm with `base.student` replaced by `arms[name]` and the teacher fine-tuned in the first run.
+    per other arm with `base.student` replaced by `arms[name]` (a `StudentConfig`, or a dict of recipe sections to
+    replace, e.g. `{"student": ..., "data": ...}`) and the teacher fine-tuned in the first run.
 
     Returns one row per seed and arm: `seed`, `arm`, `train_seconds` and the `metric` on `validation` / `test`.
     """
@@ -179,12 +180,11 @@ def run_student_arms(
         )
         teacher = dataclasses.replace(config.teacher, model=str(first / "teacher" / "model"))
         evaluation = dataclasses.replace(config.evaluation, latency=False, plots=False, model_card=False)
-        for arm, student in arms.items():
+        for arm, change in arms.items():
             out = root / arm
+            sections = change if isinstance(change, dict) else {"student": change}
             run_pipeline(
-                dataclasses.replace(
-                    config, output_dir=str(out), teacher=teacher, student=student, evaluation=evaluation
-                )
+                dataclasses.replace(config, output_dir=str(out), teacher=teacher, evaluation=evaluation, **sections)
             )
             report = json.loads((out / "report.json").read_text())
             rows.append(

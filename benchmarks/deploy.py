@@ -1,20 +1,24 @@
-"""Deployment on CPU: teacher vs students (pruned, narrow, int8 ONNX), side by side: size, latency, throughput, F1.
+"""Deployment on CPU: the deployable student against the teacher, factor by factor, side by side: size, speed, F1.
 
     python benchmarks/deploy.py [--recipe recipes/hoc/deploy_offline.yaml] [--seeds 3] [--threads 2]
-        [--seq_len 128] [--rounds 3] [--output_dir runs/deploy-bench] [--section.field VALUE ...]
+        [--seq_len 128] [--rounds 3] [--output_dir runs/deploy-bench] [--no_timing] [--section.field VALUE ...]
 
-1. Quality (`--seeds`, 42, 43, 44 for 3): the deploy recipe through the pipeline, which fine-tunes the 6-layer MiniLM
-   teacher on the main job's data, distils the 3-layer student built from its layers [0, 2, 4] with a pruned
-   vocabulary, and exports it to int8 ONNX (its F1 measured through onnxruntime at the student's threshold); then the
-   narrow arms: the same with `hidden_size` 192 and 256 (`--narrow_hidden_sizes`; PCA initialisation) and a cosine
-   hidden-state term, from the same teacher. Runs resume from their markers, so a second call only re-times.
-2. Speed and size, in this one process, on the seed-42 models: every row is timed at batch 1 and 32 on synthetic
-   token ids of `--seq_len` tokens with `--threads` intra-op threads, the rows interleaved over `--rounds` rounds (the
-   median of each row's per-round medians is kept), so that a change in machine load hits every row alike. Rows that
-   separate the factors: depth (3 of 6 layers, full vocabulary, untrained copy: same shapes), pruning, runtime (the
-   pruned student in fp32 ONNX), int8, and width.
+1. Quality (`--seeds`, 42, 43, 44 for 3), through the pipeline, each seed's arms from the same fine-tuned teacher:
+   - `student_kd_transfer`: the recipe as it is (the deployable student: 2 of the teacher's 6 layers, pruned
+     vocabulary, distilled on the labelled rows and the transfer set, exported to int8 ONNX);
+   - `student_kd`: the same without the transfer set (`data.unlabeled_from_corpus: false`);
+   - `student_alone`: the same student on the hard labels only (`alpha: 1`), without the transfer set;
+   - the int8 exports: dynamic (the pipeline's export) and static (`int8-static`, calibrated on 256 training texts),
+     scored through onnxruntime at the fp32 student's threshold.
+   The share of the teacher–student gap that distillation closes is (kd_transfer − alone) / (teacher − alone), per
+   seed, on test BLURB micro-F1. Runs resume from their markers, so a second call only re-times.
+2. Speed and size (skipped with `--no_timing`), in this one process, on the first seed's models: every row is timed
+   at batch 1 and 32 on synthetic token ids of `--seq_len` tokens with `--threads` intra-op threads, the rows
+   interleaved over `--rounds` rounds (the median of each row's per-round medians is kept), so that a change in
+   machine load hits every row alike. Rows that separate the factors: depth (untrained copy of the student's layers,
+   full vocabulary), pruning, fusion (fp32 fused ONNX), int8 (dynamic, static), and fusion and int8 on the teacher.
 
-Writes `deploy.json` and `deploy.md` (numbers only).
+Writes `deploy.json` and `deploy.md` (numbers only; `--name` changes the file names).
 """
 
 from __future__ import annotations
@@ -38,13 +42,8 @@ from _common import machine, machine_line, parse_seeds, run_student_arms, write_
 from hf_kd.recipe import DistillationPipelineConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = "student_3l_pruned"
-
-
-def _exported_scores(folder: Path, metric: str) -> dict[str, float]:
-    report = json.loads((folder / "report.json").read_text())
-    metrics = report["exported"]["metrics"]
-    return {s: float(metrics[f"{s}_{metric}"]) for s in ("validation", "test")}
+REFERENCE = "student_kd_transfer"
+METRIC = "blurb_micro_f1"
 
 
 def _time_rows(rows: dict[str, Any], tokenizer: Any, threads: int, seq_len: int, rounds: int) -> dict[str, dict]:
@@ -64,6 +63,76 @@ def _time_rows(rows: dict[str, Any], tokenizer: Any, threads: int, seq_len: int,
     return {name: {size: statistics.median(v) for size, v in by_size.items()} for name, by_size in samples.items()}
 
 
+def _exported_scores(folder: Path) -> dict[str, float]:
+    metrics = json.loads((folder / "report.json").read_text())["exported"]["metrics"]
+    return {s: float(metrics[f"{s}_{METRIC}"]) for s in ("validation", "test")}
+
+
+def _static_int8_scores(config: Any, run_dir: Path, scratch: Path) -> dict[str, float]:
+    """Export the run's student to static int8 and score it through onnxruntime at the student's threshold."""
+    from hf_kd.evaluation import evaluate_splits, saved_threshold
+    from hf_kd.export import export_onnx
+    from hf_kd.onnx_classifier import OnnxClassifier
+    from hf_kd.recipe_data import recipe_splits, tokenize_side
+
+    config = dataclasses.replace(config, output_dir=str(run_dir))
+    splits = recipe_splits(config, cache_dir=str(scratch / "cache"))
+    student_dir = run_dir / "student" / "model"
+    export_onnx(
+        student_dir,
+        scratch / "static",
+        quantize="int8-static",
+        calibration_texts=splits.train[config.data.text_column][:256],
+    )
+    classifier = OnnxClassifier.from_pretrained(scratch / "static", num_threads=torch.get_num_threads())
+    data = config.data
+    tokenized = {
+        n: tokenize_side(d, classifier.tokenizer, data.text_column, data.max_length) for n, d in splits.evals.items()
+    }
+    metrics, _ = evaluate_splits(
+        classifier,
+        classifier.tokenizer,
+        tokenized,
+        data.validation_split,
+        splits.task,
+        splits.label_names,
+        config.evaluation.threshold,
+        scratch / "tmp",
+        config.evaluation.batch_size,
+        fixed_threshold=saved_threshold(str(student_dir)),
+    )
+    return {s: float(metrics[s][METRIC]) for s in ("validation", "test")}
+
+
+def _quality(runs: list[dict[str, Any]], arm: str) -> tuple[float, float, float, float] | None:
+    values = [r for r in runs if r["arm"] == arm]
+    if not values:
+        return None
+    val, test = [r["validation"] for r in values], [r["test"] for r in values]
+    spread = statistics.stdev if len(values) > 1 else (lambda _: 0.0)
+    return statistics.mean(val), spread(val), statistics.mean(test), spread(test)
+
+
+def _gap_lines(runs: list[dict[str, Any]], seeds: list[int]) -> tuple[list[str], list[float]]:
+    """Per seed: teacher, alone, kd, kd + transfer (test F1) and the share of the gap each distillation closes."""
+    lines = [
+        "| seed | teacher | student alone | KD | KD + transfer set | gap closed by KD | gap closed by KD + transfer |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    closed = []
+    for seed in seeds:
+        test = {r["arm"]: r["test"] for r in runs if r["seed"] == seed}
+        gap = test["teacher"] - test["student_alone"]
+        kd = (test["student_kd"] - test["student_alone"]) / gap if gap > 0 else float("nan")
+        both = (test[REFERENCE] - test["student_alone"]) / gap if gap > 0 else float("nan")
+        closed.append(both)
+        lines.append(
+            f"| {seed} | {100 * test['teacher']:.2f} | {100 * test['student_alone']:.2f} | "
+            f"{100 * test['student_kd']:.2f} | {100 * test[REFERENCE]:.2f} | {100 * kd:.0f} % | {100 * both:.0f} % |"
+        )
+    return lines, closed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default=str(ROOT / "recipes" / "hoc" / "deploy_offline.yaml"))
@@ -71,8 +140,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seq_len", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--narrow_hidden_sizes", default="192,256", help="comma list of narrow students' widths")
+    parser.add_argument("--no_timing", action="store_true", help="quality arms only (no speed and size rows)")
     parser.add_argument("--output_dir", default="runs/deploy-bench")
+    parser.add_argument("--name", default="deploy", help="results file names")
     parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     cli, rest = parser.parse_known_args()
     hf_logging.set_verbosity_error()
@@ -80,146 +150,145 @@ def main() -> None:
     info = machine()
 
     base = DistillationPipelineConfig.from_yaml(cli.recipe, args=rest)
-    metric = "blurb_micro_f1"
-    widths = [int(w) for w in cli.narrow_hidden_sizes.split(",") if w.strip()]
-    narrow_arms = {
-        f"student_3l_{width}_pruned": dataclasses.replace(
-            base.student,
-            hidden_size=width,
-            narrow_init="pca",
-            training={**base.student.training, "hidden_loss_weight": 1.0, "hidden_loss": "cosine"},
-        )
-        for width in widths
-    }
+    plain = dataclasses.replace(base.data, unlabeled_from_corpus=False, unlabeled_files=None)
+    alone = dataclasses.replace(base.student, training={**base.student.training, "alpha": 1.0})
+    arms = {"student_kd": {"data": plain}, "student_alone": {"data": plain, "student": alone}}
     seeds = parse_seeds(cli.seeds)
     out = Path(cli.output_dir)
-    runs = run_student_arms(base, narrow_arms, seeds, metric, out, reference=REFERENCE)
+    runs = run_student_arms(base, arms, seeds, METRIC, out, reference=REFERENCE)
+    scratch = Path(tempfile.mkdtemp(prefix="hf_kd_deploy_"))
     for seed in seeds:
-        for arm in (REFERENCE, *narrow_arms):
-            runs.append({"seed": seed, "arm": f"{arm}_int8", **_exported_scores(out / f"seed{seed}" / arm, metric)})
+        run_dir = out / f"seed{seed}" / REFERENCE
+        runs.append({"seed": seed, "arm": f"{REFERENCE}_int8", **_exported_scores(run_dir)})
+        static = _static_int8_scores(dataclasses.replace(base, seed=seed), run_dir, scratch / f"seed{seed}")
+        runs.append({"seed": seed, "arm": f"{REFERENCE}_int8_static", **static})
 
-    # ------------------------------------------------------------------ speed and size, side by side
+    teacher_quality = _quality(runs, "teacher")
+    gap_lines, closed = _gap_lines(runs, seeds)
+    layers = base.student.from_teacher_layers or []
+    student_shape = f"{len(layers)} × {base.student.hidden_size or 384}" if layers else "student"
+    lines = [
+        f"Machine: {machine_line(info)}; load average at start {info.get('load_average_at_start')}.",
+        f"Recipe `{Path(cli.recipe).name}` {' '.join(rest)}, seeds {seeds}. F1: BLURB micro-F1 (%) on HoC, mean ± std "
+        "over seeds, threshold tuned on validation (int8 rows: the fp32 student's threshold).",
+        "",
+        "| model | validation F1 | test F1 | % of teacher test F1 |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    labels = {
+        "teacher": "Teacher (fine-tuned)",
+        "student_alone": f"{student_shape} pruned, hard labels only (student alone)",
+        "student_kd": f"{student_shape} pruned, distilled on the labelled rows",
+        REFERENCE: f"{student_shape} pruned, distilled with the transfer set (PyTorch fp32)",
+        f"{REFERENCE}_int8": "the same, int8 ONNX (dynamic)",
+        f"{REFERENCE}_int8_static": "the same, int8 ONNX (static)",
+    }
+    for arm, label in labels.items():
+        q = _quality(runs, arm)
+        share = f"{100 * q[2] / teacher_quality[2]:.1f}" if q and teacher_quality else "–"
+        lines.append(
+            f"| {label} | {100 * q[0]:.2f} ± {100 * q[1]:.2f} | {100 * q[2]:.2f} ± {100 * q[3]:.2f} | {share} |"
+        )
+    lines += ["", "Gap between the student alone and the teacher (test F1, %) closed by distillation:", "", *gap_lines]
+    lines.append(f"\nMean share of the gap closed by KD + transfer set: {100 * statistics.mean(closed):.0f} %.")
+    payload: dict[str, Any] = {
+        "machine": info,
+        "settings": {**vars(cli), "overrides": rest, "seeds": seeds},
+        "runs": runs,
+        "gap_closed": closed,
+    }
+    if not cli.no_timing:
+        table, timing_lines = _timing(cli, out / f"seed{seeds[0]}", layers, scratch, runs, teacher_quality)
+        payload["table"] = table
+        lines += ["", *timing_lines]
+    write_results(cli.name, payload, "\n".join(lines), cli.out)
+
+
+def _timing(
+    cli: Any, first: Path, layers: list[int], scratch: Path, runs: list[dict[str, Any]], teacher_quality: Any
+) -> tuple[list[dict[str, Any]], list[str]]:
+    from transformers import AutoModelForSequenceClassification
+
     from hf_kd.export import export_onnx
     from hf_kd.model_stats import model_size
     from hf_kd.models import load_tokenizer
     from hf_kd.onnx_classifier import OnnxClassifier, onnx_size_mb
     from hf_kd.student import student_from_teacher
 
-    first = out / f"seed{seeds[0]}"
     teacher_dir = first / REFERENCE / "teacher" / "model"
     student_dir = first / REFERENCE / "student" / "model"
-    from transformers import AutoModelForSequenceClassification
 
     def load(folder: Path) -> Any:
         return AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True).eval()
 
     teacher = load(teacher_dir)
-    scratch = Path(tempfile.mkdtemp(prefix="hf_kd_deploy_"))
-    depth_only = student_from_teacher(teacher, layers=[0, 2, 4]).eval()
+    depth_only = student_from_teacher(teacher, layers=layers).eval()
     depth_only.save_pretrained(scratch / "depth_only")
-    export_onnx(teacher_dir, scratch / "teacher_int8", quantize="int8")
-    export_onnx(student_dir, scratch / "student_fp32_onnx")
     onnx = {
-        "teacher_int8": scratch / "teacher_int8",
-        "student_fp32_onnx": scratch / "student_fp32_onnx",
-        "student_int8": first / REFERENCE / "evaluation" / "export",
-        **{f"{arm}_int8": first / arm / "evaluation" / "export" for arm in narrow_arms},
+        "teacher_fp32_onnx": export_onnx(teacher_dir, scratch / "teacher_fp32")["path"],
+        "teacher_int8": export_onnx(teacher_dir, scratch / "teacher_int8", quantize="int8")["path"],
+        "student_fp32_onnx": export_onnx(student_dir, scratch / "student_fp32")["path"],
+        "student_int8": str(first / REFERENCE / "evaluation" / "export" / "model.onnx"),
+        "student_int8_static": str(scratch / f"seed{first.name[4:]}" / "static" / "model.onnx"),
     }
-    models: dict[str, Any] = {
-        "teacher": teacher,
-        "depth_only": depth_only,
-        "student": load(student_dir),
-        **{arm: load(first / arm / "student" / "model") for arm in narrow_arms},
-    }
-    models.update({name: OnnxClassifier.from_pretrained(path, num_threads=cli.threads) for name, path in onnx.items()})
+    models: dict[str, Any] = {"teacher": teacher, "depth_only": depth_only, "student": load(student_dir)}
+    for name, path in onnx.items():
+        models[name] = OnnxClassifier.from_pretrained(Path(path).parent, num_threads=cli.threads)
     disk = {
         "teacher": model_size(teacher_dir)["size_mb"],
         "depth_only": model_size(scratch / "depth_only")["size_mb"],
         "student": model_size(student_dir)["size_mb"],
-        **{arm: model_size(first / arm / "student" / "model")["size_mb"] for arm in narrow_arms},
-        **{name: onnx_size_mb(path) for name, path in onnx.items()},
+        **{name: onnx_size_mb(Path(path).parent) for name, path in onnx.items()},
     }
-    parameters = {name: sum(p.numel() for p in models[name].parameters()) for name in ("teacher", "depth_only")}
-    parameters |= {name: sum(p.numel() for p in models[name].parameters()) for name in ("student", *narrow_arms)}
-    parameters |= {
-        "teacher_int8": parameters["teacher"],
-        "student_fp32_onnx": parameters["student"],
-        "student_int8": parameters["student"],
-        **{f"{arm}_int8": parameters[arm] for arm in narrow_arms},
-    }
+    fused = {name: models[name].info.get("fused_operators", {}) for name in onnx}
     latency = _time_rows(models, load_tokenizer(str(teacher_dir)), cli.threads, cli.seq_len, cli.rounds)
-
-    def quality(arm: str) -> tuple[float, float, float, float] | None:
-        values = [r for r in runs if r["arm"] == arm]
-        if not values:
-            return None
-        val, test = [r["validation"] for r in values], [r["test"] for r in values]
-        spread = statistics.stdev if len(values) > 1 else (lambda _: 0.0)
-        return statistics.mean(val), spread(val), statistics.mean(test), spread(test)
-
     rows = [
-        ("teacher", "Teacher: 6 × 384, vocabulary 30,522, PyTorch fp32", "teacher"),
-        ("teacher_int8", "Teacher, int8 ONNX (int8 alone)", None),
-        ("depth_only", "3 × 384, vocabulary 30,522, PyTorch fp32 (depth)", None),
-        ("student", "3 × 384, pruned vocabulary, PyTorch fp32 (+ pruning)", REFERENCE),
-        ("student_fp32_onnx", "3 × 384, pruned, fp32 ONNX (+ onnxruntime)", None),
-        ("student_int8", "3 × 384, pruned, int8 ONNX (+ int8)", f"{REFERENCE}_int8"),
+        ("teacher", "Teacher: 6 × 384, PyTorch fp32", "teacher"),
+        ("teacher_fp32_onnx", "Teacher, fused fp32 ONNX (fusion alone)", None),
+        ("teacher_int8", "Teacher, fused int8 ONNX (fusion + int8 alone)", None),
+        ("depth_only", f"{len(layers)} × 384, full vocabulary, PyTorch fp32 (depth)", None),
+        ("student", f"{len(layers)} × 384, pruned vocabulary, PyTorch fp32 (+ pruning)", REFERENCE),
+        ("student_fp32_onnx", f"{len(layers)} × 384, pruned, fused fp32 ONNX (+ fusion)", None),
+        (
+            "student_int8",
+            f"{len(layers)} × 384, pruned, fused dynamic int8 ONNX (+ int8): deployed",
+            f"{REFERENCE}_int8",
+        ),
+        ("student_int8_static", f"{len(layers)} × 384, pruned, static int8 ONNX", f"{REFERENCE}_int8_static"),
     ]
-    for width, arm in zip(widths, narrow_arms):
-        rows.append((arm, f"3 × {width}, pruned, PyTorch fp32 (width)", arm))
-        rows.append((f"{arm}_int8", f"3 × {width}, pruned, int8 ONNX", f"{arm}_int8"))
-    teacher_quality = quality("teacher")
-    t1, t32 = latency["teacher"]["1"], latency["teacher"]["32"]
+    t32 = latency["teacher"]["32"]
     lines = [
-        f"Machine: {machine_line(info)}; load average at start {info.get('load_average_at_start')}.",
-        f"Recipe `{Path(cli.recipe).name}`, seeds {seeds}. F1: BLURB micro-F1 (%) on HoC, mean ± std over seeds, "
-        "threshold tuned on validation (int8 rows: the fp32 student's threshold). Latency: ms per example on "
-        f"synthetic token ids of {cli.seq_len} tokens, {cli.threads} threads, median over {cli.rounds} interleaved "
-        "rounds of the median of 5 runs; throughput ratio = teacher latency / row latency at batch 32. Size: "
-        "safetensors (PyTorch) or model.onnx.",
+        f"Speed and size, first seed's models side by side: ms per example on synthetic token ids of {cli.seq_len} "
+        f"tokens, {cli.threads} threads, median over {cli.rounds} interleaved rounds of the median of 5 runs; "
+        "throughput ratio = teacher PyTorch latency / row latency. Size: safetensors (PyTorch) or model.onnx.",
         "",
-        "| model | parameters | size (MB) | size / teacher | ms/example, batch 1 | ms/example, batch 32 | "
-        "throughput × (batch 32) | validation F1 | test F1 | % of teacher test F1 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | size (MB) | size / teacher | ms/example, batch 1 | ms/example, batch 32 | × batch 1 | × batch 32 | "
+        "test F1 (% of teacher) | fused operators |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     table = []
     for name, label, arm in rows:
-        q = quality(arm) if arm else None
-        val = f"{100 * q[0]:.2f} ± {100 * q[1]:.2f}" if q else "–"
-        test = f"{100 * q[2]:.2f} ± {100 * q[3]:.2f}" if q else "–"
-        share = f"{100 * q[2] / teacher_quality[2]:.1f}" if q and teacher_quality else "–"
+        q = _quality(runs, arm) if arm else None
+        share = f"{100 * q[2]:.2f} ({100 * q[2] / teacher_quality[2]:.1f} %)" if q else "–"
+        ops = ", ".join(f"{k} {v}" for k, v in fused.get(name, {}).items()) or "–"
         lat1, lat32 = latency[name]["1"], latency[name]["32"]
         lines.append(
-            f"| {label} | {parameters[name] / 1e6:.2f}M | {disk[name]:.1f} | "
-            f"{100 * disk[name] / disk['teacher']:.1f}% | {lat1:.2f} | {lat32:.2f} | {t32 / lat32:.2f}× | "
-            f"{val} | {test} | {share} |"
+            f"| {label} | {disk[name]:.1f} | {100 * disk[name] / disk['teacher']:.1f} % | {lat1:.2f} | {lat32:.2f} | "
+            f"{latency['teacher']['1'] / lat1:.2f}× | {t32 / lat32:.2f}× | {share} | {ops} |"
         )
         table.append(
             {
                 "row": name,
                 "label": label,
-                "parameters": parameters[name],
                 "size_mb": disk[name],
                 "ms_per_example": latency[name],
-                "speedup_batch_1": t1 / lat1,
+                "speedup_batch_1": latency["teacher"]["1"] / lat1,
                 "speedup_batch_32": t32 / lat32,
                 "quality": q,
+                "fused_operators": fused.get(name),
             }
         )
-    lines += ["", "Per seed (validation / test F1, %):", ""]
-    for arm in ("teacher", REFERENCE, f"{REFERENCE}_int8", *(a + s for a in narrow_arms for s in ("", "_int8"))):
-        cells = [
-            f"seed {r['seed']}: {100 * r['validation']:.2f} / {100 * r['test']:.2f}" for r in runs if r["arm"] == arm
-        ]
-        lines.append(f"- {arm}: {'; '.join(cells)}")
-    markdown = "\n".join(lines)
-    payload = {
-        "machine": info,
-        "settings": {**vars(cli), "overrides": rest, "seeds": seeds},
-        "runs": runs,
-        "table": table,
-    }
-    write_results("deploy", payload, markdown, cli.out)
+    return table, lines
 
 
 if __name__ == "__main__":

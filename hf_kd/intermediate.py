@@ -14,6 +14,7 @@ Two positions are compared:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,8 @@ from torch import nn
 
 from .alignment import aligned_word_states, mean_pool
 from .losses import attention_kl_loss, hidden_cosine_loss, hidden_mse_loss
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["PROJECTIONS_MODULE", "IntermediateDistiller", "attach_intermediate", "uniform_layers"]
 
@@ -235,7 +238,9 @@ def attach_intermediate(model: nn.Module, teacher_config: Any, seed: int, **kwar
     the optimizer (Trainer's parameter groups, or DeepSpeed's from its config), gradient clipping, `zero_grad`, DDP's
     gradient averaging, DeepSpeed/FSDP sharding and checkpoints. They stay out of the student's `save_pretrained`
     (`_keys_to_ignore_on_save`), so a saved student is a plain model of its architecture. A model that already has a
-    distiller keeps it (training twice continues with the same projections).
+    distiller for the same layer mapping keeps its projections (training twice continues with them) and takes the
+    loss settings of this call (`hidden_loss`, the weights, `hidden_alignment`); for another layer mapping, it is
+    replaced by a new distiller (with a warning: the old projections are dropped).
 
     Args:
         model (`nn.Module`):
@@ -250,16 +255,26 @@ def attach_intermediate(model: nn.Module, teacher_config: Any, seed: int, **kwar
     Returns:
         [`IntermediateDistiller`]: The distiller on the model.
     """
-    existing = getattr(model, PROJECTIONS_MODULE, None)
-    if isinstance(existing, IntermediateDistiller):
-        return existing
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         distiller = IntermediateDistiller(model.config, teacher_config, **kwargs)
+    existing = getattr(model, PROJECTIONS_MODULE, None)
+    if isinstance(existing, IntermediateDistiller):
+        if existing.layer_mapping == distiller.layer_mapping:
+            for name in ("hidden_loss", "hidden_loss_weight", "attention_loss_weight", "hidden_alignment"):
+                setattr(existing, name, getattr(distiller, name))
+            return existing
+        logger.warning(
+            "The student's layer projections were made for layer_mapping %s; this trainer asks for %s: new "
+            "projections replace them.",
+            existing.layer_mapping,
+            distiller.layer_mapping,
+        )
     parameter = next(model.parameters(), None)
     if parameter is not None:
         distiller.to(parameter.device)
     model.add_module(PROJECTIONS_MODULE, distiller)
     ignored = list(getattr(model, "_keys_to_ignore_on_save", None) or [])
-    model._keys_to_ignore_on_save = ignored + [f"{PROJECTIONS_MODULE}.{key}" for key in distiller.state_dict()]
+    keys = ignored + [f"{PROJECTIONS_MODULE}.{key}" for key in distiller.state_dict()]
+    model._keys_to_ignore_on_save = list(dict.fromkeys(keys))
     return distiller

@@ -17,11 +17,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
 from .config import DistillationTrainingArguments
-from .constants import (
-    DISTILLATION_COLUMNS,
-    TEACHER_LOGITS_COLUMN,
-    problem_type_of_config,
-)
+from .constants import DISTILLATION_COLUMNS, TEACHER_LOGITS_COLUMN, problem_type_of_config
 from .intermediate import PROJECTIONS_MODULE, IntermediateDistiller, attach_intermediate
 from .label_checks import check_label_column
 from .losses import distillation_loss, hard_label_loss, labelled_counts, validate_labels
@@ -378,7 +374,9 @@ class DistillationTrainer(Trainer):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         path = os.path.join(resume_from_checkpoint, PROJECTIONS_FILE)
         distiller = getattr(model if model is not None else self.model, PROJECTIONS_MODULE, None)
-        if distiller is not None and os.path.isfile(path):
+        if distiller is not None:  # never restart trained projections from their initialisation without a word
+            if not os.path.isfile(path):
+                raise ValueError(f"Checkpoint {resume_from_checkpoint!r} has no {PROJECTIONS_FILE} to resume from.")
             distiller.load_state_dict(load_file(path, device=str(self.args.device)))
 
     # ------------------------------------------------------------------ evaluation

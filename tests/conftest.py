@@ -111,6 +111,22 @@ class CountingTeacher(torch.nn.Module):
         return self.model(**kwargs)
 
 
+class StepLog:
+    """A `TrainerCallback` recording the global step after each optimizer step (what a resumed run really ran)."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class _StepLog(TrainerCallback):
+            def __init__(self) -> None:
+                self.steps: list[int] = []
+
+            def on_step_end(self, args, state, control, **kwargs):
+                self.steps.append(state.global_step)
+
+        return _StepLog()
+
+
 def args_for(path, output_subdir: str = "out", **kwargs):
     """Small, fast `DistillationTrainingArguments` on CPU; keyword arguments override the defaults."""
     from hf_kd import DistillationTrainingArguments

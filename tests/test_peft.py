@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CLINICAL_LABELS, args_for, make_tokenizer, random_dataset, tiny_bert, write_label_files
+from conftest import CLINICAL_LABELS, StepLog, args_for, make_tokenizer, random_dataset, tiny_bert, write_label_files
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 
 from hf_kd import DistillationTrainer
@@ -150,8 +150,10 @@ def test_lora_student_checkpoint_resume_restores_the_adapter(tmp_path):
     assert all((checkpoint / name).is_file() for name in ADAPTER_FILES)
     assert not (checkpoint / "model.safetensors").exists()  # the checkpoint holds the adapter, not the base model
 
-    resumed = trainer_for("resumed")
+    resumed, log = trainer_for("resumed"), StepLog()
+    resumed.add_callback(log)
     resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert log.steps == [3, 4]  # resumed after step 2, not restarted from 0
     a, b = _params(full.model), _params(resumed.model)
     assert all(torch.allclose(a[n], b[n], atol=1e-6) for n in a)
 

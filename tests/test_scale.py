@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import args_for, random_dataset, tiny_bert
+from conftest import StepLog, args_for, random_dataset, tiny_bert
 from transformers import TrainerCallback
 
 from hf_kd import DistillationTrainer, DistillationTrainingArguments, cache_teacher_logits
@@ -67,18 +67,32 @@ def test_resume_with_a_width_projection_ends_with_the_uninterrupted_weights(tmp_
                 control.should_training_stop = True
 
     def run(out, stop=False, resume=None):
-        trainer = _hidden_trainer(out, save_strategy="steps", save_steps=3)
+        trainer, log = _hidden_trainer(out, save_strategy="steps", save_steps=3), StepLog()
+        trainer.add_callback(log)
         if stop:
             trainer.add_callback(StopAt())
         trainer.train(resume_from_checkpoint=resume)
-        return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}, log.steps
 
-    full = run(tmp_path / "full")
+    full, full_steps = run(tmp_path / "full")
     run(tmp_path / "part", stop=True)
-    resumed = run(tmp_path / "part", resume=str(tmp_path / "part" / "out" / "checkpoint-3"))
+    checkpoint = tmp_path / "part" / "out" / "checkpoint-3"
+    resumed, steps = run(tmp_path / "part", resume=str(checkpoint))
+    assert steps == full_steps[3:] and steps[0] == 4  # resumed after step 3, not restarted
     assert any(k.startswith(PROJECTIONS_MODULE) for k in full)
     for name in full:
         torch.testing.assert_close(resumed[name], full[name], rtol=0, atol=1e-5, msg=name)
+
+
+def test_resume_without_the_projections_file_is_refused(tmp_path):
+    from hf_kd.trainer import PROJECTIONS_FILE
+
+    trainer = _hidden_trainer(tmp_path, save_strategy="steps", save_steps=3)
+    trainer.train()
+    checkpoint = tmp_path / "out" / "checkpoint-3"
+    (checkpoint / PROJECTIONS_FILE).unlink()
+    with pytest.raises(ValueError, match=f"checkpoint-3.*has no {PROJECTIONS_FILE}"):
+        _hidden_trainer(tmp_path / "again").train(resume_from_checkpoint=str(checkpoint))
 
 
 def test_training_twice_keeps_training_the_same_projections(tmp_path):

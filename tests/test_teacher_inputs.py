@@ -457,3 +457,23 @@ def test_real_minilm_teacher_with_a_small_local_student_tokenizer(tmp_path, tok)
     trainer.train()
     assert trainer.intermediate.projections[0].weight.shape == (384, 32)
     assert all(torch.isfinite(torch.tensor(e["loss"])) for e in trainer.state.log_history if "loss" in e)
+
+
+def test_a_second_attach_takes_the_new_loss_settings_and_a_new_mapping_gets_new_projections(caplog):
+    from hf_kd.intermediate import PROJECTIONS_MODULE, attach_intermediate
+
+    student, teacher = tiny_bert(hidden_size=16, layers=2), tiny_bert(hidden_size=32, layers=4)
+    first = attach_intermediate(student, teacher.config, seed=0, layer_mapping=[2, 4], hidden_loss_weight=1.0)
+    with torch.no_grad():
+        first.projections[0].weight.fill_(0.25)  # "trained" projections
+    again = attach_intermediate(
+        student, teacher.config, seed=0, layer_mapping=[2, 4], hidden_loss="cosine", hidden_loss_weight=3.0
+    )
+    assert again is first and getattr(student, PROJECTIONS_MODULE) is first
+    assert (again.hidden_loss, again.hidden_loss_weight) == ("cosine", 3.0)  # the new settings, not the old ones
+    assert torch.all(again.projections[0].weight == 0.25)  # the trained projections are kept
+    other = attach_intermediate(student, teacher.config, seed=0, layer_mapping=[1, 3])
+    assert other is not first and getattr(student, PROJECTIONS_MODULE) is other and other.layer_mapping == [1, 3]
+    assert "layer_mapping [2, 4]" in caplog.text
+    saved_keys = [k for k in student._keys_to_ignore_on_save if k.startswith(PROJECTIONS_MODULE)]
+    assert len(saved_keys) == len(set(saved_keys)) == len(other.state_dict())

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from conftest import CountingTeacher, args_for, random_dataset, tiny_bert
+from conftest import CountingTeacher, StepLog, args_for, random_dataset, tiny_bert
 from safetensors.torch import load_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
@@ -385,19 +385,22 @@ class StopAt(TrainerCallback):
 
 def test_resume_from_checkpoint_ends_with_the_same_weights(tmp_path):
     def run(out, stop=None, resume=None):
+        log = StepLog()
         trainer = DistillationTrainer(
             model=tiny_bert(dropout=0.1),
             teacher_model=tiny_bert(seed=1),
             train_dataset=random_dataset(n=24),
             args=args_for(out, save_strategy="steps", save_steps=3, num_train_epochs=2),
-            callbacks=[StopAt(stop)] if stop else None,
+            callbacks=[log, *([StopAt(stop)] if stop else [])],
         )
         trainer.train(resume_from_checkpoint=resume)
-        return trainer.model.state_dict()
+        return trainer.model.state_dict(), log.steps
 
-    full = run(tmp_path / "full")
+    full, full_steps = run(tmp_path / "full")
     run(tmp_path / "part", stop=4)
-    resumed = run(tmp_path / "part", resume=str(tmp_path / "part" / "out" / "checkpoint-3"))
+    resumed, steps = run(tmp_path / "part", resume=str(tmp_path / "part" / "out" / "checkpoint-3"))
+    # The resumed run starts after step 3 and runs only the steps left (a restart from 0 would run them all).
+    assert steps == full_steps[3:] and steps[0] == 4
     for name in full:
         torch.testing.assert_close(resumed[name], full[name], msg=name)
 
