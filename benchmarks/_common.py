@@ -142,6 +142,11 @@ def _train_seconds(output_dir: Path, stage: str) -> float:
     return float(json.loads((output_dir / stage / "DONE.json").read_text())["train_seconds"])
 
 
+def teacher_model(run_dir: Path) -> str:
+    """The teacher a pipeline run distilled from: its fine-tuned teacher, or the given one when stage 1 skipped."""
+    return str(json.loads((Path(run_dir) / "teacher" / "DONE.json").read_text())["model"])
+
+
 def run_student_arms(
     base: Any, arms: dict[str, Any], seeds: list[int], metric: str, output_dir: Path, reference: str
 ) -> list[dict[str, Any]]:
@@ -178,7 +183,7 @@ def run_student_arms(
                 **_scores(report, "student", metric),
             }
         )
-        teacher = dataclasses.replace(config.teacher, model=str(first / "teacher" / "model"))
+        teacher = dataclasses.replace(config.teacher, model=teacher_model(first))
         evaluation = dataclasses.replace(config.evaluation, latency=False, plots=False, model_card=False)
         for arm, change in arms.items():
             out = root / arm

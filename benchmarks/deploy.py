@@ -37,7 +37,7 @@ import torch
 from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, machine_line, parse_seeds, run_student_arms, write_results  # noqa: E402
+from _common import machine, machine_line, parse_seeds, run_student_arms, teacher_model, write_results  # noqa: E402
 
 from hf_kd.recipe import DistillationPipelineConfig  # noqa: E402
 
@@ -215,7 +215,7 @@ def _timing(
     from hf_kd.onnx_classifier import OnnxClassifier, onnx_size_mb
     from hf_kd.student import student_from_teacher
 
-    teacher_dir = first / REFERENCE / "teacher" / "model"
+    teacher_dir = Path(teacher_model(first / REFERENCE))
     student_dir = first / REFERENCE / "student" / "model"
 
     def load(folder: Path) -> Any:

@@ -45,14 +45,22 @@ __all__ = [
 
 # In Python 3, `\s` on `str` patterns matches exactly the characters for which `str.isspace()` is true, which are the
 # separators used by `str.split()`; `\S+` therefore yields the same words as `str.split()`.
-_WORD_RE = re.compile(r"\S+")
+# Scripts written without spaces between words: CJK ideographs (the ranges BERT's basic tokenizer splits into single
+# characters), kana, CJK punctuation and full-width forms. Each such character is a word of its own.
+_UNSPACED = (
+    "\u3001-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
+    "\U00020000-\U0002a6df\U0002a700-\U0002ceaf\U0002f800-\U0002fa1f"
+)
+_WORD_RE = re.compile(rf"[{_UNSPACED}]|[^\s{_UNSPACED}]+")
 
 
 def word_spans(text: str) -> list[tuple[int, int]]:
     """Character spans of the canonical words of a text.
 
-    A canonical word is a maximal run of non-whitespace characters, with the same semantics as `str.split()` (every
-    Unicode whitespace character, including non-breaking and ideographic spaces, separates words).
+    A canonical word is a maximal run of non-whitespace characters (every Unicode whitespace character, including
+    non-breaking and ideographic spaces, separates words, as in `str.split()`), except in scripts written without
+    spaces: each CJK ideograph, kana, CJK punctuation mark or full-width form is a word of its own, as BERT's basic
+    tokenizer treats Chinese characters. So `"患者发热 fever"` has five words: `患`, `者`, `发`, `热`, `fever`.
 
     Args:
         text (`str`):
@@ -60,7 +68,7 @@ def word_spans(text: str) -> list[tuple[int, int]]:
 
     Returns:
         `list[tuple[int, int]]`: One `(start, end)` pair per word, in order, such that `text[start:end]` is the word
-        and `[text[s:e] for s, e in word_spans(text)] == text.split()`.
+        (for text without CJK characters, `[text[s:e] for s, e in word_spans(text)] == text.split()`).
     """
     if not isinstance(text, str):
         raise TypeError(f"`text` must be a str, got {type(text).__name__}.")

@@ -145,6 +145,7 @@ class IntermediateDistiller(nn.Module):
         self.projections = nn.ModuleList(
             nn.Linear(d_student, d_teacher) if d_student != d_teacher else nn.Identity() for _ in mapping
         )
+        self.batches, self.unpaired_batches = 0, 0  # word-aligned batches seen, and those without a shared word
 
     @property
     def needs_attentions(self) -> bool:
@@ -183,6 +184,7 @@ class IntermediateDistiller(nn.Module):
                 )
             loss_fn = hidden_mse_loss if self.hidden_loss == "mse" else hidden_cosine_loss
             terms = []
+            self.batches += not (mean or shared)
             for k, (j, proj) in enumerate(zip(self.layer_mapping, self.projections), start=1):
                 student_h = proj(s_states[k])
                 teacher_h = t_states[j]
@@ -199,6 +201,7 @@ class IntermediateDistiller(nn.Module):
                     )
                     if s_words.shape[0] == 0:
                         terms.append(student_h.sum() * 0.0)  # student_h went through the projection
+                        self._warn_unpaired(k)
                     else:
                         terms.append(loss_fn(s_words, t_words))
             losses["hidden_loss"] = self.hidden_loss_weight * torch.stack(terms).mean()
@@ -224,6 +227,22 @@ class IntermediateDistiller(nn.Module):
             ]
             losses["attention_loss"] = self.attention_loss_weight * torch.stack(terms).mean()
         return losses
+
+    def _warn_unpaired(self, layer: int) -> None:
+        """Count a batch whose hidden-state term found no word both tokenizations cover; warn the first time."""
+        if layer != 1:
+            return
+        self.unpaired_batches += 1
+        if self.unpaired_batches == 1:
+            logger.warning(
+                "The hidden-state term found no word covered by both tokenizations in batch %d (the first such batch "
+                "of %d word-aligned batches so far), so that batch adds nothing to it: truncation may cut the texts "
+                "at different words, or the text has no word boundaries the alignment knows. Raise max_length / "
+                "teacher_max_length, or set hidden_alignment='mean'. This warning is shown once; the count of such "
+                "batches is `unpaired_batches` of the trainer's `intermediate`.",
+                self.batches,
+                self.batches,
+            )
 
 
 PROJECTIONS_MODULE = "hf_kd_projections"

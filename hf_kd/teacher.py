@@ -142,7 +142,8 @@ def teacher_label_order(student: nn.Module, teacher: nn.Module) -> torch.Tensor 
     Check that teacher and student predict the same label space; the teacher's index of each student label.
 
     Label names are compared when both configs name their labels (not `LABEL_<i>`); the same names in another order
-    give the reordering of the teacher's logits into the student's order.
+    give the reordering of the teacher's logits into the student's order. When only one side names its labels, the
+    order cannot be checked, and that is an error: name the other side's labels (`id2label`) too.
 
     Args:
         student (`nn.Module`):
@@ -155,7 +156,8 @@ def teacher_label_order(student: nn.Module, teacher: nn.Module) -> torch.Tensor 
         (or the labels are unnamed).
 
     Raises:
-        `ValueError`: When the numbers of labels or the label sets differ (naming the labels found on one side only).
+        `ValueError`: When the numbers of labels or the label sets differ (naming the labels found on one side only),
+            or one side's labels are unnamed and the other's are named.
     """
     s_cfg, t_cfg = getattr(student, "config", None), getattr(extract_model_from_parallel(teacher), "config", None)
     if s_cfg is None or t_cfg is None:
@@ -167,8 +169,15 @@ def teacher_label_order(student: nn.Module, teacher: nn.Module) -> torch.Tensor 
         )
     s_names = [s_cfg.id2label[i] for i in range(s_cfg.num_labels)]
     t_names = [t_cfg.id2label[i] for i in range(t_cfg.num_labels)]
-    if any(_DEFAULT_LABEL.match(str(n)) for n in s_names + t_names):
-        return None
+    s_default, t_default = (all(_DEFAULT_LABEL.match(str(n)) for n in names) for names in (s_names, t_names))
+    if s_default and t_default:
+        return None  # both unnamed: ids are all there is to compare
+    if s_default or t_default:
+        unnamed, named = ("student", t_names) if s_default else ("teacher", s_names)
+        raise ValueError(
+            f"The {unnamed}'s labels are unnamed (LABEL_0, ...) but the other model names them {named}: their order "
+            f"cannot be checked. Set the {unnamed}'s `config.id2label` (and `label2id`) to its label names."
+        )
     if set(s_names) != set(t_names):
         only_s = sorted(set(s_names) - set(t_names))
         only_t = sorted(set(t_names) - set(s_names))
@@ -195,22 +204,48 @@ def check_shared_vocabulary(student: nn.Module, teacher: nn.Module, tokenizer: A
         teacher_tokenizer (`PreTrainedTokenizerBase`, *optional*):
             The teacher's tokenizer.
 
+    A model without a tokenizer passed is compared through the tokenizer saved in its local folder
+    (`config._name_or_path`) when there is one; with no tokenizer on a side, only the configs' vocabulary sizes and
+    special token ids can be compared, and a warning says so.
+
     Raises:
-        `ValueError`: When the tokenizers' vocabularies (or, without tokenizers, the configs' vocabulary sizes) differ.
+        `ValueError`: When the tokenizers' vocabularies (or, without tokenizers, the configs' vocabulary sizes and
+            special token ids) differ.
     """
     teacher_cfg = getattr(extract_model_from_parallel(teacher), "config", None)
     student_cfg = getattr(student, "config", None)
+    tokenizer = tokenizer if tokenizer is not None else _saved_tokenizer(student_cfg)
+    teacher_tokenizer = teacher_tokenizer if teacher_tokenizer is not None else _saved_tokenizer(teacher_cfg)
     differs = False
     if tokenizer is not None and teacher_tokenizer is not None and hasattr(tokenizer, "get_vocab"):
         differs = tokenizer.get_vocab() != teacher_tokenizer.get_vocab()
     elif teacher_cfg is not None and student_cfg is not None:
-        differs = getattr(teacher_cfg, "vocab_size", None) != getattr(student_cfg, "vocab_size", None)
+        keys = ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id")
+        differs = any(getattr(teacher_cfg, k, None) != getattr(student_cfg, k, None) for k in keys)
+        logger.warning(
+            "No tokenizer of the %s to compare vocabularies with: only vocabulary sizes and special token ids were "
+            "compared. Pass `processing_class` (and `teacher_processing_class`) to check the vocabularies.",
+            "student" if tokenizer is None else "teacher",
+        )
     if differs:
         raise ValueError(
             "The teacher's tokenizer/vocabulary differs from the student's, and the batch has no "
             "`teacher_input_ids`: the teacher must not read the student's token ids. Tokenize for both with "
             "`hf_kd.tokenize_for_distillation(dataset, tokenizer, teacher_tokenizer=...)`."
         )
+
+
+def _saved_tokenizer(config: Any) -> Any:
+    """The tokenizer saved in a model's local folder, or None (no folder, no tokenizer files, or a Hub id)."""
+    import os
+
+    folder = getattr(config, "_name_or_path", None)
+    names = ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
+    if not folder or not os.path.isdir(folder) or not any(os.path.isfile(os.path.join(folder, n)) for n in names):
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
 
 
 def run_teacher(teacher: nn.Module | None, inputs: dict[str, Any], hidden_states: bool, attentions: bool) -> Any:

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from conftest import CountingTeacher, StepLog, args_for, random_dataset, tiny_bert
+from conftest import WORDS, CountingTeacher, StepLog, args_for, make_tokenizer, random_dataset, tiny_bert
 from safetensors.torch import load_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
@@ -275,6 +275,35 @@ def test_different_vocabulary_without_teacher_inputs_is_refused(tmp_path):
     trainer = DistillationTrainer(
         model=tiny_bert(vocab_size=64), teacher_model=tiny_bert(vocab_size=80, seed=1), args=args_for(tmp_path)
     )
+    trainer.model.train()
+    with pytest.raises(ValueError, match="teacher.*(tokenizer|vocabulary)"):
+        trainer.compute_loss(trainer.model, dict(batch_of(random_dataset())))
+
+
+def test_label_order_cannot_go_unchecked_when_one_side_names_its_labels(tmp_path):
+    names = {0: "fever", 1: "cough", 2: "pain"}
+    with pytest.raises(ValueError, match="student's labels are unnamed .*\\['fever', 'cough', 'pain'\\]"):
+        DistillationTrainer(
+            model=tiny_bert(), teacher_model=tiny_bert(id2label=names, seed=1), args=args_for(tmp_path)
+        )
+    with pytest.raises(ValueError, match="teacher's labels are unnamed"):
+        DistillationTrainer(model=tiny_bert(id2label=names), teacher_model=tiny_bert(seed=1), args=args_for(tmp_path))
+    DistillationTrainer(model=tiny_bert(), teacher_model=tiny_bert(seed=1), args=args_for(tmp_path))  # both unnamed
+
+
+def test_same_sized_vocabularies_are_compared_through_the_saved_tokenizers(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    def saved(name: str, words: list[str], seed: int):
+        folder = tmp_path / name
+        tiny_bert(vocab_size=64, seed=seed).save_pretrained(folder)
+        make_tokenizer(tmp_path / f"{name}_tok", words).save_pretrained(folder)
+        return AutoModelForSequenceClassification.from_pretrained(folder)
+
+    student = saved("student", WORDS, 0)
+    teacher = saved("teacher", list(reversed(WORDS)), 1)  # same size, other ids
+    assert student.config.vocab_size == teacher.config.vocab_size
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args_for(tmp_path))
     trainer.model.train()
     with pytest.raises(ValueError, match="teacher.*(tokenizer|vocabulary)"):
         trainer.compute_loss(trainer.model, dict(batch_of(random_dataset())))
