@@ -61,8 +61,9 @@ def first_true(mask: pa.Array) -> int | None:
     return int(pc.index(mask, True).as_py())
 
 
-def missing_label_row(arr: pa.Array, delimited: bool) -> tuple[int, str] | None:
-    """The first row whose label is missing (null, NaN, or a list holding one) or an empty string."""
+def missing_label_row(arr: pa.Array) -> tuple[int, str] | None:
+    """The first row whose label is missing (null, NaN, or a list holding one) or a blank string (a blank cell of
+    delimited multi-label names too: it would otherwise read as "negative for every label")."""
     nan = pc.is_nan(arr) if pa.types.is_floating(arr.type) else None
     missing = pc.is_null(arr) if nan is None else pc.or_(pc.is_null(arr), pc.fill_null(nan, True))
     found = first_true(missing)
@@ -76,7 +77,7 @@ def missing_label_row(arr: pa.Array, delimited: bool) -> tuple[int, str] | None:
             row = int(pc.list_parent_indices(arr)[bad].as_py())
             found = row if found is None else min(found, row)
     empty = None
-    if not delimited and scalar_kind(arr.type) == "str":
+    if scalar_kind(arr.type) == "str":
         empty = first_true(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(arr), ""), False))
     if found is not None and (empty is None or found <= empty):
         return found, "Missing"
@@ -145,7 +146,7 @@ def check_label_column(dataset: datasets.Dataset, config: Any, name: str = "trai
     if problem_type == REGRESSION:
         return
     where = f"row {{}} of the {name} set"
-    missing = missing_label_row(arr, delimited=True)
+    missing = missing_label_row(arr)
     if missing is not None:
         raise ValueError(f"Missing label at {where.format(missing[0])}.")
     if problem_type == SINGLE_LABEL:

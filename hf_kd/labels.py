@@ -63,8 +63,11 @@ def _shown(names: Sequence[Any]) -> str:
 
 
 def _unknown_label(vocabulary: Sequence[Any], label: Any, split: str, row: int, column: str) -> ValueError:
+    # A value from the data is quoted only when it cannot be a piece of note text: a number, or one short token.
+    token = isinstance(label, str) and 0 < len(label) <= 40 and not any(c.isspace() for c in label)
+    shown = _label_repr(label) if token or isinstance(label, int | float) else "(not shown: it may be patient text)"
     return ValueError(
-        f"Unknown label {_label_repr(label)} in column '{column}' of split '{split}' (row {row}); known labels: "
+        f"Unknown label {shown} in column '{column}' of split '{split}' (row {row}); known labels: "
         f"{_shown(vocabulary)}."
     )
 
@@ -234,7 +237,8 @@ def _multi_hot_row(width: int, column: str) -> Callable[[Any, str, int], list[fl
 
 
 def _to_multi_hot(width: int, position: Callable[[Any, str, int], int]) -> Callable[[Any, str, int], list[float]]:
-    """Multi-hot vectors from lists of labels; a missing row (`None`) becomes all `-100` (unlabeled)."""
+    """Multi-hot vectors from lists of labels (an empty list: no label applies); a missing row (`None`) becomes all
+    `-100` (unlabeled)."""
 
     def encode(value: Any, split: str, row: int) -> list[float]:
         if value is None:
@@ -327,10 +331,16 @@ def encode_labels(
             raise ValueError(f"`label_names` has duplicates: {duplicates}.")
     values = {split: ds.data.column(column).combine_chunks() for split, ds in dataset.items()}
     for split, arr in values.items():
-        problem = missing_label_row(arr, delimited=label_delimiter is not None)
+        problem = missing_label_row(arr)
         if problem is not None:
             row, what = problem
-            raise ValueError(f"{what} label in column '{column}' of split '{split}' at row {row}.")
+            hint = ""
+            if what == "Empty" and label_delimiter is not None:
+                hint = (
+                    " A blank multi-label cell could mean 'no label applies' or 'not labelled': write the labels as a "
+                    "JSON list ([] when none applies), or move an unlabeled row's text to `data.unlabeled_files`."
+                )
+            raise ValueError(f"{what} label in column '{column}' of split '{split}' at row {row}.{hint}")
 
     refuse_free_text(values, column)
 

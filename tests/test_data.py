@@ -246,7 +246,7 @@ def test_multi_label_lists_of_ids(tmp_path: Path) -> None:
 
 
 def test_delimited_strings_in_csv(tmp_path: Path) -> None:
-    rows = [{"text": "a", "codes": "fever; cough"}, {"text": "b", "codes": ""}, {"text": "c", "codes": "asthma"}]
+    rows = [{"text": "a", "codes": "fever; cough"}, {"text": "b", "codes": "cough"}, {"text": "c", "codes": "asthma"}]
     path = write_table(tmp_path / "train.csv", rows)
     test = write_table(tmp_path / "test.csv", [{"text": "d", "codes": "cough;fever"}])
     dataset, names = load_classification_dataset(
@@ -254,7 +254,7 @@ def test_delimited_strings_in_csv(tmp_path: Path) -> None:
     )
     assert names == ["asthma", "cough", "fever"]
     assert "codes" not in dataset["train"].column_names
-    assert list(dataset["train"]["labels"]) == [[0.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
+    assert list(dataset["train"]["labels"]) == [[0.0, 1.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
     assert list(dataset["test"]["labels"]) == [[0.0, 1.0, 1.0]]
 
 
@@ -755,3 +755,16 @@ def test_collator_after_tokenization_end_to_end(student_tok, teacher_tok) -> Non
     assert batch["attention_mask"].sum(dim=1).tolist() == lengths
     assert batch["teacher_attention_mask"].sum(dim=1).tolist() == teacher_lengths
     assert batch["labels"].tolist() == [0, 1, -100]
+
+
+def test_a_blank_multi_label_cell_is_an_error_and_an_empty_list_means_no_label(tmp_path: Path) -> None:
+    rows = [{"text": f"t{i}", "codes": c} for i, c in enumerate(["I10;E11", "E11", "", "I10"])]
+    path = write_table(tmp_path / "train.csv", rows)
+    with pytest.raises(ValueError, match="Empty label in column 'codes' of split 'train' at row 2.*JSON list"):
+        load_classification_dataset({"train": str(path)}, label_column="codes", label_delimiter=";")
+    lists = [{"text": f"t{i}", "codes": c} for i, c in enumerate([["I10", "E11"], ["E11"], [], ["I10"]])]
+    dataset, names = load_classification_dataset(
+        {"train": str(write_jsonl(tmp_path / "lists.jsonl", lists))}, label_column="codes"
+    )
+    assert names == ["E11", "I10"]
+    assert dataset["train"]["labels"] == [[1.0, 1.0], [1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]

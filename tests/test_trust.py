@@ -124,6 +124,18 @@ def test_a_free_text_label_column_is_refused_without_showing_it(recipe, tmp_path
     assert not Path(recipe["output_dir"], "teacher").exists()
 
 
+def test_note_text_in_a_small_validation_label_column_never_reaches_the_terminal(recipe, tmp_path, capsys):
+    # A column mix-up in validation only: a few short notes, too few to look like free text by their counts.
+    validation = Path(recipe["data"]["path"]) / "validation.jsonl"
+    rows = [json.loads(line) for line in validation.read_text().splitlines()]
+    note = f"{CANARY} reports chest pain"
+    validation.write_text("".join(json.dumps({"text": r["text"], "labels": [note]}) + "\n" for r in rows))
+    code, err = _run_cli(["distill", _write(recipe, tmp_path)], capsys)
+    assert code == 2 and "Unknown label (not shown: it may be patient text)" in err and "split 'validation'" in err
+    assert "canary" not in err and "chest" not in err
+    assert not Path(recipe["output_dir"], "teacher").exists()
+
+
 @pytest.fixture
 def count_train(monkeypatch) -> list[str]:
     calls: list[str] = []
