@@ -300,7 +300,9 @@ def trainer_card_data(
     """
     The card data of `DistillationTrainer.create_model_card` (and so of `push_to_hub`), from `Trainer`'s arguments.
 
-    The student's metrics are those of its last evaluation in `trainer.state.log_history`.
+    The student's metrics are those of its last evaluation in `trainer.state.log_history`. Without dataset ids, the
+    `model-index` names the evaluation dataset by its own name (`eval_dataset.info.dataset_name`), or "evaluation
+    set" for an in-memory dataset, so that the Hub still shows the results.
 
     Args:
         trainer ([`~hf_kd.DistillationTrainer`]):
@@ -331,6 +333,9 @@ def trainer_card_data(
     """
     evaluated = [entry for entry in trainer.state.log_history if any(k.startswith("eval_") for k in entry)]
     names = dataset_tags if dataset_tags is not None else dataset
+    if not names and evaluated and "eval_dataset" not in overrides:
+        info = getattr(getattr(trainer, "eval_dataset", None), "info", None)
+        overrides["eval_dataset"] = getattr(info, "dataset_name", None) or "evaluation set"
     given = {"language": language, "license": license, "model_name": model_name, "base_model": finetuned_from}
     return card_data_from_trainer(
         trainer,

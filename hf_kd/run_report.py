@@ -161,7 +161,7 @@ def _plots(run: Any, teacher_metrics: Any, student_metrics: Any, folder: Path) -
                 )
             )
     except Exception as error:  # noqa: BLE001 - figures are a convenience, never fatal
-        logger.warning("Could not write the plots: %s", type(error).__name__)
+        logger.warning("Could not write the plots: %s: %s", type(error).__name__, error)
     return written
 
 

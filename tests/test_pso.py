@@ -532,3 +532,18 @@ def test_a_point_already_trained_is_reused_not_trained_again(tmp_path):
     with open(tmp_path / "pso" / "trials.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["reused_from"] for r in rows] == [str(t.get("reused_from", "")) for t in trials]
+
+
+def test_a_nan_objective_is_a_warning_and_the_worst_point(tmp_path, caplog):
+    trainer = make_trainer(tmp_path)
+    calls = {"n": 0}
+
+    def objective(metrics):
+        calls["n"] += 1
+        return float("nan") if calls["n"] == 1 else metrics["eval_loss"]
+
+    with caplog.at_level("INFO", logger="hf_kd.search.pso"):
+        search(trainer, n_trials=2, compute_objective=objective)
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and "objective is nan" in r.getMessage()]
+    assert len(warned) == 1 and "PSO trial 0" in warned[0].getMessage()
+    assert [t["objective"] is None for t in load_state(tmp_path)["trials"]] == [True, False]

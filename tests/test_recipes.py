@@ -172,3 +172,24 @@ def test_pipeline_pushes_the_student_with_its_distillation_card(recipe, monkeypa
     # A resumed run does not push again.
     run_pipeline(DistillationPipelineConfig.from_dict(recipe))
     assert len(uploads) == 1
+
+
+def test_init_writes_and_prints_non_ascii_label_names_as_they_are(tmp_path, capsys):
+    import json
+
+    from hf_kd.cli import main
+
+    names = ["发热", "咳嗽", "胸痛"]
+    for split, n in (("train", 12), ("validation", 6)):
+        rows = [{"text": f"患者 {i}", "label": names[i % 3]} for i in range(n)]
+        (tmp_path / f"{split}.jsonl").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+        )
+    out = tmp_path / "recipe.yaml"
+    args = ["init", "--train", str(tmp_path / "train.jsonl"), "--validation", str(tmp_path / "validation.jsonl")]
+    assert main([*args, "--label_column", "label", "--model", "m", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    written = out.read_text(encoding="utf-8")
+    for name in names:
+        assert name in printed and name in written
+    assert "\\u" not in printed and "\\u" not in written

@@ -305,3 +305,19 @@ def test_time_batch_skips_warmup_and_reports_the_median_of_the_timed_runs(monkey
     assert result["ms_per_batch"] == 2000.0 and result["ms_per_example"] == 500.0
     assert result["examples_per_s"] == 2.0
     assert events == ["sync", "call", "sync"] * 5  # synchronized around every call, warm-up included
+
+
+def test_a_plot_failure_is_logged_with_its_message(tmp_path, monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    from hf_kd import run_report
+
+    def failing(*args, **kwargs):
+        raise ValueError("Axis limits cannot be NaN or Inf")
+
+    monkeypatch.setattr(plots_module, "plot_per_label_f1", failing)
+    run = SimpleNamespace(validation_split="validation", root=tmp_path, task="multi_label_classification")
+    run.label_names = ["a", "b"]
+    metrics = {"validation": {"f1_a": 0.5, "f1_b": 0.2}}
+    assert run_report._plots(run, metrics, metrics, tmp_path) == []
+    assert "Could not write the plots: ValueError: Axis limits cannot be NaN or Inf" in caplog.text

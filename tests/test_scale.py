@@ -240,3 +240,14 @@ def test_push_to_hub_uploads_the_distillation_card(tmp_path, monkeypatch):
     assert "knowledge-distillation" in readme and "hf-kd" in readme
     assert "| Temperature | 3 |" in readme and "| Alpha (weight of the hard-label loss) | 0.25 |" in readme
     assert "model-index" in readme and "org/notes" in readme
+
+    # Without dataset ids, an in-memory evaluation set still gives the Hub its results.
+    uploads.clear()
+    trainer.push_to_hub()
+    ((_, readme, _),) = uploads
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    _, results = model_index_to_eval_results(ModelCard(readme).data.to_dict()["model-index"])
+    assert results and {r.dataset_name for r in results} == {"evaluation set"}
+    assert {r.metric_name for r in results} >= {"eval_loss"}

@@ -251,7 +251,13 @@ def _run_trial(
             del trial_trainer
     record["objective"] = objective if math.isfinite(objective) else None
     write_json(os.path.join(trial_dir, _TRIAL_FILE), record)
-    logger.info(f"PSO trial {k}: objective {objective}")
+    if record["objective"] is None:
+        logger.warning(
+            f"PSO trial {k}: the objective is {objective} (training diverged, or the metric could not be computed); "
+            "the swarm treats this point as the worst possible."
+        )
+    else:
+        logger.info(f"PSO trial {k}: objective {objective}")
     return record
 
 
