@@ -18,6 +18,13 @@ MINILM = SHARED / "models" / "all-MiniLM-L6-v2"
 HOC = SHARED / "data" / "hoc"
 CODIESP = SHARED / "data" / "codiesp"
 
+
+def pytest_configure(config):
+    """The tests that use real data and weights read ../shared beside the checkout (CI has it): fail, never skip."""
+    if not MINILM.is_dir() or not HOC.is_dir() or not CODIESP.is_dir():
+        raise pytest.UsageError(f"The shared data and model are missing at {SHARED} (../shared beside the checkout).")
+
+
 WORDS = (
     "the a patient fever cough pain tumor cell cancer growth death immune signal chest acute chronic "
     "el la paciente fiebre dolor tos con sin de y presento ##s ##ing ##ed"
@@ -125,6 +132,16 @@ class StepLog:
                 self.steps.append(state.global_step)
 
         return _StepLog()
+
+
+def micro_f1_from_saved(stage_dir: Path, split: str, threshold: float) -> float:
+    """Micro-F1 recomputed with scikit-learn from a stage's saved probabilities and labels (`predictions_<split>.npz`),
+    at `threshold`: what a reported metric must equal."""
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    saved = np.load(Path(stage_dir) / f"predictions_{split}.npz")
+    return float(f1_score(saved["labels"].astype(int), (saved["probs"] >= threshold).astype(int), average="micro"))
 
 
 def args_for(path, output_subdir: str = "out", **kwargs):

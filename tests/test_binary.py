@@ -94,9 +94,17 @@ def test_two_class_csv_is_a_binary_task_with_triage_metrics(binary_recipe, tmp_p
         for split in ("validation", "test"):
             for metric in TRIAGE_METRICS:
                 assert f"{split}_{metric}" in report[side]["metrics"], (side, split, metric)
-        # The operating point is the highest threshold with sensitivity >= 0.9 on validation.
-        assert result[side]["validation"]["sensitivity"] >= 0.9
-        assert result[side]["validation"]["threshold"] == result[side]["test"]["threshold"]
+        # The operating point is the highest threshold with sensitivity >= 0.9 on validation (from the saved
+        # probabilities: no lower positive score may pass it), and test is scored at that same threshold.
+        threshold = result[side]["validation"]["threshold"]
+        assert threshold == result[side]["test"]["threshold"]
+        stage = root / ("teacher_eval" if side == "teacher" else "evaluation")
+        saved = np.load(stage / "predictions_validation.npz")
+        positives = np.sort(saved["probs"][saved["labels"] == 1])[::-1]
+        assert threshold == pytest.approx(positives[int(np.ceil(0.9 * len(positives))) - 1])
+        test = np.load(stage / "predictions_test.npz")
+        caught = (test["probs"][test["labels"] == 1] >= threshold).mean()
+        assert result[side]["test"]["sensitivity"] == pytest.approx(caught)
     table = (root / "report.md").read_text()
     assert "validation_auroc" in table and "validation_sensitivity" in table
     card = (Path(result["student_model"]) / "README.md").read_text()

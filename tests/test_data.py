@@ -439,7 +439,6 @@ def test_hoc_bad_level(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (HOC_DIR / "blurb_split" / "train.tsv").is_file(), reason="HoC data not available")
 def test_hoc_real_files() -> None:
     sentences, names = load_hoc(HOC_DIR, level="sentence")
     abstracts, abstract_names = load_hoc(HOC_DIR, level="abstract")
@@ -511,7 +510,6 @@ def test_codiesp_unknown_chapter_and_level(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (CODIESP_DIR / "codiesp_train.jsonl").is_file(), reason="CodiEsp data not available")
 def test_codiesp_real_files() -> None:
     dataset, names = load_codiesp(CODIESP_DIR, include_unlabeled=True)
     assert {s: len(d) for s, d in dataset.items()} == {"train": 500, "validation": 250, "test": 250, "unlabeled": 2751}
@@ -544,7 +542,6 @@ def test_same_tokenization(tmp_path: Path, student_tok, teacher_tok) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (MINILM_DIR / "tokenizer.json").is_file(), reason="MiniLM tokenizer not available")
 def test_same_tokenization_real_tokenizer(student_tok) -> None:
     first = AutoTokenizer.from_pretrained(str(MINILM_DIR))
     second = AutoTokenizer.from_pretrained(str(MINILM_DIR))

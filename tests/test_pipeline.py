@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CLINICAL_LABELS, save_model_dir, tiny_bert
+from conftest import CLINICAL_LABELS, micro_f1_from_saved, save_model_dir, tiny_bert
 from transformers import Trainer
 
 from hf_kd.pipeline import DONE_FILE, QualityGateError, run_pipeline
@@ -57,8 +57,12 @@ def test_end_to_end_then_resume_trains_nothing(recipe, count_train, tmp_path):
     # Metrics of both models on validation and test, with a threshold tuned on validation and reused on test.
     for side in ("teacher", "student"):
         assert set(result[side]) == {"validation", "test"}
-        assert 0.0 <= result[side]["validation"]["micro_f1"] <= 1.0
         assert result[side]["validation"]["threshold"] == result[side]["test"]["threshold"]
+        stage = root / ("teacher_eval" if side == "teacher" else "evaluation")
+        for split in ("validation", "test"):  # the reported F1 is the F1 of the saved predictions at the threshold
+            threshold = result[side][split]["threshold"]
+            expected = micro_f1_from_saved(stage, split, threshold)
+            assert result[side][split]["micro_f1"] == pytest.approx(expected, abs=1e-9)
     assert (root / "recipe.yaml").is_file()
     assert DistillationPipelineConfig.from_yaml(root / "recipe.yaml") == config
     if result["report"] is not None:

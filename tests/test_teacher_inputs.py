@@ -433,7 +433,6 @@ def test_layer_mapping_errors_name_the_layers(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not MINILM.exists(), reason="../shared not available")
 def test_real_minilm_teacher_with_a_small_local_student_tokenizer(tmp_path, tok):
     from transformers import AutoTokenizer
 

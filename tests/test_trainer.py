@@ -350,6 +350,34 @@ def test_teacher_eval_metrics_report_agreement_and_distill_loss(tmp_path):
     assert metrics["eval_distill_loss"] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_agreement_counts_compare_predictions_not_models():
+    from hf_kd.teacher import agreement_counts
+
+    student = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 0.0, 5.0]])
+    teacher = torch.tensor([[5.0, 0.0, 0.0], [4.0, 1.0, 0.0], [0.0, 0.0, 9.0]])
+    agree, total = agreement_counts(student, teacher, "single_label_classification")
+    assert agree.tolist() == [1.0, 0.0, 1.0] and total.tolist() == [1.0, 1.0, 1.0]
+    signs_s = torch.tensor([[1.0, -1.0, 2.0], [-1.0, -2.0, -3.0]])
+    signs_t = torch.tensor([[3.0, 1.0, 1.0], [1.0, 2.0, 3.0]])
+    agree, total = agreement_counts(signs_s, signs_t, "multi_label_classification")
+    assert agree.tolist() == [2.0, 0.0] and total.tolist() == [3.0, 3.0]
+
+
+def test_teacher_eval_agreement_of_a_different_teacher_is_the_share_of_equal_predictions(tmp_path):
+    student, teacher = tiny_bert(problem_type="single_label_classification"), tiny_bert(seed=5)
+    data = random_dataset(n=12)
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, args=args_for(tmp_path, teacher_eval_metrics=True), eval_dataset=data
+    )
+    metrics = trainer.evaluate()
+    batch = batch_of(data, n=len(data))
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        expected = (student.eval()(**inputs).logits.argmax(-1) == teacher.eval()(**inputs).logits.argmax(-1)).float()
+    assert 0 < expected.mean() < 1  # a teacher that disagrees on some examples
+    assert metrics["eval_teacher_agreement"] == pytest.approx(float(expected.mean()))
+
+
 # ----------------------------------------------------------------------------- training
 
 
