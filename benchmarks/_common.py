@@ -139,7 +139,8 @@ def _scores(report: dict[str, Any], side: str, metric: str) -> dict[str, float]:
 
 
 def _train_seconds(output_dir: Path, stage: str) -> float:
-    return float(json.loads((output_dir / stage / "DONE.json").read_text())["train_seconds"])
+    # A stage that did not train (a given, already fine-tuned teacher) has no time.
+    return float(json.loads((output_dir / stage / "DONE.json").read_text()).get("train_seconds", float("nan")))
 
 
 def teacher_model(run_dir: Path) -> str:

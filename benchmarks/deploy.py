@@ -8,7 +8,8 @@
      vocabulary, distilled on the labelled rows and the transfer set, exported to int8 ONNX);
    - `student_kd`: the same without the transfer set (`data.unlabeled_from_corpus: false`);
    - `student_alone`: the same student on the hard labels only (`alpha: 1`), without the transfer set;
-   - the int8 exports: dynamic (the pipeline's export) and static (`int8-static`, calibrated on 256 training texts),
+   - the int8 exports of the student, made here: dynamic (`int8`, as `hf-kd export --quantize int8` and the
+     pipeline's `evaluation.export: int8` make it) and static (`int8-static`, calibrated on 256 training texts),
      scored through onnxruntime at the fp32 student's threshold.
    The share of the teacher–student gap that distillation closes is (kd_transfer − alone) / (teacher − alone), per
    seed, on test BLURB micro-F1. Runs resume from their markers, so a second call only re-times.
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import statistics
 import sys
@@ -63,13 +63,8 @@ def _time_rows(rows: dict[str, Any], tokenizer: Any, threads: int, seq_len: int,
     return {name: {size: statistics.median(v) for size, v in by_size.items()} for name, by_size in samples.items()}
 
 
-def _exported_scores(folder: Path) -> dict[str, float]:
-    metrics = json.loads((folder / "report.json").read_text())["exported"]["metrics"]
-    return {s: float(metrics[f"{s}_{METRIC}"]) for s in ("validation", "test")}
-
-
-def _static_int8_scores(config: Any, run_dir: Path, scratch: Path) -> dict[str, float]:
-    """Export the run's student to static int8 and score it through onnxruntime at the student's threshold."""
+def _int8_scores(config: Any, run_dir: Path, scratch: Path, quantize: str) -> dict[str, float]:
+    """Export the run's student to int8 (`quantize`) and score it through onnxruntime at the student's threshold."""
     from hf_kd.evaluation import evaluate_splits, saved_threshold
     from hf_kd.export import export_onnx
     from hf_kd.onnx_classifier import OnnxClassifier
@@ -78,13 +73,9 @@ def _static_int8_scores(config: Any, run_dir: Path, scratch: Path) -> dict[str, 
     config = dataclasses.replace(config, output_dir=str(run_dir))
     splits = recipe_splits(config, cache_dir=str(scratch / "cache"))
     student_dir = run_dir / "student" / "model"
-    export_onnx(
-        student_dir,
-        scratch / "static",
-        quantize="int8-static",
-        calibration_texts=splits.train[config.data.text_column][:256],
-    )
-    classifier = OnnxClassifier.from_pretrained(scratch / "static", num_threads=torch.get_num_threads())
+    calibration = splits.train[config.data.text_column][:256] if quantize == "int8-static" else None
+    export_onnx(student_dir, scratch / quantize, quantize=quantize, calibration_texts=calibration)
+    classifier = OnnxClassifier.from_pretrained(scratch / quantize, num_threads=torch.get_num_threads())
     data = config.data
     tokenized = {
         n: tokenize_side(d, classifier.tokenizer, data.text_column, data.max_length) for n, d in splits.evals.items()
@@ -159,9 +150,9 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="hf_kd_deploy_"))
     for seed in seeds:
         run_dir = out / f"seed{seed}" / REFERENCE
-        runs.append({"seed": seed, "arm": f"{REFERENCE}_int8", **_exported_scores(run_dir)})
-        static = _static_int8_scores(dataclasses.replace(base, seed=seed), run_dir, scratch / f"seed{seed}")
-        runs.append({"seed": seed, "arm": f"{REFERENCE}_int8_static", **static})
+        config = dataclasses.replace(base, seed=seed)
+        for quantize, arm in (("int8", f"{REFERENCE}_int8"), ("int8-static", f"{REFERENCE}_int8_static")):
+            runs.append({"seed": seed, "arm": arm, **_int8_scores(config, run_dir, scratch / f"seed{seed}", quantize)})
 
     teacher_quality = _quality(runs, "teacher")
     gap_lines, closed = _gap_lines(runs, seeds)
@@ -228,8 +219,8 @@ def _timing(
         "teacher_fp32_onnx": export_onnx(teacher_dir, scratch / "teacher_fp32")["path"],
         "teacher_int8": export_onnx(teacher_dir, scratch / "teacher_int8", quantize="int8")["path"],
         "student_fp32_onnx": export_onnx(student_dir, scratch / "student_fp32")["path"],
-        "student_int8": str(first / REFERENCE / "evaluation" / "export" / "model.onnx"),
-        "student_int8_static": str(scratch / f"seed{first.name[4:]}" / "static" / "model.onnx"),
+        "student_int8": str(scratch / first.name / "int8" / "model.onnx"),
+        "student_int8_static": str(scratch / first.name / "int8-static" / "model.onnx"),
     }
     models: dict[str, Any] = {"teacher": teacher, "depth_only": depth_only, "student": load(student_dir)}
     for name, path in onnx.items():
