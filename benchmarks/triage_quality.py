@@ -23,6 +23,7 @@ import logging
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 from transformers.utils import logging as hf_logging
 
@@ -72,22 +73,29 @@ def main() -> None:
     parser.add_argument("--output_dir", default="runs/triage-quality")
     parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     parser.add_argument("--table-only", action="store_true", help="rewrite the table from the runs already made")
+    parser.add_argument("--name", default="triage_quality", help="results file names")
     cli, rest = parser.parse_known_args()
     hf_logging.set_verbosity_error()
     logging.getLogger("hf_kd").setLevel(logging.WARNING)
 
     base = DistillationPipelineConfig.from_yaml(cli.recipe, args=rest)
-    arms = {"student_alone": dataclasses.replace(base.student, training={**base.student.training, "alpha": 1.0})}
+    alone = dataclasses.replace(base.student, training={**base.student.training, "alpha": 1.0})
+    arms: dict[str, Any] = {"student_alone": alone}
+    transfer = base.data.unlabeled_from_corpus or base.data.unlabeled_files
+    order = ["teacher", "student_alone", "student_kd"]
+    if transfer:  # the baselines see the labelled rows only; the reference arm also distils on the transfer set
+        plain = dataclasses.replace(base.data, unlabeled_from_corpus=False, unlabeled_files=None)
+        arms = {"student_alone": {"student": alone, "data": plain}, "student_kd_labelled": {"data": plain}}
+        order = ["teacher", "student_alone", "student_kd_labelled", "student_kd"]
     info = machine()
     seeds = parse_seeds(cli.seeds)
     if cli.table_only:
-        previous = json.loads((Path(cli.out) if cli.out else RESULTS).joinpath("triage_quality.json").read_text())
+        previous = json.loads((Path(cli.out) if cli.out else RESULTS).joinpath(f"{cli.name}.json").read_text())
         rows, info = previous["runs"], previous["machine"]
     else:
         rows = run_student_arms(base, arms, seeds, "auroc", Path(cli.output_dir), reference="student_kd")
     thresholds = {
-        arm: [round(threshold(Path(cli.output_dir) / f"seed{seed}", arm), 4) for seed in seeds]
-        for arm in ("teacher", "student_alone", "student_kd")
+        arm: [round(threshold(Path(cli.output_dir) / f"seed{seed}", arm), 4) for seed in seeds] for arm in order
     }
     lines = [
         f"Machine: {machine_line(info)}.",
@@ -96,13 +104,13 @@ def main() -> None:
         f"{' '.join(rest) or 'none'}, seeds {seeds}; mean ± std over seeds, in %. Operating threshold chosen on "
         f"validation by `evaluation.threshold: {base.evaluation.threshold}`.",
         "",
-        *table(rows, ["teacher", "student_alone", "student_kd"]),
+        *table(rows, order),
         "",
         f"Operating thresholds (validation, per seed {seeds}): {thresholds}.",
     ]
     markdown = "\n".join(lines)
     payload = {"machine": info, "settings": {**vars(cli), "overrides": rest, "seeds": seeds}, "runs": rows}
-    write_results("triage_quality", payload, markdown, cli.out)
+    write_results(cli.name, payload, markdown, cli.out)
 
 
 if __name__ == "__main__":

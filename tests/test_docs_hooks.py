@@ -54,3 +54,15 @@ def test_transformers_reference_links_to_its_docs_and_unknown_names_stay_code():
     )
     untouched = "<code>plain_code</code> and <code>[1, 2]</code>"
     assert hooks.on_page_content(untouched, page, None, None) == untouched
+
+
+def test_every_test_the_guarantees_page_names_exists():
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "src" / "guarantees.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`(test_\w+\.py)::(test_\w+)`", page))
+    assert len(named) >= 25
+    for file, test in sorted(named):
+        source = (root / "tests" / file).read_text(encoding="utf-8")
+        assert f"def {test}(" in source, f"{file}::{test}"
