@@ -85,6 +85,10 @@ def _write_files(folder: Path) -> Path:
                 words = [rng.choice(FILLER) for _ in range(6 - len(labels))] + labels
                 rng.shuffle(words)
                 handle.write(json.dumps({"text": " ".join(words), "labels": labels}) + "\n")
+    # A transfer set of 8 unlabeled rows (its own folder: not a split of the data).
+    (folder.parent / "unlabeled").mkdir(exist_ok=True)
+    rows = [{"text": " ".join(rng.choice(FILLER) for _ in range(6))} for _ in range(8)]
+    (folder.parent / "unlabeled" / "notes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder
 
 
@@ -97,7 +101,12 @@ def _pipeline_recipe(folder: Path, data: Path, teacher: Path, per_device: int) -
         "use_cpu": True,
     }
     recipe = {
-        "data": {"dataset": "files", "path": str(data), "max_length": 16},
+        "data": {
+            "dataset": "files",
+            "path": str(data),
+            "max_length": 16,
+            "unlabeled_files": [str(data.parent / "unlabeled" / "notes.jsonl")],
+        },
         "teacher": {"model": str(teacher), **common},
         # The teacher runs online in the student stage too, so that its placement there is checked.
         "student": {"from_teacher_layers": [0], "alpha": 0.5, "temperature": 2.0, "online_teacher": True, **common},
@@ -140,13 +149,13 @@ def test_pipeline_two_processes_match_one_process(tmp_path):
     # `hf-kd` closes the process group when it is done (an open gloo group can abort the process at exit).
     assert [i["process_group_open_after_cli"] for i in pair] == [False, False]
 
-    # The teacher's pass is shared: each process runs it over its half of the training set.
-    assert single["teacher_logits_examples"] == 32
+    # The teacher's pass is shared: each process runs it over its half of the training set and the transfer set.
+    assert single["teacher_logits_examples"] == 32 + 8
     assert [i["teacher_logits_state"] for i in pair] == [[2, True], [2, False]]
-    assert [i["teacher_logits_examples"] for i in pair] == [16, 16]
+    assert [i["teacher_logits_examples"] for i in pair] == [20, 20]
     # Only the main process prints the report and the summary.
     assert printed.count("| validation_micro_f1 |") == 1 and printed.count('"stages":') == 1
-    assert json.loads((two / "run" / "teacher_logits" / "DONE.json").read_text())["num_rows"] == 32
+    assert json.loads((two / "run" / "teacher_logits" / "DONE.json").read_text())["num_rows"] == 32 + 8
 
     # Both stages train under DDP; the student stage's online teacher is frozen, in eval mode and not wrapped.
     for info in pair:
@@ -157,10 +166,11 @@ def test_pipeline_two_processes_match_one_process(tmp_path):
         assert student_stage["teacher"] == "BertForSequenceClassification"
         assert student_stage["teacher_training"] is False and student_stage["teacher_requires_grad"] is False
 
-    # Same training (loss at every step) and the same metrics of both models on both splits.
-    for stage in ("teacher", "student"):
+    # Same training (loss at every step) and the same metrics of both models on both splits. The teacher trains on
+    # the 32 labelled rows (4 steps an epoch), the student on them and the 8 unlabeled ones (5 steps).
+    for stage, steps in (("teacher", 4), ("student", 5)):
         expected = _losses(one / "run", stage)
-        assert len(expected) == 15 * 4
+        assert len(expected) == 15 * steps
         assert _losses(two / "run", stage) == pytest.approx(expected, rel=1e-4)
     expected = json.loads((one / "run" / "evaluation" / "DONE.json").read_text())
     got = json.loads((two / "run" / "evaluation" / "DONE.json").read_text())
