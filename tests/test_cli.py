@@ -77,15 +77,16 @@ def test_values_are_typed_per_field(recipe_path):
 def test_distill_runs_pipeline_with_overrides(recipe_path, monkeypatch, capsys):
     seen = {}
 
-    def fake_run(config):
-        seen["config"] = config
+    def fake_run(config, force_unlock=False):
+        seen.update(config=config, force_unlock=force_unlock)
         return {"output_dir": config.output_dir, "stages": {}, "student_model": "m"}
 
     monkeypatch.setattr("hf_kd.pipeline.run_pipeline", fake_run)
     assert cli.main(["distill", recipe_path, "--student.alpha", "0.2", "--output_dir", "runs/y"]) == 0
     assert seen["config"].student.training["alpha"] == 0.2
-    assert seen["config"].output_dir == "runs/y"
+    assert seen["config"].output_dir == "runs/y" and seen["force_unlock"] is False
     assert '"runs/y"' in capsys.readouterr().out
+    assert cli.main(["distill", recipe_path, "--force-unlock"]) == 0 and seen["force_unlock"] is True
 
 
 def test_search_passes_trials_and_particles(recipe_path, monkeypatch, capsys):
@@ -95,7 +96,7 @@ def test_search_passes_trials_and_particles(recipe_path, monkeypatch, capsys):
         objective = 0.5
         hyperparameters = {"alpha": 0.4}
 
-    def fake_search(config, n_trials=None, n_particles=None):
+    def fake_search(config, n_trials=None, n_particles=None, force_unlock=False):
         seen.update(config=config, n_trials=n_trials, n_particles=n_particles)
         return Best()
 
