@@ -36,11 +36,11 @@ def test_type_column_references_are_linked_and_other_words_stay_code():
         == '<a href="../recipe/#hf_kd.recipe.DistillationPipelineConfig"><code>DistillationPipelineConfig</code></a>'
     )
     mixed = hooks.on_page_content(
-        "<code>`PreTrainedModel` or [`~hf_kd.export.OnnxClassifier`]</code>", page, None, None
+        "<code>`PreTrainedModel` or [`~hf_kd.onnx_classifier.OnnxClassifier`]</code>", page, None, None
     )
     assert mixed == (
         "<code>PreTrainedModel</code> or "
-        '<a href="../export/#hf_kd.export.OnnxClassifier"><code>OnnxClassifier</code></a>'
+        '<a href="../onnx_classifier/#hf_kd.onnx_classifier.OnnxClassifier"><code>OnnxClassifier</code></a>'
     )
 
 
