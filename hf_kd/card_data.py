@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 
 from accelerate.utils import extract_model_from_parallel
 
+from .numeric import is_finite_number
 from .report import quality_metrics
 
 __all__ = ["DistillationCardData", "card_data_from_trainer", "trainer_card_data"]
@@ -138,7 +138,7 @@ class DistillationCardData:
             [`DistillationCardData`]: The completed copy.
         """
         ratios = report.get("ratios", {})
-        speedup = {str(k): float(v) for k, v in ratios.get("speedup", {}).items() if _is_finite(v)}
+        speedup = {str(k): float(v) for k, v in ratios.get("speedup", {}).items() if is_finite_number(v)}
         return dataclasses.replace(
             self,
             teacher_metrics=self.teacher_metrics or dict(report.get("teacher", {}).get("metrics", {})),
@@ -155,10 +155,6 @@ class DistillationCardData:
             `dict[str, Any]`: One entry per field.
         """
         return dataclasses.asdict(self)
-
-
-def _is_finite(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
 def _name_or_path(model: Any) -> str | None:
