@@ -15,6 +15,7 @@ from typing import Any
 
 from accelerate.utils import extract_model_from_parallel
 
+from .constants import MULTI_LABEL, SINGLE_LABEL
 from .numeric import is_finite_number
 from .report import quality_metrics
 
@@ -22,8 +23,8 @@ __all__ = ["DistillationCardData", "card_data_from_trainer", "trainer_card_data"
 
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 _HARD_LOSSES = {
-    "single_label_classification": "cross-entropy",
-    "multi_label_classification": "binary cross-entropy",
+    SINGLE_LABEL: "cross-entropy",
+    MULTI_LABEL: "binary cross-entropy",
     "regression": "MSE",
 }
 
@@ -212,9 +213,9 @@ def card_data_from_trainer(
     losses: dict[str, str] = {}
     if problem_type in _HARD_LOSSES:
         losses["hard"] = _HARD_LOSSES[problem_type]
-    if problem_type == "single_label_classification":
+    if problem_type == SINGLE_LABEL:
         losses["distill"] = args.single_label_distillation_loss
-    elif problem_type == "multi_label_classification":
+    elif problem_type == MULTI_LABEL:
         losses["distill"] = args.multi_label_distillation_loss
     elif problem_type == "regression":
         losses["distill"] = "mse"
