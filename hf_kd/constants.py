@@ -30,6 +30,8 @@ __all__ = [
     "TEACHER_SIDE_COLUMNS",
     "WORD_ID_COLUMNS",
     "THRESHOLD_KEY",
+    "CORPUS_LEVELS",
+    "EXPORT_FORMATS",
     "infer_task",
     "problem_type_of_config",
     "problem_type_of_feature",
@@ -178,6 +180,12 @@ def problem_type_of_task(task: str) -> str:
     """The `config.problem_type` of a task's models (a binary task has a two-logit single-label head)."""
     return SINGLE_LABEL if task == BINARY else task
 
+
+CORPUS_LEVELS: dict[str, tuple[str, ...]] = {"hoc": ("abstract", "sentence"), "codiesp": ("chapter", "triage")}
+"""The corpora of the source papers (`hf_kd.corpora`) and their levels; the first level is the default."""
+
+EXPORT_FORMATS: tuple[str, ...] = ("fp32", "int8", "int8-static")
+"""The formats of an exported student (`hf_kd.export`): fp32, dynamic int8, static int8."""
 
 NARROW_INITS = ("pca", "slice", "random")
 """The initialisations of a narrow student (`hf_kd.narrow.narrow_student_from_teacher`)."""

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .constants import STUDENT_INPUT_COLUMNS, THRESHOLD_KEY, task_of_config
+from .constants import EXPORT_FORMATS, STUDENT_INPUT_COLUMNS, THRESHOLD_KEY, task_of_config
 from .onnx_classifier import EXPORT_FILE, ONNX_FILE, OnnxClassifier
 
 __all__ = [
@@ -58,7 +58,7 @@ __all__ = [
     "fused_operator_counts",
 ]
 
-QUANTIZATIONS = (None, "int8", "int8-static")
+QUANTIZATIONS = (None, *(f for f in EXPORT_FORMATS if f != "fp32"))
 """The values of `quantize`: none (fp32), dynamic int8 or static int8 (calibrated activation ranges)."""
 FUSED_OPERATORS = (
     "Attention",

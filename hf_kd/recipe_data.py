@@ -11,6 +11,7 @@ from datasets import Value
 
 from .constants import (
     BINARY,
+    CORPUS_LEVELS,
     LABELS_COLUMN,
     MODEL_COLUMNS,
     SINGLE_LABEL,
@@ -65,7 +66,7 @@ def load_recipe_data(config: DistillationPipelineConfig, cache_dir: str | None =
     data = config.data
     declared = list(data.label_names) if data.label_names is not None else None
     problem_type = SINGLE_LABEL if data.problem_type == BINARY else data.problem_type
-    if data.dataset in ("hoc", "codiesp"):
+    if data.dataset in CORPUS_LEVELS:
         if data.path is None:
             raise ValueError(
                 f"`data.path` (the {data.dataset} directory) is required for `data.dataset: {data.dataset}`."
