@@ -35,6 +35,7 @@ import torch
 
 __all__ = [
     "same_tokenization",
+    "tokenizer_name",
     "word_spans",
     "token_word_ids",
     "word_ids_for_encoding",
@@ -52,6 +53,12 @@ _UNSPACED = (
     "\U00020000-\U0002a6df\U0002a700-\U0002ceaf\U0002f800-\U0002fa1f"
 )
 _WORD_RE = re.compile(rf"[{_UNSPACED}]|[^\s{_UNSPACED}]+")
+
+
+def tokenizer_name(tokenizer: Any) -> str:
+    """A tokenizer's class and path for messages, e.g. `BertTokenizerFast('path/to/model')`."""
+    name = getattr(tokenizer, "name_or_path", "") or ""
+    return f"{type(tokenizer).__name__}({name!r})" if name else type(tokenizer).__name__
 
 
 def word_spans(text: str) -> list[tuple[int, int]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,14 +15,16 @@ from typing import Any
 
 from accelerate.utils import extract_model_from_parallel
 
+from .constants import MULTI_LABEL, SINGLE_LABEL
+from .numeric import is_finite_number
 from .report import quality_metrics
 
 __all__ = ["DistillationCardData", "card_data_from_trainer", "trainer_card_data"]
 
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 _HARD_LOSSES = {
-    "single_label_classification": "cross-entropy",
-    "multi_label_classification": "binary cross-entropy",
+    SINGLE_LABEL: "cross-entropy",
+    MULTI_LABEL: "binary cross-entropy",
     "regression": "MSE",
 }
 
@@ -138,7 +139,7 @@ class DistillationCardData:
             [`DistillationCardData`]: The completed copy.
         """
         ratios = report.get("ratios", {})
-        speedup = {str(k): float(v) for k, v in ratios.get("speedup", {}).items() if _is_finite(v)}
+        speedup = {str(k): float(v) for k, v in ratios.get("speedup", {}).items() if is_finite_number(v)}
         return dataclasses.replace(
             self,
             teacher_metrics=self.teacher_metrics or dict(report.get("teacher", {}).get("metrics", {})),
@@ -155,10 +156,6 @@ class DistillationCardData:
             `dict[str, Any]`: One entry per field.
         """
         return dataclasses.asdict(self)
-
-
-def _is_finite(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
 def _name_or_path(model: Any) -> str | None:
@@ -216,9 +213,9 @@ def card_data_from_trainer(
     losses: dict[str, str] = {}
     if problem_type in _HARD_LOSSES:
         losses["hard"] = _HARD_LOSSES[problem_type]
-    if problem_type == "single_label_classification":
+    if problem_type == SINGLE_LABEL:
         losses["distill"] = args.single_label_distillation_loss
-    elif problem_type == "multi_label_classification":
+    elif problem_type == MULTI_LABEL:
         losses["distill"] = args.multi_label_distillation_loss
     elif problem_type == "regression":
         losses["distill"] = "mse"

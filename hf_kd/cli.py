@@ -125,6 +125,8 @@ def build_parser(command: str, training_fields: bool = True) -> Any:
 
 
 def _init_parser() -> argparse.ArgumentParser:
+    from .constants import TASK_TYPES
+
     parser = argparse.ArgumentParser(prog="hf-kd init", description=COMMANDS["init"], allow_abbrev=False)
     parser.add_argument("--train", required=True, help="The training file (CSV, TSV, JSON Lines or Parquet).")
     parser.add_argument("--validation", default=None, help="The validation file (thresholds, the gate).")
@@ -139,7 +141,7 @@ def _init_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--problem_type",
         default=None,
-        choices=("single_label_classification", "multi_label_classification", "regression", "binary"),
+        choices=TASK_TYPES,
         help="The task (inferred from the labels by default; two classes are binary).",
     )
     parser.add_argument("--label_delimiter", default=None, help="Separator of several labels in one cell.")

@@ -12,6 +12,7 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedTokenizerBase
 from transformers.data.data_collator import pad_without_fast_tokenizer_warning
 
+from .alignment import tokenizer_name
 from .constants import LABELS_COLUMN, PADDED_COLUMNS, TEACHER_LOGITS_COLUMN
 
 __all__ = ["DistillationDataCollator"]
@@ -22,11 +23,6 @@ _WORD_IDS = "word_ids"
 def _plain(value: Any) -> Any:
     """Tensors and arrays to Python values."""
     return value.tolist() if hasattr(value, "tolist") else value
-
-
-def _tokenizer_name(tokenizer: PreTrainedTokenizerBase) -> str:
-    name = getattr(tokenizer, "name_or_path", "") or ""
-    return f"{type(tokenizer).__name__}({name!r})" if name else type(tokenizer).__name__
 
 
 def _stack(key: str, values: list[Any], dtype: torch.dtype | None) -> torch.Tensor:
@@ -151,7 +147,7 @@ class DistillationDataCollator:
             return out
         if tokenizer.pad_token_id is None:
             raise ValueError(
-                f"The `{tokenizer_field}` {_tokenizer_name(tokenizer)} has no pad token; set `pad_token` first."
+                f"The `{tokenizer_field}` {tokenizer_name(tokenizer)} has no pad token; set `pad_token` first."
             )
         if tokenizer.padding_side not in ("right", "left"):
             raise ValueError(f"Unknown padding side {tokenizer.padding_side!r} of `{tokenizer_field}`.")

@@ -29,8 +29,14 @@ __all__ = [
     "TEACHER_LOGITS_COLUMN",
     "TEACHER_SIDE_COLUMNS",
     "WORD_ID_COLUMNS",
+    "THRESHOLD_KEY",
+    "CORPUS_LEVELS",
+    "EXPORT_FORMATS",
+    "infer_task",
     "problem_type_of_config",
     "problem_type_of_feature",
+    "problem_type_of_task",
+    "task_of_config",
 ]
 
 IGNORE_INDEX = -100
@@ -45,7 +51,12 @@ PROBLEM_TYPES: tuple[str, ...] = (SINGLE_LABEL, MULTI_LABEL, REGRESSION)
 """The values of a `transformers` config's `problem_type`."""
 
 TASK_TYPES: tuple[str, ...] = (SINGLE_LABEL, MULTI_LABEL, BINARY, REGRESSION)
-"""The tasks `hf_kd` evaluates: the problem types plus `binary` (a two-class task scored as triage)."""
+"""The tasks `hf_kd` evaluates: the problem types plus `binary` (a two-class task scored as triage). A binary task's
+models are single-label classifiers with two logits ([`problem_type_of_task`]); the second label is the positive
+class."""
+
+THRESHOLD_KEY = "hf_kd_threshold"
+"""The `config.json` entry that records a model's operating threshold, chosen on the validation split."""
 
 LABELS_COLUMN = "labels"
 TEACHER_LOGITS_COLUMN = "teacher_logits"
@@ -125,6 +136,56 @@ def problem_type_of_config(config: Any, labels: Any = None) -> str:
             )
     return config.problem_type
 
+
+def infer_task(feature: Any, num_labels: int, problem_type: str | None = None) -> str:
+    """
+    The task of labelled data: the problem type its `labels` feature shows, and `binary` for single-label data with
+    two classes (or with `problem_type="binary"`), unless `problem_type` names another task.
+
+    Args:
+        feature (`datasets.Features` entry):
+            The feature of the labels column.
+        num_labels (`int`):
+            The number of label names.
+        problem_type (`str`, *optional*):
+            The task the user declared, if any.
+
+    Returns:
+        `str`: One of [`TASK_TYPES`].
+    """
+    problem = problem_type_of_feature(feature)
+    if problem == SINGLE_LABEL and (problem_type == BINARY or (problem_type is None and num_labels == 2)):
+        return BINARY
+    return problem
+
+
+def task_of_config(config: Any) -> str:
+    """
+    The task of a classifier, from its config: `binary` for a two-label single-label model with a saved threshold.
+
+    Args:
+        config (`PretrainedConfig`):
+            The model's config.
+
+    Returns:
+        `str`: One of [`TASK_TYPES`].
+    """
+    problem = getattr(config, "problem_type", None) or SINGLE_LABEL
+    if problem == SINGLE_LABEL and int(config.num_labels) == 2 and getattr(config, THRESHOLD_KEY, None) is not None:
+        return BINARY
+    return problem
+
+
+def problem_type_of_task(task: str) -> str:
+    """The `config.problem_type` of a task's models (a binary task has a two-logit single-label head)."""
+    return SINGLE_LABEL if task == BINARY else task
+
+
+CORPUS_LEVELS: dict[str, tuple[str, ...]] = {"hoc": ("abstract", "sentence"), "codiesp": ("chapter", "triage")}
+"""The corpora of the source papers (`hf_kd.corpora`) and their levels; the first level is the default."""
+
+EXPORT_FORMATS: tuple[str, ...] = ("fp32", "int8", "int8-static")
+"""The formats of an exported student (`hf_kd.export`): fp32, dynamic int8, static int8."""
 
 NARROW_INITS = ("pca", "slice", "random")
 """The initialisations of a narrow student (`hf_kd.narrow.narrow_student_from_teacher`)."""

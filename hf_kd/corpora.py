@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from datasets import DatasetDict
 
-from .constants import IGNORE_INDEX, MULTI_LABEL, SINGLE_LABEL
+from .constants import CORPUS_LEVELS, IGNORE_INDEX, MULTI_LABEL, SINGLE_LABEL
 from .data import load_data_files, require_column, require_text_column
 from .labels import encode_labels, label_feature
 from .numeric import (
@@ -159,7 +159,7 @@ def load_hoc(
             ds = ds.remove_columns("pmid")
             out[split] = ds.add_column("group", groups, feature=datasets.Value("int64"))
         return DatasetDict(out), names
-    raise ValueError(f"`level` must be 'abstract' or 'sentence', got {level!r}.")
+    raise ValueError(f"`level` must be one of {CORPUS_LEVELS['hoc']}, got {level!r}.")
 
 
 _CODIESP_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
@@ -213,7 +213,7 @@ def load_codiesp(
             split that does not occur in train (naming chapter and split).
         `FileNotFoundError`: If a file is missing.
     """
-    if level not in ("chapter", "triage"):
+    if level not in CORPUS_LEVELS["codiesp"]:
         raise ValueError(f"`level` must be 'chapter' or 'triage', got {level!r}.")
     data_dir = Path(data_dir)
     chapter_names = _read_json(data_dir / "icd10cm_chapters.json")

@@ -26,7 +26,7 @@ from datasets import Dataset, DatasetDict, load_dataset
 from datasets.exceptions import DatasetGenerationError
 from transformers import PreTrainedTokenizerBase
 
-from .alignment import same_tokenization
+from .alignment import same_tokenization, tokenizer_name
 from .constants import STUDENT_INPUT_COLUMNS
 from .labels import encode_labels
 
@@ -337,11 +337,6 @@ def _truncation_length(tokenizer: PreTrainedTokenizerBase, max_length: int | Non
     return None
 
 
-def _tokenizer_name(tokenizer: PreTrainedTokenizerBase) -> str:
-    name = getattr(tokenizer, "name_or_path", "") or ""
-    return f"{type(tokenizer).__name__}({name!r})" if name else type(tokenizer).__name__
-
-
 def _encode(
     tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int | None, with_word_ids: bool
 ) -> dict[str, list[list[int]]]:
@@ -448,13 +443,13 @@ def tokenize_for_distillation(
             with_word_ids = True
         elif word_alignment is True:
             raise ValueError(
-                f"word_alignment=True needs fast tokenizers (character offsets); {_tokenizer_name(slow[0])} is slow."
+                f"word_alignment=True needs fast tokenizers (character offsets); {tokenizer_name(slow[0])} is slow."
             )
         else:
             logger.warning(
                 "Tokenizers differ but %s is slow: no word_ids/teacher_word_ids are added, so hidden states cannot "
                 "be aligned word by word.",
-                _tokenizer_name(slow[0]),
+                tokenizer_name(slow[0]),
             )
 
     splits = dataset.items() if isinstance(dataset, DatasetDict) else [("<dataset>", dataset)]

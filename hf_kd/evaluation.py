@@ -24,14 +24,13 @@ from typing import Any
 import numpy as np
 
 from .config import DistillationTrainingArguments
-from .constants import BINARY, LABELS_COLUMN, MULTI_LABEL, SINGLE_LABEL
+from .constants import BINARY, LABELS_COLUMN, MULTI_LABEL, SINGLE_LABEL, THRESHOLD_KEY, problem_type_of_task
 from .distributed import on_cpu, start_state
 from .models import load_classifier, load_tokenizer
 from .recipe import DistillationPipelineConfig
 from .recipe_data import labelled_split, load_recipe_data, model_columns, subset, tokenize_side
 
 __all__ = [
-    "THRESHOLD_KEY",
     "QualityGateError",
     "apply_gate",
     "default_metric",
@@ -39,16 +38,12 @@ __all__ = [
     "evaluate_splits",
     "headline",
     "metric_names",
-    "model_problem_type",
     "predict_logits",
     "result_summary",
     "saved_threshold",
     "split_metrics",
     "trainer_compute_metrics",
 ]
-
-THRESHOLD_KEY = "hf_kd_threshold"
-"""The `config.json` entry that records a model's operating threshold, chosen on the validation split."""
 
 
 class QualityGateError(RuntimeError):
@@ -82,11 +77,6 @@ def apply_gate(value: float | None, gate: float, name: str, split: str) -> None:
             f"Teacher quality gate failed: {split} {name} = {value:.4f} < min_teacher_metric = {gate}. Fix the "
             "teacher (or lower the gate) before distilling."
         )
-
-
-def model_problem_type(task: str) -> str:
-    """The `config.problem_type` of a task's models (a binary task has a two-logit single-label head)."""
-    return SINGLE_LABEL if task == BINARY else task
 
 
 def metric_names(task: str, label_names: Sequence[str], grouped: bool = False) -> list[str]:
@@ -426,7 +416,7 @@ def _evaluate_model(config: DistillationPipelineConfig, model: str, split: str, 
         for name in dict.fromkeys([validation, split])
     }
     metrics, _ = evaluate_splits(
-        load_classifier(model, label_names, model_problem_type(task)),
+        load_classifier(model, label_names, problem_type_of_task(task)),
         tokenizer,
         splits,
         validation,

@@ -45,8 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .constants import BINARY, SINGLE_LABEL, STUDENT_INPUT_COLUMNS
-from .evaluation import THRESHOLD_KEY
+from .constants import EXPORT_FORMATS, STUDENT_INPUT_COLUMNS, THRESHOLD_KEY, task_of_config
 from .onnx_classifier import EXPORT_FILE, ONNX_FILE, OnnxClassifier
 
 __all__ = [
@@ -59,7 +58,7 @@ __all__ = [
     "fused_operator_counts",
 ]
 
-QUANTIZATIONS = (None, "int8", "int8-static")
+QUANTIZATIONS = (None, *(f for f in EXPORT_FORMATS if f != "fp32"))
 """The values of `quantize`: none (fp32), dynamic int8 or static int8 (calibrated activation ranges)."""
 FUSED_OPERATORS = (
     "Attention",
@@ -89,23 +88,6 @@ def _require_onnx() -> None:
         raise ImportError(
             f"ONNX export needs {', '.join(missing)}: install the export extra (pip install 'hf_kd[export]')."
         )
-
-
-def export_task(config: Any) -> str:
-    """
-    The task of a classifier, from its config: `binary` for a two-label single-label model with a saved threshold.
-
-    Args:
-        config (`PretrainedConfig`):
-            The model's config.
-
-    Returns:
-        `str`: `single_label_classification`, `multi_label_classification`, `binary` or `regression`.
-    """
-    problem = getattr(config, "problem_type", None) or SINGLE_LABEL
-    if problem == SINGLE_LABEL and int(config.num_labels) == 2 and getattr(config, THRESHOLD_KEY, None) is not None:
-        return BINARY
-    return problem
 
 
 @contextlib.contextmanager
@@ -314,7 +296,7 @@ def export_onnx(
     info = {
         "format": "onnx",
         "quantize": quantize,
-        "task": export_task(config),
+        "task": task_of_config(config),
         "label_names": [config.id2label[i] for i in range(config.num_labels)],
         "threshold": None if threshold is None else float(threshold),
         "max_length": max_length,

@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .constants import IGNORE_INDEX
+from .constants import IGNORE_INDEX, MULTI_LABEL, SINGLE_LABEL
 
 __all__ = [
     "attention_kl_loss",
@@ -193,10 +193,10 @@ def distillation_loss(
     teacher_logits = teacher_logits.reshape(student_logits.shape)
     if problem_type == "regression":
         return logit_mse_loss(student_logits, teacher_logits, reduction=reduction)
-    loss = single_label_loss if problem_type == "single_label_classification" else multi_label_loss
+    loss = single_label_loss if problem_type == SINGLE_LABEL else multi_label_loss
     if loss == "mse":
         return logit_mse_loss(student_logits, teacher_logits, reduction=reduction)
-    if problem_type == "single_label_classification":
+    if problem_type == SINGLE_LABEL:
         return softmax_kd_loss(student_logits, teacher_logits, temperature, reduction=reduction)
     return bernoulli_kd_loss(student_logits, teacher_logits, temperature, reduction=reduction)
 
@@ -232,11 +232,11 @@ def hard_label_loss(
     Returns:
         `tuple[torch.Tensor, torch.Tensor]`: the loss and the number of labelled items it covers.
     """
-    if problem_type == "single_label_classification":
+    if problem_type == SINGLE_LABEL:
         labels = labels.reshape(-1).long()
         per_item = F.cross_entropy(logits.float().reshape(labels.shape[0], -1), labels, reduction="none")
         count = labels.ne(IGNORE_INDEX).sum()
-    elif problem_type == "multi_label_classification":
+    elif problem_type == MULTI_LABEL:
         labels = labels.reshape(logits.shape).float()
         valid = labels.ne(IGNORE_INDEX)
         targets = torch.where(valid, labels, torch.zeros_like(labels))
@@ -285,7 +285,7 @@ def validate_labels(labels: torch.Tensor, problem_type: str, num_labels: int | N
         `ValueError`: Naming the problem: non-integer, out-of-range or negative ids, multi-hot rows for a single-label
             model, class ids for a multi-label one, values outside [0, 1], NaN.
     """
-    if problem_type == "single_label_classification":
+    if problem_type == SINGLE_LABEL:
         if labels.dim() > 1 and labels.shape[-1] > 1:
             raise ValueError(
                 f"The labels are rows of {labels.shape[-1]} values (multi-hot) but the student is a single-label "
@@ -310,7 +310,7 @@ def validate_labels(labels: torch.Tensor, problem_type: str, num_labels: int | N
                 f"{num_labels - 1})."
             )
         return labels
-    if problem_type == "multi_label_classification":
+    if problem_type == MULTI_LABEL:
         if num_labels is not None and num_labels > 1 and (labels.dim() < 2 or labels.shape[-1] != num_labels):
             raise ValueError(
                 f"The student is a multi-label classifier with {num_labels} labels, so each example needs a row of "

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import accuracy_score, average_precision_score, brier_score_loss, f1_score, roc_auc_score
 
-from .constants import IGNORE_INDEX, TASK_TYPES
+from .constants import IGNORE_INDEX, MULTI_LABEL, SINGLE_LABEL, TASK_TYPES
 from .numeric import (
     as_numeric,
     as_probabilities,
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from transformers import EvalPrediction
 
 __all__ = [
-    "PROBLEM_TYPES",
     "agreement",
     "binary_metrics",
     "expected_calibration_error",
@@ -59,8 +58,6 @@ __all__ = [
     "softmax",
 ]
 
-PROBLEM_TYPES: tuple[str, ...] = TASK_TYPES
-"""Problem types understood by [`make_compute_metrics`]."""
 
 # ----------------------------------------------------------------------------------------------------
 # Multi-label metrics
@@ -278,7 +275,7 @@ def agreement(
     Returns:
         `float`: Agreement in `[0, 1]`.
     """
-    if problem_type == "single_label_classification":
+    if problem_type == SINGLE_LABEL:
         student = as_numeric(student_probs, "student_probs")
         teacher = as_numeric(teacher_probs, "teacher_probs")
     elif problem_type in ("multi_label_classification", "binary"):
@@ -292,7 +289,7 @@ def agreement(
     check_same_shape(student, "student_probs", teacher, "teacher_probs")
     if student.size == 0:
         raise ValueError("`student_probs` is empty.")
-    if problem_type == "single_label_classification":
+    if problem_type == SINGLE_LABEL:
         if student.ndim != 2:
             raise ValueError(f"`student_probs` must have shape (n_examples, num_classes), got {student.shape}.")
         return float(np.mean(student.argmax(axis=-1) == teacher.argmax(axis=-1)))
@@ -406,8 +403,8 @@ def make_compute_metrics(
     Returns:
         `Callable[[EvalPrediction], dict[str, float]]`: The metric function.
     """
-    if problem_type not in PROBLEM_TYPES:
-        raise ValueError(f"`problem_type` must be one of {list(PROBLEM_TYPES)}, got {problem_type!r}.")
+    if problem_type not in TASK_TYPES:
+        raise ValueError(f"`problem_type` must be one of {list(TASK_TYPES)}, got {problem_type!r}.")
     if isinstance(threshold, str) and threshold == "tune":
         raise ValueError("`threshold='tune'` is now the threshold rule `'f1'`.")
     rule = isinstance(threshold, str | dict)
@@ -437,9 +434,9 @@ def make_compute_metrics(
                 raise ValueError("`predictions` is empty.")
             errors = preds.astype(np.float64) - targets.astype(np.float64)
             return {"mse": float(np.mean(errors**2)), "mae": float(np.mean(np.abs(errors)))}
-        if problem_type == "single_label_classification":
+        if problem_type == SINGLE_LABEL:
             return single_label_metrics(softmax(logits, axis=-1), labels, label_names=names)
-        if problem_type == "multi_label_classification":
+        if problem_type == MULTI_LABEL:
             probs = sigmoid(logits)
             if rule:
                 chosen = choose_threshold(threshold, probs, labels)

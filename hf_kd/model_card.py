@@ -8,7 +8,6 @@ calling the Hub.
 from __future__ import annotations
 
 import math
-import numbers
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,6 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData, metadata_load
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from .card_data import DistillationCardData
+from .numeric import is_finite_number
 from .report import build_report, format_table, quality_metrics
 
 __all__ = [
@@ -38,10 +38,6 @@ _DISTILL_LOSS_NAMES = {
 }
 _METRIC_PREFIXES = ("eval_", "test_", "predict_")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
-def _is_finite(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
 def _is_hub_id(value: str | None) -> bool:
@@ -335,7 +331,7 @@ def validate_model_card(
             if not results:
                 problems.append("model-index has no result")
             for result in results:
-                if not _is_finite(result.metric_value):
+                if not is_finite_number(result.metric_value):
                     problems.append(f"metric {result.metric_type!r} has a non-finite value {result.metric_value!r}")
     text = card_path.read_text(encoding="utf-8")
     leaked = [s for s in forbidden if s and s in text]

@@ -19,7 +19,7 @@ from torch import nn
 
 from .constants import STUDENT_INPUT_COLUMNS
 
-__all__ = ["BYTES_PER_MB", "measure_latency", "model_size", "time_batch"]
+__all__ = ["BYTES_PER_MB", "measure_latency", "model_size", "time_batch", "usable_positions"]
 
 BYTES_PER_MB = 1_000_000
 """Sizes are reported in megabytes of 10^6 bytes, as the Hugging Face Hub displays file sizes."""
@@ -34,9 +34,17 @@ def _model_device(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def _max_positions(model: nn.Module) -> int | None:
-    """Longest sequence the model's position embeddings accept, when its config says."""
-    config = getattr(model, "config", None)
+def usable_positions(config: Any) -> int | None:
+    """
+    The longest input a model's position embeddings take, from its config.
+
+    Args:
+        config (`PretrainedConfig`):
+            The model's config.
+
+    Returns:
+        `int` or `None`: The number of tokens, or None when the config does not say.
+    """
     limit = getattr(config, "max_position_embeddings", None)
     if not isinstance(limit, int) or limit <= 0:
         return None
@@ -222,7 +230,7 @@ def measure_latency(
         raise ValueError(f"`num_threads` must be >= 1 when set, got {num_threads}.")
 
     names, vocab_size, special, first, last = _input_spec(model, tokenizer_or_example_inputs)
-    max_positions = _max_positions(model)
+    max_positions = usable_positions(getattr(model, "config", None))
     length = min(seq_len, max_positions) if max_positions is not None else seq_len
     device = _model_device(model)
     generator = torch.Generator().manual_seed(0)

@@ -37,17 +37,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .constants import BINARY, MULTI_LABEL, TEACHER_LOGITS_COLUMN
+from .constants import BINARY, MULTI_LABEL, TEACHER_LOGITS_COLUMN, THRESHOLD_KEY, problem_type_of_task
 from .distributed import barrier, is_main_process, start_state, state
-from .evaluation import (
-    THRESHOLD_KEY,
-    QualityGateError,
-    apply_gate,
-    default_metric,
-    evaluate_splits,
-    model_problem_type,
-    trainer_compute_metrics,
-)
+from .evaluation import QualityGateError, apply_gate, default_metric, evaluate_splits, trainer_compute_metrics
 from .markers import (
     DISTILLATION_ONLY,
     DONE_FILE,
@@ -103,7 +95,7 @@ class PipelineRun:
         splits = recipe_splits(config, cache_dir=str(self.root / "cache"))
         self.label_names, self.task, train = splits.label_names, splits.task, splits.train
         self.splits = splits  # the labelled, evaluated, predicted and transfer rows (`RecipeSplits`)
-        self.problem_type = model_problem_type(self.task)
+        self.problem_type = problem_type_of_task(self.task)
         self.validation_split = data_config.validation_split
         groups = train["group"] if "group" in train.column_names else None
         self.grouped = groups is not None and len(set(groups)) < len(groups)

@@ -6,22 +6,17 @@ names only, never example text.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .constants import IGNORE_INDEX
-from .numeric import metric_keys
+from .numeric import is_number, metric_keys
 from .report import quality_metrics
 
 __all__ = ["plot_binary_curves", "plot_per_label_f1", "plot_training_curves"]
 
 _METRIC_PREFIXES = ("eval_", "test_", "predict_")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _figure(width: float, height: float) -> Any:
@@ -37,7 +32,7 @@ def _figure(width: float, height: float) -> Any:
 def _series(log_history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
     steps, values = [], []
     for entry in log_history:
-        if key in entry and _is_number(entry[key]) and _is_number(entry.get("step")):
+        if key in entry and is_number(entry[key]) and is_number(entry.get("step")):
             steps.append(float(entry["step"]))
             values.append(float(entry[key]))
     return steps, values
@@ -105,7 +100,7 @@ def _per_label_values(metrics: Mapping[str, Any], keys: list[str], side: str) ->
     for key in keys:
         for prefix in ("", *_METRIC_PREFIXES):
             name = f"{prefix}f1_{key}"
-            if name in metrics and _is_number(metrics[name]):
+            if name in metrics and is_number(metrics[name]):
                 values.append(float(metrics[name]))
                 break
         else:

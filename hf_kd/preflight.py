@@ -12,32 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from .evaluation import default_metric, metric_names
+from .model_stats import usable_positions
 
-__all__ = ["check_model_path", "check_run", "usable_positions"]
+__all__ = ["check_model_path", "check_run"]
 
-# Models whose position ids start after the padding index (RoBERTa and its descendants).
-_OFFSET_POSITION_MODELS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm")
 # Tokenizers without a real limit report a huge sentinel `model_max_length`.
 _MAX_REAL_MODEL_LENGTH = 1_000_000
-
-
-def usable_positions(config: Any) -> int | None:
-    """
-    The longest input a model's position embeddings take, from its config.
-
-    Args:
-        config (`PretrainedConfig`):
-            The model's config.
-
-    Returns:
-        `int` or `None`: The number of tokens, or None when the config does not say.
-    """
-    limit = getattr(config, "max_position_embeddings", None)
-    if not isinstance(limit, int) or limit <= 0:
-        return None
-    if getattr(config, "model_type", None) in _OFFSET_POSITION_MODELS:
-        limit -= (getattr(config, "pad_token_id", None) or 0) + 1
-    return limit
 
 
 def check_model_path(name: str, field: str) -> Any:

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
+from .constants import EXPORT_FORMATS
 from .recipe_sections import (
     SECTIONS,
     TRAINED_SECTIONS,
@@ -39,6 +40,7 @@ from .recipe_sections import (
     StudentConfig,
     TeacherConfig,
     TopLevelConfig,
+    check_data_section,
     check_search_section,
     check_student_section,
     lora_config,
@@ -360,28 +362,15 @@ class DistillationPipelineConfig:
         if self.teacher.model is None:
             raise ValueError("The recipe needs `teacher.model` (a path or Hub id).")
         check_student_section(self.student)
-        if self.evaluation.export not in (None, "fp32", "int8", "int8-static"):
-            raise ValueError(f"`evaluation.export` must be fp32, int8 or int8-static, got {self.evaluation.export!r}.")
-        if self.data.dataset not in ("hoc", "codiesp", "files"):
-            raise ValueError(f"`data.dataset` must be 'hoc', 'codiesp' or 'files', got {self.data.dataset!r}.")
-        levels = {"hoc": ("abstract", "sentence"), "codiesp": ("chapter", "triage")}.get(self.data.dataset, (None,))
-        if self.data.level is None:
-            self.data.level = levels[0]
-        elif self.data.level not in levels:
-            raise ValueError(
-                f"`data.level` must be one of {[level for level in levels if level]} for `data.dataset: "
-                f"{self.data.dataset}`, got {self.data.level!r}."
-            )
+        if self.evaluation.export not in (None, *EXPORT_FORMATS):
+            raise ValueError(f"`evaluation.export` must be one of {EXPORT_FORMATS}, got {self.evaluation.export!r}.")
+        check_data_section(self.data)
         from .thresholds import check_threshold_rule
 
         try:
             check_threshold_rule(self.evaluation.threshold)
         except ValueError as error:
             raise ValueError(f"`evaluation.threshold`: {error}") from None
-        for name in ("train_size", "eval_size"):
-            value = getattr(self.data, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"`data.{name}` must be a positive integer when set, got {value!r}.")
         check_search_section(self.search)
         for section in TRAINED_SECTIONS:
             lora = getattr(self, section).lora

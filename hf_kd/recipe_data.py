@@ -11,11 +11,12 @@ from datasets import Value
 
 from .constants import (
     BINARY,
+    CORPUS_LEVELS,
     LABELS_COLUMN,
     MODEL_COLUMNS,
     SINGLE_LABEL,
     TEACHER_SIDE_COLUMNS,
-    problem_type_of_feature,
+    infer_task,
 )
 from .recipe import DistillationPipelineConfig
 
@@ -65,7 +66,7 @@ def load_recipe_data(config: DistillationPipelineConfig, cache_dir: str | None =
     data = config.data
     declared = list(data.label_names) if data.label_names is not None else None
     problem_type = SINGLE_LABEL if data.problem_type == BINARY else data.problem_type
-    if data.dataset in ("hoc", "codiesp"):
+    if data.dataset in CORPUS_LEVELS:
         if data.path is None:
             raise ValueError(
                 f"`data.path` (the {data.dataset} directory) is required for `data.dataset: {data.dataset}`."
@@ -106,8 +107,8 @@ def load_recipe_data(config: DistillationPipelineConfig, cache_dir: str | None =
             )
     names = [str(n) for n in names]
     split = "train" if "train" in raw else next(iter(raw))
-    task = problem_type_of_feature(raw[split].features[LABELS_COLUMN])
-    if task == SINGLE_LABEL and (data.problem_type == BINARY or (data.problem_type is None and len(names) == 2)):
+    task = infer_task(raw[split].features[LABELS_COLUMN], len(names), data.problem_type)
+    if task == BINARY:
         if len(names) != 2:
             raise ValueError(f"`data.problem_type: binary` needs two classes, the data has {len(names)}: {names}.")
         ordered = declared is not None or names in (["0", "1"], ["False", "True"]) or data.level == "triage"
@@ -117,7 +118,6 @@ def load_recipe_data(config: DistillationPipelineConfig, cache_dir: str | None =
                 "declare their order in `data.label_names: [negative, positive]` (or set `data.problem_type: "
                 "single_label_classification` to score them as two classes)."
             )
-        task = BINARY
     elif data.problem_type == BINARY:
         raise ValueError(f"`data.problem_type: binary` needs single-label data with two classes, got {task} labels.")
     if data.unlabeled_files:

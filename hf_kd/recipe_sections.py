@@ -11,12 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from .constants import NARROW_INITS
+from .constants import CORPUS_LEVELS, NARROW_INITS
 
 __all__ = [
     "SEARCH_BACKENDS",
     "SECTIONS",
     "TRAINED_SECTIONS",
+    "check_data_section",
     "check_search_section",
     "check_student_section",
     "DataConfig",
@@ -407,6 +408,34 @@ def lora_config(values: Mapping[str, Any], section: str) -> Any:
     if task_type != TaskType.SEQ_CLS:
         raise ValueError(f"`{section}.lora.task_type` must be 'SEQ_CLS' (sequence classification), got {task_type!r}.")
     return LoraConfig(**{**values, "task_type": TaskType.SEQ_CLS})
+
+
+def check_data_section(data: DataConfig) -> None:
+    """
+    Check the `data:` section's fields, and set the corpus's default level; raise a `ValueError` naming the field.
+
+    Args:
+        data ([`DataConfig`]):
+            The section.
+    """
+    if data.dataset not in (*CORPUS_LEVELS, "files"):
+        raise ValueError(f"`data.dataset` must be one of {(*CORPUS_LEVELS, 'files')}, got {data.dataset!r}.")
+    levels = CORPUS_LEVELS.get(data.dataset, (None,))
+    if data.level is None:
+        data.level = levels[0]
+    elif data.level not in levels:
+        raise ValueError(
+            f"`data.level` must be one of {[level for level in levels if level]} for `data.dataset: "
+            f"{data.dataset}`, got {data.level!r}."
+        )
+    for name in ("train_size", "eval_size"):
+        value = getattr(data, name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"`data.{name}` must be a positive integer when set, got {value!r}.")
+    if data.unlabeled_files is not None and (
+        isinstance(data.unlabeled_files, str) or not all(isinstance(f, str) and f for f in data.unlabeled_files)
+    ):
+        raise ValueError(f"`data.unlabeled_files` must be a list of file paths, got {data.unlabeled_files!r}.")
 
 
 def check_student_section(student: StudentConfig) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .constants import BINARY, MULTI_LABEL, REGRESSION
+from .constants import BINARY, LABELS_COLUMN, MULTI_LABEL, REGRESSION, infer_task, problem_type_of_task
 
 __all__ = ["starting_recipe", "write_starting_recipe"]
 
@@ -68,7 +68,7 @@ def starting_recipe(
 
     if "train" not in data_files:
         raise ValueError("A recipe needs a `train` file.")
-    loader_type = "single_label_classification" if problem_type == BINARY else problem_type
+    loader_type = problem_type_of_task(problem_type) if problem_type else None
     dataset, names = load_classification_dataset(
         dict(data_files),
         text_column=text_column,
@@ -78,7 +78,7 @@ def starting_recipe(
         teacher_text_column=teacher_text_column,
         unlabeled_splits=True,
     )
-    labelless = [split for split, ds in dataset.items() if "labels" not in ds.column_names]
+    labelless = [split for split, ds in dataset.items() if LABELS_COLUMN not in ds.column_names]
     if "validation" in labelless:
         raise ValueError(
             f"The validation file has no label column {label_column!r}: thresholds and the teacher's gate need "
@@ -89,11 +89,7 @@ def starting_recipe(
         from .recipe_data import unlabeled_rows
 
         unlabeled_rows_count = len(unlabeled_rows(unlabeled_files, text_column, teacher_text_column))
-    feature = dataset["train"].features["labels"]
-    task = problem_type or ("multi_label_classification" if hasattr(feature, "feature") else None)
-    if task is None:
-        task = REGRESSION if getattr(feature, "dtype", "").startswith("float") else "single_label_classification"
-        task = BINARY if task != REGRESSION and len(names) == 2 else task
+    task = problem_type or infer_task(dataset["train"].features[LABELS_COLUMN], len(names))
     if task == BINARY and names not in (["0", "1"], ["False", "True"]):
         if positive_label is None:
             raise ValueError(

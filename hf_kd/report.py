@@ -27,6 +27,8 @@ from typing import Any, TextIO
 
 import torch
 
+from .numeric import is_number
+
 __all__ = [
     "build_report",
     "format_table",
@@ -48,21 +50,17 @@ _BOOKKEEPING_KEYS = ("epoch",)
 # ----------------------------------------------------------------------------------------------------
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _is_bookkeeping(key: str) -> bool:
     return key in _BOOKKEEPING_KEYS or key.endswith(_BOOKKEEPING_SUFFIXES)
 
 
 def quality_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     """Numeric metrics, without the runtime/throughput/preparation-time/epoch entries `Trainer.evaluate` adds."""
-    return {str(k): float(v) for k, v in (metrics or {}).items() if _is_number(v) and not _is_bookkeeping(str(k))}
+    return {str(k): float(v) for k, v in (metrics or {}).items() if is_number(v) and not _is_bookkeeping(str(k))}
 
 
 def _ratio(numerator: Any, denominator: Any) -> float | None:
-    if not (_is_number(numerator) and _is_number(denominator)):
+    if not (is_number(numerator) and is_number(denominator)):
         return None
     numerator, denominator = float(numerator), float(denominator)
     if denominator == 0 or not (math.isfinite(numerator) and math.isfinite(denominator)):
@@ -78,7 +76,7 @@ def _latency_per_example(latency: Mapping[str, Any] | None) -> dict[str, float]:
     return {
         str(size): float(entry["ms_per_example"])
         for size, entry in per_batch.items()
-        if isinstance(entry, Mapping) and _is_number(entry.get("ms_per_example"))
+        if isinstance(entry, Mapping) and is_number(entry.get("ms_per_example"))
     }
 
 
@@ -90,7 +88,7 @@ def _check_side(side: Mapping[str, Any], name: str) -> dict[str, Any]:
         raise TypeError(f"`{name}['metrics']` must be a dict of metric values, got {type(metrics).__name__}.")
     for key in ("parameters", "size_mb"):
         value = side.get(key)
-        if value is not None and not _is_number(value):
+        if value is not None and not is_number(value):
             raise TypeError(f"`{name}['{key}']` must be a number, got {value!r}.")
     result = dict(side)
     result["metrics"] = quality_metrics(metrics)

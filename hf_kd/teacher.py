@@ -17,7 +17,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, PreTrainedModel
 from transformers.utils import logging
 
-from .constants import STUDENT_INPUT_COLUMNS, TEACHER_INPUT_COLUMNS
+from .constants import SINGLE_LABEL, STUDENT_INPUT_COLUMNS, TEACHER_INPUT_COLUMNS
 from .student import layer_list
 
 __all__ = [
@@ -317,7 +317,7 @@ def agreement_counts(
     Returns:
         `tuple[torch.Tensor, torch.Tensor]`: Agreeing predictions and predictions, one value per example.
     """
-    if problem_type == "single_label_classification":
+    if problem_type == SINGLE_LABEL:
         agree = (student.argmax(-1) == teacher.argmax(-1)).float()
         return agree, torch.ones_like(agree)
     agree = ((student > 0) == (teacher > 0)).float().reshape(len(student), -1).sum(-1)

@@ -72,6 +72,7 @@ from transformers.trainer_callback import DefaultFlowCallback, ExportableState, 
 from transformers.trainer_utils import BestRun, default_compute_objective, get_last_checkpoint, number_of_arguments
 from transformers.utils import logging
 
+from ..numeric import is_number
 from ..teacher_cache import cache_teacher_logits
 from .isolation import (
     all_gather,
@@ -81,7 +82,7 @@ from .isolation import (
     single_process_overrides,
     single_process_state,
 )
-from .space import DEFAULT_PSO_SPACE, ParamSpec, check_bounds, is_number, parse_space
+from .space import DEFAULT_PSO_SPACE, ParamSpec, check_bounds, parse_space
 from .swarm import (
     DEFAULT_PSO_OPTIONS,
     best_run,

@@ -14,12 +14,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-import numpy as np
 import torch
 
+from ..numeric import is_number
 from .isolation import single_process_overrides, single_process_state
 
-__all__ = ["DEFAULT_PSO_SPACE", "ParamSpec", "check_bounds", "is_number", "optuna_space", "parse_space"]
+__all__ = ["DEFAULT_PSO_SPACE", "ParamSpec", "check_bounds", "optuna_space", "parse_space"]
 
 #: Space searched when `hp_space` is not given.
 DEFAULT_PSO_SPACE: dict[str, tuple] = {
@@ -79,10 +79,6 @@ def _field_kind(args: Any, name: str) -> str | None:
                 return "float"
             return None
     return None
-
-
-def is_number(x: Any) -> bool:
-    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool | np.bool_)
 
 
 def parse_space(hp_space: Mapping[str, Any], args: Any, check_values: bool = True) -> list[ParamSpec]:
