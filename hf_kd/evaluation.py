@@ -43,6 +43,7 @@ __all__ = [
     "saved_threshold",
     "split_metrics",
     "trainer_compute_metrics",
+    "user_metric",
 ]
 
 
@@ -128,7 +129,7 @@ def default_metric(task: str, grouped: bool = False) -> str | None:
     )
 
 
-def trainer_compute_metrics(task: str, label_names: Sequence[str], threshold: Any) -> Any:
+def trainer_compute_metrics(task: str, label_names: Sequence[str], threshold: Any, evaluate_metric: Any = None) -> Any:
     """
     The `compute_metrics` of the pipeline's trainers (and the search objective): the numbers the report shows.
 
@@ -143,6 +144,8 @@ def trainer_compute_metrics(task: str, label_names: Sequence[str], threshold: An
             The label names.
         threshold (`float`, `str` or `dict`):
             The threshold rule.
+        evaluate_metric (`evaluate.EvaluationModule`, *optional*):
+            The user's `evaluate` metric ([`user_metric`]), computed too.
 
     Returns:
         `Callable`: For `Trainer(compute_metrics=...)`.
@@ -151,7 +154,27 @@ def trainer_compute_metrics(task: str, label_names: Sequence[str], threshold: An
 
     if task not in (MULTI_LABEL, BINARY):
         threshold = 0.5
-    return make_compute_metrics(task, threshold=threshold, label_names=label_names if task != BINARY else None)
+    names = label_names if task != BINARY else None
+    return make_compute_metrics(task, threshold=threshold, label_names=names, evaluate_metric=evaluate_metric)
+
+
+def user_metric(paths: Sequence[str] | None) -> Any:
+    """
+    The `evaluate` metrics a recipe names (`evaluation.evaluate_metrics`: local metric folders or scripts, e.g.
+    `hf_kd.evaluate_metrics.metric_path(...)` or your own), combined; None when it names none.
+
+    Args:
+        paths (`Sequence[str]`, *optional*):
+            The metrics.
+
+    Returns:
+        `evaluate.CombinedEvaluations` or `None`: The metrics, computed on the predicted labels and the labels.
+    """
+    if not paths:
+        return None
+    import evaluate
+
+    return evaluate.combine([evaluate.load(str(path)) for path in paths])
 
 
 def split_metrics(
@@ -161,9 +184,10 @@ def split_metrics(
     task: str,
     label_names: Sequence[str],
     threshold: float,
+    evaluate_metric: Any = None,
 ) -> dict[str, float]:
     """
-    The metrics of one split from its logits.
+    The metrics of one split from its logits (and the user's `evaluate` metric on its predicted labels).
 
     Args:
         logits (`np.ndarray`):
@@ -179,10 +203,25 @@ def split_metrics(
             The label names (per-label F1 keys).
         threshold (`float`):
             Decision threshold (multi-label and binary).
+        evaluate_metric (`evaluate.EvaluationModule`, *optional*):
+            The user's `evaluate` metric ([`user_metric`]); its results are added (ours win a name clash).
 
     Returns:
         `dict[str, float]`: The metrics.
     """
+    out = _split_metrics(logits, labels, groups, task, label_names, threshold)
+    if evaluate_metric is not None:
+        from .metrics import decided_labels
+
+        predictions, references = decided_labels(logits, labels, task, threshold)
+        extra = evaluate_metric.compute(predictions=predictions, references=references)
+        out = {**{k: v for k, v in extra.items() if k not in out}, **out}
+    return out
+
+
+def _split_metrics(
+    logits: np.ndarray, labels: np.ndarray, groups: Any, task: str, label_names: Sequence[str], threshold: float
+) -> dict[str, float]:
     from .corpora import blurb_hoc_f1
     from .metrics import binary_metrics, multilabel_metrics, positive_scores, sigmoid, single_label_metrics, softmax
 
@@ -252,6 +291,7 @@ def evaluate_splits(
     output_dir: Path,
     batch_size: int,
     fixed_threshold: float | None = None,
+    evaluate_metric: Any = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, np.ndarray]]]:
     """
     The metrics of every split, at the threshold the rule gives on `validation_split`.
@@ -277,6 +317,8 @@ def evaluate_splits(
             Examples per forward pass.
         fixed_threshold (`float`, *optional*):
             Use this threshold (e.g. the one saved with the model) instead of applying the rule.
+        evaluate_metric (`evaluate.EvaluationModule`, *optional*):
+            The user's `evaluate` metric ([`user_metric`]), added to every split's metrics.
 
     Returns:
         `tuple[dict, dict]`: Split -> metrics, and split -> `{"probs", "labels"}` arrays (multi-label and binary
@@ -300,7 +342,7 @@ def evaluate_splits(
             logits, labels, _ = raw[validation_split]
             chosen = float(choose_threshold(threshold, _probabilities(logits, task), labels))
     metrics = {
-        name: split_metrics(logits, labels, groups, task, label_names, chosen)
+        name: split_metrics(logits, labels, groups, task, label_names, chosen, evaluate_metric)
         for name, (logits, labels, groups) in raw.items()
     }
     outputs = {}

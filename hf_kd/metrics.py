@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "agreement",
     "binary_metrics",
+    "decided_labels",
     "expected_calibration_error",
     "make_compute_metrics",
     "multilabel_metrics",
@@ -369,10 +370,46 @@ def _first(x: Any) -> Any:
     return x
 
 
+def decided_labels(
+    logits: npt.ArrayLike, labels: npt.ArrayLike, problem_type: str, threshold: Any = 0.5
+) -> tuple[list, list]:
+    """
+    The predicted labels and the labels of the labelled rows, as an `evaluate` metric takes them: class ids
+    (single-label), 0/1 per label at `threshold` (multi-label), 0/1 at `threshold` (binary), values (regression).
+
+    Args:
+        logits (`npt.ArrayLike`):
+            The model's logits, one row per example.
+        labels (`npt.ArrayLike`):
+            The labels (`-100`: unlabeled, left out).
+        problem_type (`str`):
+            One of `hf_kd.constants.TASK_TYPES`.
+        threshold (`float`, *optional*, defaults to 0.5):
+            The decision threshold of a multi-label or binary task.
+
+    Returns:
+        `tuple[list, list]`: The predictions and the references.
+    """
+    logits, labels = as_numeric(logits, "logits"), as_numeric(labels, "labels")
+    if problem_type == "regression":
+        return logits.reshape(len(logits), -1)[:, 0].tolist(), labels.reshape(len(labels), -1)[:, 0].tolist()
+    if problem_type == SINGLE_LABEL:
+        keep = labels != IGNORE_INDEX
+        return logits.argmax(-1)[keep].astype(int).tolist(), labels[keep].astype(int).tolist()
+    if problem_type == MULTI_LABEL:
+        keep = (labels != IGNORE_INDEX).all(axis=1)
+        chosen = (sigmoid(logits) >= threshold_vector(threshold, logits.shape[1])).astype(int)
+        return chosen[keep].tolist(), labels[keep].astype(int).tolist()
+    scores, flat = positive_scores(logits), labels.reshape(-1)
+    keep = flat != IGNORE_INDEX
+    return (scores >= float(threshold)).astype(int)[keep].tolist(), flat[keep].astype(int).tolist()
+
+
 def make_compute_metrics(
     problem_type: str,
     threshold: float | npt.ArrayLike | str | dict = 0.5,
     label_names: Sequence[str] | None = None,
+    evaluate_metric: Any = None,
 ) -> Callable[[EvalPrediction], dict[str, float]]:
     """
     Builds a `compute_metrics` function for `transformers.Trainer`.
@@ -399,6 +436,11 @@ def make_compute_metrics(
             search objective that does not depend on an arbitrary 0.5). Unused otherwise.
         label_names (`Sequence[str]`, *optional*):
             Label names for the per-label (per-class) `f1_<name>` keys of multi-label and single-label tasks.
+        evaluate_metric (`evaluate.EvaluationModule` or `evaluate.CombinedEvaluations`, *optional*):
+            A metric of the `evaluate` library (e.g. `evaluate.combine([...])` of your own metrics) computed too, on
+            the predicted labels (class ids; 0/1 per label at the threshold for multi-label and binary; values for
+            regression) and the labels, unlabeled rows left out; its results are added to ours (ours win a name
+            clash).
 
     Returns:
         `Callable[[EvalPrediction], dict[str, float]]`: The metric function.
@@ -419,6 +461,17 @@ def make_compute_metrics(
     names = list(label_names) if label_names is not None else None
 
     def compute_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
+        ours = _compute(eval_pred)
+        if evaluate_metric is None:
+            return ours
+        logits = as_numeric(_first(getattr(eval_pred, "predictions", eval_pred[0])), "predictions")
+        labels = as_numeric(_first(getattr(eval_pred, "label_ids", eval_pred[1])), "label_ids")
+        chosen = ours.get("threshold", threshold)
+        predicted, references = decided_labels(logits, labels, problem_type, chosen)
+        extra = evaluate_metric.compute(predictions=predicted, references=references)
+        return {**{k: v for k, v in extra.items() if k not in ours}, **ours}
+
+    def _compute(eval_pred: EvalPrediction) -> dict[str, float]:
         if hasattr(eval_pred, "predictions"):
             predictions, label_ids = eval_pred.predictions, eval_pred.label_ids
         else:

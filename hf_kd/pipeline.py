@@ -39,7 +39,14 @@ from typing import Any
 
 from .constants import BINARY, MULTI_LABEL, TEACHER_LOGITS_COLUMN, THRESHOLD_KEY, problem_type_of_task
 from .distributed import barrier, is_main_process, start_state, state
-from .evaluation import QualityGateError, apply_gate, default_metric, evaluate_splits, trainer_compute_metrics
+from .evaluation import (
+    QualityGateError,
+    apply_gate,
+    default_metric,
+    evaluate_splits,
+    trainer_compute_metrics,
+    user_metric,
+)
 from .markers import (
     DISTILLATION_ONLY,
     DONE_FILE,
@@ -95,6 +102,7 @@ class PipelineRun:
         splits = recipe_splits(config, cache_dir=str(self.root / "cache"))
         self.label_names, self.task, train = splits.label_names, splits.task, splits.train
         self.splits = splits  # the labelled, evaluated, predicted and transfer rows (`RecipeSplits`)
+        self.user_metric = user_metric(config.evaluation.evaluate_metrics)
         self.problem_type = problem_type_of_task(self.task)
         self.validation_split = data_config.validation_split
         groups = train["group"] if "group" in train.column_names else None
@@ -182,7 +190,7 @@ class PipelineRun:
 
     def compute_metrics(self) -> Any:
         """The trainers' `compute_metrics` (the report's numbers, see `hf_kd.evaluation`)."""
-        return trainer_compute_metrics(self.task, self.label_names, self.config.evaluation.threshold)
+        return trainer_compute_metrics(self.task, self.label_names, self.config.evaluation.threshold, self.user_metric)
 
     def evaluate(self, model: Any, tokenizer: Any, splits: dict[str, Any], folder: Path) -> Any:
         """Metrics (and probabilities) of `model` on each of `splits`, at the threshold chosen on validation."""
@@ -196,6 +204,7 @@ class PipelineRun:
             self.config.evaluation.threshold,
             folder / "tmp",
             self.config.evaluation.batch_size,
+            evaluate_metric=self.user_metric,
         )
 
     def load_teacher(self) -> Any:

@@ -287,6 +287,10 @@ class EvaluationConfig:
             Write training-curve and per-label F1 plots.
         model_card (`bool`, *optional*, defaults to `True`):
             Write the student's model card.
+        evaluate_metrics (`list[str]`, *optional*):
+            `evaluate` metrics of your own, as local folders or scripts (`evaluate.load` paths; nothing is fetched
+            from the Hub), combined and computed on the predicted labels and the labels of every evaluation: the
+            trainers' and the report's. `hf_kd.evaluate_metrics.metric_path` gives our own metrics' paths.
         export (`str`, *optional*):
             Also export the student to a fused ONNX graph (`hf_kd.export`) in `evaluation/export/`: `"fp32"`,
             `"int8"` (dynamic int8) or `"int8-static"` (static int8 calibrated on 256 training texts). The exported
@@ -308,6 +312,10 @@ class EvaluationConfig:
     latency_batch_sizes: list[int] = field(default_factory=lambda: [1, 32], metadata={"help": "Batch sizes timed."})
     plots: bool = field(default=True, metadata={"help": "Write the report's figures."})
     model_card: bool = field(default=True, metadata={"help": "Write the student's model card."})
+    evaluate_metrics: list[str] | None = field(
+        default=None,
+        metadata={"help": "Local `evaluate` metrics (folders or scripts) computed too on every evaluation."},
+    )
     export: str | None = field(
         default=None, metadata={"help": "Export the student to ONNX as a last step: fp32, int8 or int8-static."}
     )

@@ -1,0 +1,59 @@
+"""Our task metrics as `evaluate` modules, loadable offline and combinable with any other `evaluate` metric.
+
+Each folder here is an `evaluate` metric script around a function of `hf_kd.metrics` (or `hf_kd.corpora` for BLURB
+HoC); nothing is fetched from the Hub:
+
+```python
+import evaluate
+from hf_kd.evaluate_metrics import metric_path
+
+f1 = evaluate.load(metric_path("hf_kd_multilabel_f1"))
+ece = evaluate.load(metric_path("hf_kd_calibration_error"))
+both = evaluate.combine([f1, ece, evaluate.load("path/to/your/metric")])
+both.compute(predictions=probabilities, references=multi_hot_labels)
+```
+
+- `hf_kd_multilabel_f1`: predictions are per-label probabilities, references multi-hot labels (`-100` ignored);
+  `compute(..., threshold=0.5, label_names=None)`, the threshold a number or a rule (`"f1"`, `"prevalence"`,
+  `{"sensitivity": s}`);
+- `hf_kd_blurb_hoc`: sentence probabilities and labels; `compute(..., groups=..., threshold=0.5)`, `groups` the
+  abstract of each sentence;
+- `hf_kd_triage`: positive-class probabilities and 0/1 labels; `compute(..., threshold=0.5)` (a number or a rule);
+- `hf_kd_agreement`: the student's probabilities (logits for single-label) and the teacher's;
+  `compute(..., problem_type=...)`;
+- `hf_kd_calibration_error`: probabilities and labels; `compute(..., n_bins=15)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["METRICS", "metric_path"]
+
+METRICS = (
+    "hf_kd_multilabel_f1",
+    "hf_kd_blurb_hoc",
+    "hf_kd_triage",
+    "hf_kd_agreement",
+    "hf_kd_calibration_error",
+)
+"""The `evaluate` modules of this folder."""
+
+
+def metric_path(name: str) -> str:
+    """
+    The local path of one of our `evaluate` modules, for `evaluate.load`.
+
+    Args:
+        name (`str`):
+            One of [`METRICS`].
+
+    Returns:
+        `str`: The module's folder.
+
+    Raises:
+        `ValueError`: When `name` is not one of [`METRICS`].
+    """
+    if name not in METRICS:
+        raise ValueError(f"Unknown hf_kd metric {name!r}; the metrics are {list(METRICS)}.")
+    return str(Path(__file__).resolve().parent / name)

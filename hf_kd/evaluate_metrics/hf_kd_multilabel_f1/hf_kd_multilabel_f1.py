@@ -1,0 +1,29 @@
+"""Multi-label F1 (micro, macro, per label) at a threshold or a threshold rule, as an `evaluate` metric."""
+
+import datasets
+import evaluate
+
+from hf_kd.metrics import multilabel_metrics
+from hf_kd.thresholds import choose_threshold
+
+
+class HfKdMultilabelF1(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description="Multi-label micro/macro F1, precision, recall and per-label F1 (hf_kd.metrics).",
+            citation="",
+            inputs_description="predictions: per-label probabilities; references: multi-hot labels, -100 ignored.",
+            features=datasets.Features(
+                {
+                    "predictions": datasets.Sequence(datasets.Value("float64")),
+                    "references": datasets.Sequence(datasets.Value("float64")),
+                }
+            ),
+        )
+
+    def _compute(self, predictions, references, threshold=0.5, label_names=None):
+        chosen = (
+            choose_threshold(threshold, predictions, references) if isinstance(threshold, str | dict) else threshold
+        )
+        result = multilabel_metrics(predictions, references, threshold=chosen, label_names=label_names)
+        return {**result, "threshold": float(chosen) if isinstance(chosen, int | float) else chosen}
