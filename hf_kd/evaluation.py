@@ -211,7 +211,7 @@ def split_metrics(
     """
     out = _split_metrics(logits, labels, groups, task, label_names, threshold)
     if evaluate_metric is not None:
-        from .metrics import decided_labels
+        from .thresholds import decided_labels
 
         predictions, references = decided_labels(logits, labels, task, threshold)
         extra = evaluate_metric.compute(predictions=predictions, references=references)

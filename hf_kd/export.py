@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from .constants import EXPORT_FORMATS, STUDENT_INPUT_COLUMNS, THRESHOLD_KEY, task_of_config
-from .onnx_classifier import EXPORT_FILE, ONNX_FILE, OnnxClassifier
+from .onnx_classifier import EXPORT_FILE, ONNX_FILE
 
 __all__ = [
     "EXPORT_FILE",
@@ -54,7 +54,6 @@ __all__ = [
     "ONNX_FILE",
     "QUANTIZATIONS",
     "export_onnx",
-    "export_student",
     "fused_operator_counts",
 ]
 
@@ -309,46 +308,3 @@ def export_onnx(
     }
     (output / EXPORT_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return {**info, "path": str(target), "size_mb": target.stat().st_size / BYTES_PER_MB}
-
-
-def export_student(run: Any, student_dir: str, folder: Path, threshold: float | None) -> dict[str, Any]:
-    """
-    The pipeline's `evaluation.export`: export the student to ONNX in `folder/export/`, and evaluate it through
-    onnxruntime on the run's splits at the student's threshold.
-
-    Args:
-        run (`hf_kd.pipeline.PipelineRun`):
-            The run.
-        student_dir (`str`):
-            The student's folder.
-        folder (`Path`):
-            The evaluation stage's folder.
-        threshold (`float`, *optional*):
-            The student's operating threshold (multi-label and binary tasks).
-
-    Returns:
-        `dict[str, Any]`: `metrics` (per split), `export` (what [`export_onnx`] wrote) and `classifier` (the loaded
-        [`~hf_kd.onnx_classifier.OnnxClassifier`]).
-    """
-    from .evaluation import evaluate_splits
-
-    config = run.config.evaluation
-    target = folder / "export"
-    quantize = None if config.export == "fp32" else config.export
-    # Static int8 calibrates its activation ranges on the first training texts (read in memory, never written).
-    calibration = run.splits.train[run.config.data.text_column][:256] if quantize == "int8-static" else None
-    info = export_onnx(student_dir, target, quantize=quantize, calibration_texts=calibration)
-    classifier = OnnxClassifier.from_pretrained(target, num_threads=torch.get_num_threads())
-    metrics, _ = evaluate_splits(
-        classifier,
-        run.student_tokenizer,
-        run.student_evals,
-        run.validation_split,
-        run.task,
-        run.label_names,
-        config.threshold,
-        folder / "tmp",
-        config.batch_size,
-        fixed_threshold=threshold,
-    )
-    return {"metrics": metrics, "export": info, "classifier": classifier}

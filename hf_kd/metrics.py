@@ -41,7 +41,7 @@ from .numeric import (
     softmax,
     threshold_vector,
 )
-from .thresholds import check_threshold_rule, choose_threshold
+from .thresholds import check_threshold_rule, choose_threshold, decided_labels
 
 if TYPE_CHECKING:
     from transformers import EvalPrediction
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 __all__ = [
     "agreement",
     "binary_metrics",
-    "decided_labels",
     "expected_calibration_error",
     "make_compute_metrics",
     "multilabel_metrics",
@@ -368,41 +367,6 @@ def _first(x: Any) -> Any:
             raise ValueError("`EvalPrediction.predictions` is an empty tuple.")
         x = x[0]
     return x
-
-
-def decided_labels(
-    logits: npt.ArrayLike, labels: npt.ArrayLike, problem_type: str, threshold: Any = 0.5
-) -> tuple[list, list]:
-    """
-    The predicted labels and the labels of the labelled rows, as an `evaluate` metric takes them: class ids
-    (single-label), 0/1 per label at `threshold` (multi-label), 0/1 at `threshold` (binary), values (regression).
-
-    Args:
-        logits (`npt.ArrayLike`):
-            The model's logits, one row per example.
-        labels (`npt.ArrayLike`):
-            The labels (`-100`: unlabeled, left out).
-        problem_type (`str`):
-            One of `hf_kd.constants.TASK_TYPES`.
-        threshold (`float`, *optional*, defaults to 0.5):
-            The decision threshold of a multi-label or binary task.
-
-    Returns:
-        `tuple[list, list]`: The predictions and the references.
-    """
-    logits, labels = as_numeric(logits, "logits"), as_numeric(labels, "labels")
-    if problem_type == "regression":
-        return logits.reshape(len(logits), -1)[:, 0].tolist(), labels.reshape(len(labels), -1)[:, 0].tolist()
-    if problem_type == SINGLE_LABEL:
-        keep = labels != IGNORE_INDEX
-        return logits.argmax(-1)[keep].astype(int).tolist(), labels[keep].astype(int).tolist()
-    if problem_type == MULTI_LABEL:
-        keep = (labels != IGNORE_INDEX).all(axis=1)
-        chosen = (sigmoid(logits) >= threshold_vector(threshold, logits.shape[1])).astype(int)
-        return chosen[keep].tolist(), labels[keep].astype(int).tolist()
-    scores, flat = positive_scores(logits), labels.reshape(-1)
-    keep = flat != IGNORE_INDEX
-    return (scores >= float(threshold)).astype(int)[keep].tolist(), flat[keep].astype(int).tolist()
 
 
 def make_compute_metrics(

@@ -321,8 +321,8 @@ class PipelineRun:
         return datasets.load_from_disk(str(data_dir))
 
     def new_student(self, warm_model: str | None = None) -> Any:
-        """A fresh student (`hf_kd.student.build_student`), with LoRA when `student.lora` is set."""
-        from .student import build_student
+        """A fresh student (`hf_kd.stage_models.build_student`), with LoRA when `student.lora` is set."""
+        from .stage_models import build_student
 
         return with_lora(build_student(self, warm_model), self.config.student.lora, "student", self.config.seed)
 
@@ -423,7 +423,7 @@ class PipelineRun:
             if threshold is not None:
                 student.config.update({THRESHOLD_KEY: threshold})
                 student.config.save_pretrained(student_dir)
-            from .export import export_student  # onnx is imported only when exporting
+            from .stage_models import export_student  # onnx is imported only when exporting
 
             exported = export_student(self, student_dir, folder, threshold) if self.config.evaluation.export else None
             if exported is not None:

@@ -56,8 +56,8 @@ def write_run_report(
         folder (`Path`):
             The evaluation stage's folder.
         exported (`Mapping[str, Any]`, *optional*):
-            The exported student (`PipelineRun.export_student`): its metrics per split, what the export wrote and
-            the loaded classifier; the report then has a third model, timed through onnxruntime.
+            The exported student (`hf_kd.stage_models.export_student`): its metrics per split, what the export
+            wrote and the loaded classifier; the report then has a third model, timed through onnxruntime.
 
     Returns:
         `dict[str, Any]`: The report (`hf_kd.report.build_report`).

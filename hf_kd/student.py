@@ -9,11 +9,9 @@ from typing import Any
 from torch import nn
 from transformers import PreTrainedModel
 
-from .constants import STUDENT_INPUT_COLUMNS
 from .intermediate import uniform_layers
 
 __all__ = [
-    "build_student",
     "head_parameter_ids",
     "layer_list",
     "set_head_learning_rate",
@@ -162,70 +160,3 @@ def set_head_learning_rate(optimizer: Any, model: nn.Module, learning_rate: floa
     optimizer.param_groups.clear()
     for group in groups:
         optimizer.add_param_group(group)
-
-
-def calibration_batch(run: Any, size: int = 256) -> dict[str, Any]:
-    """
-    The first `size` training sequences of a pipeline run as one padded teacher batch (a narrow student's PCA basis).
-
-    Args:
-        run (`hf_kd.pipeline.PipelineRun`):
-            The run.
-        size (`int`, *optional*, defaults to 256):
-            Number of sequences.
-
-    Returns:
-        `dict[str, torch.Tensor]`: The teacher's inputs.
-    """
-    rows = run.teacher_train.select(range(min(size, len(run.teacher_train))))
-    names = [n for n in STUDENT_INPUT_COLUMNS if n in rows.column_names]
-    features = [{n: row[n] for n in names} for row in rows]
-    return dict(run.teacher_tokenizer.pad(features, padding=True, return_tensors="pt"))
-
-
-def build_student(run: Any, warm_model: str | None = None) -> PreTrainedModel:
-    """
-    The student of a pipeline run, before LoRA: loaded from `warm_model` (the warm-up's, already pruned) or
-    `student.model`, or built from the teacher's layers (narrow when `student.hidden_size` is set,
-    `hf_kd.narrow`), then its vocabulary pruned to the run's kept tokens when `student.prune_vocabulary`.
-
-    Args:
-        run (`hf_kd.pipeline.PipelineRun`):
-            The run: its recipe, label space, teacher and kept token ids.
-        warm_model (`str`, *optional*):
-            A saved student to continue from.
-
-    Returns:
-        `PreTrainedModel`: The student.
-    """
-    from .models import load_classifier
-
-    config, seed = run.config.student, run.config.seed
-    if warm_model is not None:
-        return load_classifier(warm_model, run.label_names, run.problem_type, seed=seed)
-    if config.model is not None:
-        model = load_classifier(config.model, run.label_names, run.problem_type, seed=seed)
-    elif config.hidden_size is not None:
-        from .narrow import narrow_student_from_teacher
-
-        model = narrow_student_from_teacher(
-            run.load_teacher(),
-            config.hidden_size,
-            layers=config.from_teacher_layers,
-            num_layers=config.num_layers,
-            intermediate_size=config.intermediate_size,
-            init=config.narrow_init,
-            calibration=calibration_batch(run) if config.narrow_init == "pca" else None,
-            seed=seed,
-        )
-    else:
-        model = student_from_teacher(
-            run.load_teacher(), layers=config.from_teacher_layers, num_layers=config.num_layers
-        )
-    if config.model is None:
-        model.config.hf_kd_teacher = run.teacher_name
-    if run.kept_token_ids is not None:
-        from .vocabulary import prune_embeddings
-
-        model = prune_embeddings(model, run.kept_token_ids)
-    return model

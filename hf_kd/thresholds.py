@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .constants import BINARY, MULTI_LABEL, REGRESSION
+from .constants import BINARY, IGNORE_INDEX, MULTI_LABEL, REGRESSION, SINGLE_LABEL
 from .numeric import (
     as_numeric,
     as_probabilities,
@@ -31,12 +31,14 @@ from .numeric import (
     positive_scores,
     prepare_multilabel,
     sigmoid,
+    threshold_vector,
 )
 
 __all__ = [
     "DEFAULT_THRESHOLD_GRID",
     "check_threshold_rule",
     "choose_threshold",
+    "decided_labels",
     "positive_rate_threshold",
     "predicted_labels",
     "sensitivity_threshold",
@@ -256,3 +258,38 @@ def predicted_labels(
     if task == REGRESSION:
         return [float(v) for v in logits.reshape(len(logits), -1)[:, 0]]
     return [label_names[int(i)] for i in logits.argmax(axis=1)]
+
+
+def decided_labels(
+    logits: npt.ArrayLike, labels: npt.ArrayLike, problem_type: str, threshold: Any = 0.5
+) -> tuple[list, list]:
+    """
+    The predicted labels and the labels of the labelled rows, as an `evaluate` metric takes them: class ids
+    (single-label), 0/1 per label at `threshold` (multi-label), 0/1 at `threshold` (binary), values (regression).
+
+    Args:
+        logits (`npt.ArrayLike`):
+            The model's logits, one row per example.
+        labels (`npt.ArrayLike`):
+            The labels (`-100`: unlabeled, left out).
+        problem_type (`str`):
+            One of `hf_kd.constants.TASK_TYPES`.
+        threshold (`float`, *optional*, defaults to 0.5):
+            The decision threshold of a multi-label or binary task.
+
+    Returns:
+        `tuple[list, list]`: The predictions and the references.
+    """
+    logits, labels = as_numeric(logits, "logits"), as_numeric(labels, "labels")
+    if problem_type == REGRESSION:
+        return logits.reshape(len(logits), -1)[:, 0].tolist(), labels.reshape(len(labels), -1)[:, 0].tolist()
+    if problem_type == SINGLE_LABEL:
+        keep = labels != IGNORE_INDEX
+        return logits.argmax(-1)[keep].astype(int).tolist(), labels[keep].astype(int).tolist()
+    if problem_type == MULTI_LABEL:
+        keep = (labels != IGNORE_INDEX).all(axis=1)
+        chosen = (sigmoid(logits) >= threshold_vector(threshold, logits.shape[1])).astype(int)
+        return chosen[keep].tolist(), labels[keep].astype(int).tolist()
+    scores, flat = positive_scores(logits), labels.reshape(-1)
+    keep = flat != IGNORE_INDEX
+    return (scores >= float(threshold)).astype(int)[keep].tolist(), flat[keep].astype(int).tolist()
