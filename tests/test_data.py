@@ -434,7 +434,7 @@ def test_hoc_malformed_rows(tmp_path: Path, row: tuple[str, str, str], message: 
 
 
 def test_hoc_bad_level(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="'abstract' or 'sentence'"):
+    with pytest.raises(ValueError, match="one of \\('abstract', 'sentence'\\), got 'document'"):
         load_hoc(write_hoc(tmp_path / "hoc"), level="document")  # type: ignore[arg-type]
 
 
