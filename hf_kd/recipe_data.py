@@ -14,6 +14,7 @@ from .constants import (
     CORPUS_LEVELS,
     LABELS_COLUMN,
     MODEL_COLUMNS,
+    REGRESSION,
     SINGLE_LABEL,
     TEACHER_SIDE_COLUMNS,
     infer_task,
@@ -319,13 +320,20 @@ def recipe_splits(config: DistillationPipelineConfig, cache_dir: str | None = No
     if data.test_split and data.test_split in raw and data.test_split != data.validation_split:
         test = raw[data.test_split]
         (evals if LABELS_COLUMN in test.column_names else predict)[data.test_split] = test
+    transfer = transfer_set(raw, data, config.seed, len(names))
+    if task == REGRESSION and len(transfer):
+        # A regression target has no "unlabeled" value: -100 would be learnt as a target.
+        raise ValueError(
+            f"The transfer set ({len(transfer)} unlabeled rows: `data.unlabeled_files`, `data.unlabeled_from_corpus` "
+            "or a split without labels) needs a classification task; this one is regression."
+        )
     return RecipeSplits(
         label_names=names,
         task=task,
         train=subset(raw["train"], data.train_size, config.seed),
         evals={name: subset(ds, data.eval_size, config.seed) for name, ds in evals.items()},
         predict=predict,
-        transfer=transfer_set(raw, data, config.seed, len(names)),
+        transfer=transfer,
     )
 
 

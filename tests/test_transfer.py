@@ -168,3 +168,24 @@ def test_init_accepts_an_unlabeled_test_file_and_unlabeled_files(tmp_path, capsy
     assert "predictions" in summary["transfer_set"]["test"]
     recipe = DistillationPipelineConfig.from_yaml(out)
     assert recipe.data.unlabeled_files == [str(extra)] and recipe.data.data_files["test"] == str(data / "test.jsonl")
+
+
+def test_a_transfer_set_for_a_regression_task_is_refused(tmp_path):
+    rows = [{"text": f"patient fever {i}", "score": 0.1 * i + 0.05} for i in range(6)]
+    for split in ("train", "validation"):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = DistillationPipelineConfig.from_dict(
+        {
+            "data": {
+                "dataset": "files",
+                "path": str(tmp_path),
+                "label_column": "score",
+                "unlabeled_files": [str(write_unlabeled(tmp_path / "u" / "notes.jsonl"))],
+            },
+            "teacher": {"model": "unused"},
+        }
+    )
+    from hf_kd.recipe_data import recipe_splits
+
+    with pytest.raises(ValueError, match="needs a classification task; this one is regression"):
+        recipe_splits(config, cache_dir=str(tmp_path / "cache"))
