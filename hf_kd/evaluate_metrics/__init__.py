@@ -27,8 +27,9 @@ both.compute(predictions=probabilities, references=multi_hot_labels)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-__all__ = ["METRICS", "metric_path"]
+__all__ = ["METRICS", "metric_info", "metric_path"]
 
 METRICS = (
     "hf_kd_multilabel_f1",
@@ -57,3 +58,30 @@ def metric_path(name: str) -> str:
     if name not in METRICS:
         raise ValueError(f"Unknown hf_kd metric {name!r}; the metrics are {list(METRICS)}.")
     return str(Path(__file__).resolve().parent / name)
+
+
+def metric_info(description: str, inputs: str, per_label: bool = True) -> Any:
+    """
+    The `evaluate.MetricInfo` of one of our metrics: float rows of predictions and references (one value per label),
+    or one float prediction and one integer reference per example (`per_label=False`).
+
+    Args:
+        description (`str`):
+            What the metric computes.
+        inputs (`str`):
+            What its predictions and references are.
+        per_label (`bool`, *optional*, defaults to `True`):
+            Rows of values (multi-label, probabilities per class) rather than one value per example.
+
+    Returns:
+        `evaluate.MetricInfo`: The info.
+    """
+    import datasets
+    import evaluate
+
+    if per_label:
+        value = datasets.Sequence(datasets.Value("float64"))
+        features = datasets.Features({"predictions": value, "references": value})
+    else:
+        features = datasets.Features({"predictions": datasets.Value("float64"), "references": datasets.Value("int64")})
+    return evaluate.MetricInfo(description=description, citation="", inputs_description=inputs, features=features)

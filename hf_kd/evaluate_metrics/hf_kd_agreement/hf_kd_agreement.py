@@ -1,24 +1,16 @@
 """Teacher-student agreement: the share of predictions on which the student agrees with its teacher."""
 
-import datasets
 import evaluate
 
+from hf_kd.evaluate_metrics import metric_info
 from hf_kd.metrics import agreement
 
 
 class HfKdAgreement(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description="Fraction of the student's predictions equal to the teacher's (hf_kd.metrics.agreement).",
-            citation="",
-            inputs_description="predictions: the student's probabilities (or logits, single-label); references: "
-            "the teacher's.",
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("float64")),
-                    "references": datasets.Sequence(datasets.Value("float64")),
-                }
-            ),
+        return metric_info(
+            "Fraction of the student's predictions equal to the teacher's (hf_kd.metrics.agreement).",
+            "predictions: the student's probabilities (or logits, single-label); references: the teacher's.",
         )
 
     def _compute(self, predictions, references, problem_type="multi_label_classification"):

@@ -1,23 +1,16 @@
 """BLURB's HoC score: sentence predictions pooled per abstract, micro-F1 over abstract x label cells."""
 
-import datasets
 import evaluate
 
 from hf_kd.corpora import blurb_hoc_f1
+from hf_kd.evaluate_metrics import metric_info
 
 
 class HfKdBlurbHoc(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description="BLURB Hallmarks of Cancer micro-F1 at abstract level (hf_kd.corpora.blurb_hoc_f1).",
-            citation="",
-            inputs_description="predictions: sentence probabilities; references: sentence multi-hot labels.",
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("float64")),
-                    "references": datasets.Sequence(datasets.Value("float64")),
-                }
-            ),
+        return metric_info(
+            "BLURB Hallmarks of Cancer micro-F1 at abstract level (hf_kd.corpora.blurb_hoc_f1).",
+            "predictions: sentence probabilities; references: sentence multi-hot labels.",
         )
 
     def _compute(self, predictions, references, groups=None, threshold=0.5):

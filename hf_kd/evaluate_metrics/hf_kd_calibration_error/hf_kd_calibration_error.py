@@ -1,23 +1,16 @@
 """Expected calibration error with equal-width confidence bins."""
 
-import datasets
 import evaluate
 
+from hf_kd.evaluate_metrics import metric_info
 from hf_kd.metrics import expected_calibration_error
 
 
 class HfKdCalibrationError(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description="Expected calibration error (hf_kd.metrics.expected_calibration_error).",
-            citation="",
-            inputs_description="predictions: probabilities; references: labels of the same shape (-100 ignored).",
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("float64")),
-                    "references": datasets.Sequence(datasets.Value("float64")),
-                }
-            ),
+        return metric_info(
+            "Expected calibration error (hf_kd.metrics.expected_calibration_error).",
+            "predictions: probabilities; references: labels of the same shape (-100 ignored).",
         )
 
     def _compute(self, predictions, references, n_bins=15):

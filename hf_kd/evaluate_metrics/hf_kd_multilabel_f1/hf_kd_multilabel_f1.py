@@ -1,24 +1,17 @@
 """Multi-label F1 (micro, macro, per label) at a threshold or a threshold rule, as an `evaluate` metric."""
 
-import datasets
 import evaluate
 
+from hf_kd.evaluate_metrics import metric_info
 from hf_kd.metrics import multilabel_metrics
 from hf_kd.thresholds import choose_threshold
 
 
 class HfKdMultilabelF1(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description="Multi-label micro/macro F1, precision, recall and per-label F1 (hf_kd.metrics).",
-            citation="",
-            inputs_description="predictions: per-label probabilities; references: multi-hot labels, -100 ignored.",
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("float64")),
-                    "references": datasets.Sequence(datasets.Value("float64")),
-                }
-            ),
+        return metric_info(
+            "Multi-label micro/macro F1, precision, recall and per-label F1 (hf_kd.metrics).",
+            "predictions: per-label probabilities; references: multi-hot labels, -100 ignored.",
         )
 
     def _compute(self, predictions, references, threshold=0.5, label_names=None):
