@@ -125,10 +125,8 @@ class PipelineRun:
             texts = [*train[data_config.text_column], *splits.transfer[data_config.text_column]]
             self.kept_token_ids = pruned_token_ids(self.student_tokenizer, texts, extra_texts=self.label_names)
             pruned = prune_tokenizer(self.student_tokenizer, self.kept_token_ids)
-            if (
-                same_tokenization(self.student_tokenizer, self.teacher_tokenizer)
-                and not data_config.teacher_text_column
-            ):
+            same_text = data_config.teacher_text_column in (None, data_config.text_column)
+            if same_text and same_tokenization(self.student_tokenizer, self.teacher_tokenizer):
                 self.distill_teacher_tokenizer = pruned
             self.student_tokenizer = pruned
         check_run(self)
