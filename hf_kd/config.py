@@ -74,6 +74,13 @@ class DistillationTrainingArguments(TrainingArguments):
             teacher layer `i · n / m`.
         attention_loss_weight (`float`, *optional*, defaults to `0.0`):
             Weight of the attention-map loss on the mapped layers (needs a shared tokenization).
+        relation_loss_weight (`float`, *optional*, defaults to `0.0`):
+            Weight of MiniLMv2's self-attention relation loss: query-query, key-key and value-value relations of
+            the student's last layer against the teacher layer it maps to (`hf_kd.intermediate`); any head count
+            and width (needs a shared tokenization, BERT-style encoders). With `alpha=1` and no labels it is the
+            general distillation of a student on plain text (`hf_kd.general_distillation`).
+        num_relation_heads (`int`, *optional*):
+            Relation heads of that loss; defaults to the student's attention heads. Must divide both widths.
     """
 
     temperature: float = field(
@@ -143,6 +150,13 @@ class DistillationTrainingArguments(TrainingArguments):
     attention_loss_weight: float = field(
         default=0.0, metadata={"help": "Weight of the attention-map loss (needs a shared tokenization)."}
     )
+    relation_loss_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of MiniLMv2's query/key/value relation loss on the last layer."},
+    )
+    num_relation_heads: int | None = field(
+        default=None, metadata={"help": "Relation heads of the relation loss (default: the student's heads)."}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -163,7 +177,11 @@ class DistillationTrainingArguments(TrainingArguments):
             raise ValueError(f"`head_learning_rate` must be > 0 when set, got {self.head_learning_rate!r}.")
         if self.teacher_batch_size is not None and self.teacher_batch_size < 1:
             raise ValueError(f"`teacher_batch_size` must be >= 1 when set, got {self.teacher_batch_size!r}.")
-        for name in ("hidden_loss_weight", "attention_loss_weight"):
+        if self.num_relation_heads is not None and not (
+            isinstance(self.num_relation_heads, int) and self.num_relation_heads >= 1
+        ):
+            raise ValueError(f"`num_relation_heads` must be an integer >= 1, got {self.num_relation_heads!r}.")
+        for name in ("hidden_loss_weight", "attention_loss_weight", "relation_loss_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
@@ -206,12 +224,19 @@ class DistillationTrainingArguments(TrainingArguments):
             "hidden_loss_weight": self.hidden_loss_weight,
             "attention_loss_weight": self.attention_loss_weight,
             "hidden_alignment": self.hidden_alignment,
+            "relation_loss_weight": self.relation_loss_weight,
+            "num_relation_heads": self.num_relation_heads,
         }
 
     @property
     def uses_intermediate_losses(self) -> bool:
-        """Whether a hidden-state or attention term is enabled (they need the online teacher)."""
-        return self.hidden_loss_weight > 0 or self.attention_loss_weight > 0
+        """Whether a hidden-state, attention or relation term is enabled (they need the online teacher)."""
+        return self.hidden_loss_weight > 0 or self.attention_loss_weight > 0 or self.relation_loss_weight > 0
+
+    @property
+    def needs_hidden_states(self) -> bool:
+        """Whether the models must return their hidden states (hidden-state and relation terms)."""
+        return self.hidden_loss_weight > 0 or self.relation_loss_weight > 0
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -1,4 +1,4 @@
-"""Intermediate-layer distillation: hidden-state and attention-map terms between mapped layers.
+"""Intermediate-layer distillation: hidden-state, attention-map and attention-relation terms between mapped layers.
 
 Student hidden-state index `k` (0 is the embeddings, `k` the output of layer `k`) is matched to the teacher's
 hidden-state index `mapping[k - 1]`. When the widths differ, a learned linear projection maps the student's vectors to
@@ -15,6 +15,7 @@ Two positions are compared:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,11 +23,17 @@ import torch
 from torch import nn
 
 from .alignment import aligned_word_states, mean_pool
-from .losses import attention_kl_loss, hidden_cosine_loss, hidden_mse_loss
+from .losses import attention_kl_loss, attention_relation_loss, hidden_cosine_loss, hidden_mse_loss
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PROJECTIONS_MODULE", "IntermediateDistiller", "attach_intermediate", "uniform_layers"]
+__all__ = [
+    "PROJECTIONS_MODULE",
+    "IntermediateDistiller",
+    "attach_intermediate",
+    "attention_projections",
+    "uniform_layers",
+]
 
 
 def uniform_layers(num_teacher_layers: int, num_student_layers: int, align: str = "first") -> list[int]:
@@ -70,6 +77,39 @@ def uniform_layers(num_teacher_layers: int, num_student_layers: int, align: str 
     raise ValueError(f"`align` must be 'first' or 'last', got {align!r}.")
 
 
+_PROJECTION_NAMES = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"))
+_LAYER_ATTENTION = re.compile(r"(?:^|\.)layer\.(\d+)\.attention\.(?:self\.)?(\w+)$")
+
+
+def attention_projections(model: nn.Module, layer: int) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """
+    The query, key and value projections of a BERT-style encoder layer (BERT, RoBERTa, ELECTRA: `attention.self.query`
+    ...; DistilBERT: `attention.q_lin` ...). Applied to the layer's input states (`hidden_states[layer - 1]`), they
+    give the layer's attention vectors.
+
+    Args:
+        model (`nn.Module`):
+            The model (unwrapped).
+        layer (`int`):
+            The layer, 1-based (as its index in `hidden_states`).
+
+    Returns:
+        `tuple[nn.Module, nn.Module, nn.Module]`: The query, key and value projections.
+    """
+    found: dict[str, nn.Module] = {}
+    for name, module in model.named_modules():
+        match = _LAYER_ATTENTION.search(name)
+        if match and int(match.group(1)) == layer - 1:
+            found[match.group(2)] = module
+    for names in _PROJECTION_NAMES:
+        if all(n in found for n in names):
+            return found[names[0]], found[names[1]], found[names[2]]
+    raise ValueError(
+        f"The relation loss needs the query/key/value projections of layer {layer} of {type(model).__name__}, and "
+        "found none (BERT-style encoders name them `layer.N.attention.self.query` or `layer.N.attention.q_lin`)."
+    )
+
+
 def _num_layers(config: Any) -> int:
     for name in ("num_hidden_layers", "n_layers", "num_layers"):
         if getattr(config, name, None) is not None:
@@ -103,6 +143,13 @@ class IntermediateDistiller(nn.Module):
         hidden_alignment (`str`, *optional*, defaults to `"auto"`):
             `"auto"` (token by token with a shared tokenization, word by word otherwise) or `"mean"` (per-example
             mean states over each side's attention mask).
+        relation_loss_weight (`float`, *optional*, defaults to 0.0):
+            Weight of MiniLMv2's self-attention relation term (shared tokenization only): the query-query, key-key
+            and value-value relations of the student's last layer against its mapped teacher layer
+            (`losses.attention_relation_loss`, mean of the three), computed from each layer's input states through
+            its own query/key/value projections (BERT-style encoders: BERT, RoBERTa, ELECTRA, DistilBERT).
+        num_relation_heads (`int`, *optional*):
+            Relation heads of that term; defaults to the student's attention heads. Must divide both widths.
     """
 
     def __init__(
@@ -114,6 +161,8 @@ class IntermediateDistiller(nn.Module):
         hidden_loss_weight: float = 1.0,
         attention_loss_weight: float = 0.0,
         hidden_alignment: str = "auto",
+        relation_loss_weight: float = 0.0,
+        num_relation_heads: int | None = None,
     ) -> None:
         super().__init__()
         n_student, n_teacher = _num_layers(student_config), _num_layers(teacher_config)
@@ -142,6 +191,14 @@ class IntermediateDistiller(nn.Module):
         self.hidden_loss_weight = float(hidden_loss_weight)
         self.attention_loss_weight = float(attention_loss_weight)
         d_student, d_teacher = _hidden_size(student_config), _hidden_size(teacher_config)
+        self.relation_loss_weight = float(relation_loss_weight)
+        heads = num_relation_heads or getattr(student_config, "num_attention_heads", None) or 1
+        if self.relation_loss_weight > 0 and (d_student % heads or d_teacher % heads):
+            raise ValueError(
+                f"`num_relation_heads` must divide the student's width {d_student} and the teacher's {d_teacher}, "
+                f"got {heads!r}."
+            )
+        self.num_relation_heads = int(heads)
         self.projections = nn.ModuleList(
             nn.Linear(d_student, d_teacher) if d_student != d_teacher else nn.Identity() for _ in mapping
         )
@@ -153,7 +210,12 @@ class IntermediateDistiller(nn.Module):
         return self.attention_loss_weight > 0
 
     def forward(
-        self, student_outputs: Any, teacher_outputs: Any, inputs: Mapping[str, torch.Tensor]
+        self,
+        student_outputs: Any,
+        teacher_outputs: Any,
+        inputs: Mapping[str, torch.Tensor],
+        student: nn.Module | None = None,
+        teacher: nn.Module | None = None,
     ) -> dict[str, torch.Tensor]:
         """Compute the weighted intermediate terms.
 
@@ -164,9 +226,13 @@ class IntermediateDistiller(nn.Module):
                 Teacher outputs, likewise.
             inputs (`Mapping[str, torch.Tensor]`):
                 The batch: `attention_mask`, and with different tokenizers `word_ids` and `teacher_word_ids`.
+            student (`nn.Module`, *optional*):
+                The unwrapped student, for the relation term (its query/key/value projections).
+            teacher (`nn.Module`, *optional*):
+                The unwrapped teacher, likewise.
 
         Returns:
-            `dict[str, torch.Tensor]`: `"hidden_loss"` and/or `"attention_loss"`, already weighted.
+            `dict[str, torch.Tensor]`: `"hidden_loss"`, `"attention_loss"` and/or `"relation_loss"`, already weighted.
         """
         losses: dict[str, torch.Tensor] = {}
         shared = "teacher_input_ids" not in inputs
@@ -226,7 +292,41 @@ class IntermediateDistiller(nn.Module):
                 if j >= 1
             ]
             losses["attention_loss"] = self.attention_loss_weight * torch.stack(terms).mean()
+        if self.relation_loss_weight > 0:
+            losses["relation_loss"] = self.relation_loss_weight * self._relation_term(
+                student_outputs, teacher_outputs, inputs, student, teacher, shared
+            )
         return losses
+
+    def _relation_term(
+        self,
+        student_outputs: Any,
+        teacher_outputs: Any,
+        inputs: Mapping[str, torch.Tensor],
+        student: Any,
+        teacher: Any,
+        shared: bool,
+    ) -> torch.Tensor:
+        if not shared:
+            raise ValueError(
+                "The relation loss compares token positions, so it needs a shared tokenization, but the teacher reads "
+                "its own (`teacher_input_ids`). Set `relation_loss_weight=0` or use one tokenizer."
+            )
+        if student is None or teacher is None:
+            raise ValueError("The relation loss needs the student and the teacher modules (`student=`, `teacher=`).")
+        s_states, t_states = student_outputs.hidden_states, teacher_outputs.hidden_states
+        if s_states is None or t_states is None:
+            raise ValueError("The relation loss needs `output_hidden_states=True` from both models.")
+        k, j = len(self.layer_mapping), self.layer_mapping[-1]
+        if j < 1:
+            raise ValueError(f"The relation loss maps the student's last layer to a teacher layer >= 1, got {j}.")
+        s_proj, t_proj = attention_projections(student, k), attention_projections(teacher, j)
+        mask = inputs["attention_mask"]
+        terms = [
+            attention_relation_loss(s(s_states[k - 1]), t(t_states[j - 1]), self.num_relation_heads, mask)
+            for s, t in zip(s_proj, t_proj)
+        ]
+        return torch.stack(terms).mean()
 
     def _warn_unpaired(self, layer: int) -> None:
         """Count a batch whose hidden-state term found no word both tokenizations cover; warn the first time."""
@@ -280,7 +380,8 @@ def attach_intermediate(model: nn.Module, teacher_config: Any, seed: int, **kwar
     existing = getattr(model, PROJECTIONS_MODULE, None)
     if isinstance(existing, IntermediateDistiller):
         if existing.layer_mapping == distiller.layer_mapping:
-            for name in ("hidden_loss", "hidden_loss_weight", "attention_loss_weight", "hidden_alignment"):
+            names = ("hidden_loss", "hidden_loss_weight", "attention_loss_weight", "hidden_alignment")
+            for name in (*names, "relation_loss_weight", "num_relation_heads"):
                 setattr(existing, name, getattr(distiller, name))
             return existing
         logger.warning(

@@ -19,6 +19,7 @@ multi-label data.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -28,6 +29,7 @@ from .constants import IGNORE_INDEX, MULTI_LABEL, SINGLE_LABEL
 
 __all__ = [
     "attention_kl_loss",
+    "attention_relation_loss",
     "bernoulli_kd_loss",
     "distillation_loss",
     "hard_label_loss",
@@ -430,6 +432,59 @@ def attention_kl_loss(
     eps = 1e-12
     kl = (t * (torch.log(t + eps) - torch.log(s + eps))).sum(-1)  # (batch, heads, seq)
     mask = attention_mask.to(kl.dtype).unsqueeze(1).expand_as(kl)
+    return _masked_mean(kl, mask)
+
+
+def attention_relation_loss(
+    student_vectors: torch.Tensor,
+    teacher_vectors: torch.Tensor,
+    num_relation_heads: int,
+    attention_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """MiniLMv2's self-attention relation term: KL between the scaled dot-product relations of one kind of attention
+    vectors (queries, keys or values), averaged over relation heads and valid query positions.
+
+    Each side's vectors are split into `num_relation_heads` heads of `d / R` dimensions, whatever its own number of
+    attention heads and width, and `R_r = softmax(A_r A_rᵀ / sqrt(d / R))` over the key positions (padding keys
+    masked). Per valid query row `i` of head `r`: `KL(R_t,r,i ‖ R_s,r,i)`.
+
+    Args:
+        student_vectors (`torch.Tensor` of shape `(batch, seq, d_s)`):
+            The student's vectors of one attention layer.
+        teacher_vectors (`torch.Tensor` of shape `(batch, seq, d_t)`):
+            The teacher's vectors of the same kind; no gradient flows into them.
+        num_relation_heads (`int`):
+            Relation heads `R`; must divide `d_s` and `d_t`.
+        attention_mask (`torch.Tensor` of shape `(batch, seq)`, *optional*):
+            1 for real tokens, 0 for padding.
+
+    Returns:
+        `torch.Tensor`: a scalar.
+    """
+    if student_vectors.shape[:2] != teacher_vectors.shape[:2]:
+        raise ValueError(
+            f"Relation vectors must cover the same batch and positions, got {tuple(student_vectors.shape)} (student) "
+            f"and {tuple(teacher_vectors.shape)} (teacher); the relation term needs a shared tokenization."
+        )
+    widths = (student_vectors.shape[-1], teacher_vectors.shape[-1])
+    if num_relation_heads < 1 or any(width % num_relation_heads for width in widths):
+        raise ValueError(
+            f"`num_relation_heads` must divide the student's and the teacher's widths {widths}, got "
+            f"{num_relation_heads!r}."
+        )
+
+    def log_relations(vectors: torch.Tensor) -> torch.Tensor:
+        batch, seq, width = vectors.shape
+        heads = vectors.float().view(batch, seq, num_relation_heads, width // num_relation_heads).transpose(1, 2)
+        scores = heads @ heads.transpose(-1, -2) / math.sqrt(width // num_relation_heads)
+        if attention_mask is not None:
+            keys = attention_mask[:, None, None, :].to(torch.bool)
+            scores = scores.masked_fill(~keys, torch.finfo(scores.dtype).min)
+        return F.log_softmax(scores, dim=-1)  # (batch, heads, seq, seq)
+
+    log_s, log_t = log_relations(student_vectors), log_relations(teacher_vectors.detach())
+    kl = (log_t.exp() * (log_t - log_s)).sum(-1)  # (batch, heads, seq)
+    mask = None if attention_mask is None else attention_mask.to(kl.dtype).unsqueeze(1).expand_as(kl)
     return _masked_mean(kl, mask)
 
 

@@ -221,7 +221,13 @@ STARTED_FILE = "STARTED.json"
 DISTILLATION_ONLY = (
     "alpha", "temperature", "single_label_distillation_loss", "multi_label_distillation_loss", "hidden_loss_weight",
     "hidden_loss", "hidden_alignment", "layer_mapping", "attention_loss_weight", "online_teacher",
-    "keep_teacher_logits",
+    "keep_teacher_logits", "relation_loss_weight", "num_relation_heads",
+)  # fmt: skip
+
+# Student fields the general-distillation stage is made from (the student's architecture and its own settings).
+GENERAL_STUDENT_FIELDS = (
+    "model", "from_teacher_layers", "num_layers", "tokenizer", "prune_vocabulary", "hidden_size", "intermediate_size",
+    "narrow_init", "general_distillation",
 )  # fmt: skip
 
 
@@ -234,7 +240,8 @@ def stage_fingerprints(config: Any) -> dict[str, dict[str, Any]]:
             The recipe.
 
     Returns:
-        `dict[str, dict]`: Stage -> `{"fingerprint": str, "inputs": {part: digest}}`.
+        `dict[str, dict]`: Stage -> `{"fingerprint": str, "inputs": {part: digest}, "after": (stage, ...)}`, `after`
+        naming the stages it is made from. `general_distillation` is there only when the recipe runs it.
     """
     # The transfer set is an input of the teacher's logits and after, not of the teacher's fine-tuning.
     transfer_fields = ("unlabeled_files", "unlabeled_from_corpus")
@@ -250,12 +257,28 @@ def stage_fingerprints(config: Any) -> dict[str, dict[str, Any]]:
     student_model = files_identity(config.student.model)
     inputs: dict[str, dict[str, Any]] = {}
 
-    def stage(name: str, **parts: Any) -> str:
-        inputs[name] = {"fingerprint": digest(name, parts), "inputs": {k: digest(v) for k, v in parts.items()}}
-        return inputs[name]["fingerprint"]
+    def stage(name: str, after: tuple[str, ...] = (), **parts: Any) -> str:
+        fingerprint = digest(name, parts)
+        inputs[name] = {"fingerprint": fingerprint, "inputs": {k: digest(v) for k, v in parts.items()}, "after": after}
+        return fingerprint
 
+    # General distillation: the pretrained teacher, the student's architecture and the text; not the fine-tuning.
+    architecture = {k: v for k, v in student.items() if k in GENERAL_STUDENT_FIELDS}
+    general = config.student.general_distillation
+    general_fp = (
+        stage(
+            "general_distillation",
+            data=data_fp,
+            transfer=transfer,
+            teacher=files_identity(config.teacher.model),
+            student=architecture,
+            model=student_model,
+        )
+        if general is not None and general.get("model") is None
+        else digest(general, files_identity((general or {}).get("model")))
+    )
     teacher_fp = stage("teacher", data=data_fp, teacher=teacher, model=files_identity(config.teacher.model))
-    stage("teacher_eval", teacher=teacher_fp, threshold=config.evaluation.threshold)
+    stage("teacher_eval", ("teacher",), teacher=teacher_fp, threshold=config.evaluation.threshold)
     # The cached dataset holds the student's token ids too: its tokenizer (pruned or not) is an input.
     student_tokenizer: Any = student_model
     if config.student.tokenizer is not None:
@@ -263,12 +286,38 @@ def stage_fingerprints(config: Any) -> dict[str, dict[str, Any]]:
     if config.student.prune_vocabulary:
         student_tokenizer = [student_tokenizer, "pruned"]
     logits_fp = stage(
-        "teacher_logits", teacher=teacher_fp, student_tokenizer=student_tokenizer, data=data_fp, transfer=transfer
+        "teacher_logits",
+        ("teacher",),
+        teacher=teacher_fp,
+        student_tokenizer=student_tokenizer,
+        data=data_fp,
+        transfer=transfer,
     )
-    warm_fp = stage("student_warmup", teacher_logits=logits_fp, student=warmup, model=student_model)
-    upstream = warm_fp if config.student.warmup_epochs else logits_fp
-    student_fp = stage("student", upstream=upstream, student=student, model=student_model)
-    stage("evaluation", student=student_fp, teacher_eval=inputs["teacher_eval"]["fingerprint"], evaluation=evaluation)
+    general_after = ("general_distillation",) if "general_distillation" in inputs else ()
+    warm_fp = stage(
+        "student_warmup",
+        ("teacher_logits", *general_after),
+        teacher_logits=logits_fp,
+        student=warmup,
+        model=student_model,
+        general=general_fp,
+    )
+    upstream = ("student_warmup",) if config.student.warmup_epochs else ("teacher_logits", *general_after)
+    student_fp = stage(
+        "student",
+        upstream,
+        upstream=warm_fp if config.student.warmup_epochs else logits_fp,
+        student=student,
+        model=student_model,
+        general=general_fp,
+    )
+    stage(
+        "evaluation",
+        ("student", "teacher_eval"),
+        student=student_fp,
+        teacher_eval=inputs["teacher_eval"]["fingerprint"],
+        evaluation=evaluation,
+    )
     return inputs
 
 
@@ -290,7 +339,8 @@ def changed_stages(
     root: Path, stages: tuple[str, ...], fingerprints: Mapping[str, Mapping[str, Any]]
 ) -> list[tuple[str, list[str]]]:
     """
-    The stages of a run folder that were made (or started) from other inputs, and every existing stage after one.
+    The stages of a run folder that were made (or started) from other inputs, and every existing stage made after
+    one of them (its `after` stages in [`stage_fingerprints`]).
 
     Args:
         root (`Path`):
@@ -304,19 +354,23 @@ def changed_stages(
         `list[tuple[str, list[str]]]`: Each stage to recompute, with the inputs that changed (`"upstream"` when an
         earlier stage changed).
     """
-    changed, out = False, []
+    removed: set[str] = set()
+    out = []
     for name in stages:
+        if name not in fingerprints:  # a stage the recipe does not run
+            continue
         folder = root / name
         marker = read_marker(folder)
         if marker is None and (folder / STARTED_FILE).is_file():
             marker = json.loads((folder / STARTED_FILE).read_text(encoding="utf-8"))
         expected = fingerprints[name]
-        if not changed and (marker is None or marker.get("fingerprint") == expected["fingerprint"]):
+        upstream = any(before in removed for before in expected.get("after", ()))
+        if not upstream and (marker is None or marker.get("fingerprint") == expected["fingerprint"]):
             continue
+        removed.add(name)
         if marker is None and not folder.exists():
             continue
         old = (marker or {}).get("inputs", {})
         reasons = [key for key, value in expected["inputs"].items() if old.get(key) != value] if marker else []
-        out.append((name, reasons if reasons and not changed else ["upstream"] if changed else reasons))
-        changed = True
+        out.append((name, reasons if reasons and not upstream else ["upstream"] if upstream else reasons))
     return out

@@ -1,8 +1,9 @@
 """A resumable, recipe-driven distillation pipeline: teacher fine-tuning → gate → cached logits → student → report.
 
-[`run_pipeline`] runs a [`~hf_kd.recipe.DistillationPipelineConfig`] in six stages, each writing under
+[`run_pipeline`] runs a [`~hf_kd.recipe.DistillationPipelineConfig`] in up to seven stages, each writing under
 `output_dir/<stage>/` and leaving a `DONE.json` marker with the fingerprint of its inputs (`hf_kd.markers`):
 
+0. `general_distillation` (optional): the student distilled from the pretrained teacher on text (`stage_models`).
 1. `teacher`: fine-tune the teacher on the hard labels (`DistillationTrainer` with `alpha=1`), unless the given
    teacher is already fine-tuned on this label space (its `config.id2label` equals the dataset's label names).
 2. `teacher_eval`: evaluate the teacher on the labelled validation (and test) split; with
@@ -17,7 +18,7 @@
    student to the Hub when the student section names a `hub_model_id` (or sets `push_to_hub`).
 
 Before the first stage, the whole recipe is checked (`hf_kd.preflight`), the folder is locked against a second run,
-and every stage whose inputs changed since its marker was written is removed, with those after it, so that a rerun
+and every stage whose inputs changed since its marker was written is removed, with those made from it, so that a rerun
 recomputes exactly what a changed field affects and skips the rest. Training stages save a checkpoint every 200 steps
 (the last one kept) and resume from it when the stage was interrupted. Each stage prints a one-line banner, and its
 training shows Trainer's progress bar. The `datasets` cache files (copies of the text) are kept in
@@ -68,12 +69,15 @@ from .models import (
 )
 from .recipe import DistillationPipelineConfig
 from .recipe_data import model_columns, recipe_splits, tokenize_splits
+from .stage_models import run_general_distillation
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DONE_FILE", "STAGES", "PipelineRun", "QualityGateError", "run_pipeline"]
 
-STAGES = ("teacher", "teacher_eval", "teacher_logits", "student_warmup", "student", "evaluation")
+STAGES = (
+    "general_distillation", "teacher", "teacher_eval", "teacher_logits", "student_warmup", "student", "evaluation",
+)  # fmt: skip
 """The pipeline's stages, in order; each writes under `output_dir/<stage>/`."""
 
 
@@ -137,6 +141,7 @@ class PipelineRun:
             setattr(self, name, dataset)
         self.n_train = len(train)
         self.teacher_path: str = self.teacher_name
+        self.general_model: str | None = None  # the general distillation's student, when the recipe has one
         self.stages: dict[str, str] = {}
         self.fingerprints = stage_fingerprints(config)
 
@@ -149,29 +154,31 @@ class PipelineRun:
     def invalidate_changed_stages(self) -> None:
         """Remove every stage made from other inputs than this recipe's, and the stages after it."""
         for name, reasons in changed_stages(self.root, STAGES, self.fingerprints):
-            self._banner(name, f"inputs changed since the folder's last run ({', '.join(reasons)}): recomputing")
+            self.banner(name, f"inputs changed since the folder's last run ({', '.join(reasons)}): recomputing")
             if is_main_process():
                 shutil.rmtree(self.stage_dir(name), ignore_errors=True)
         barrier()
 
-    def _done(self, stage: str) -> dict[str, Any] | None:
+    def done(self, stage: str) -> dict[str, Any] | None:
+        """The marker of a finished stage, or `None`."""
         return read_marker(self.stage_dir(stage))
 
-    def _mark_done(self, stage: str, info: Mapping[str, Any]) -> None:
+    def mark_done(self, stage: str, info: Mapping[str, Any]) -> None:
+        """Write the stage's marker (main process) with its fingerprint; remove its checkpoints."""
         if is_main_process():
             folder = self.stage_dir(stage)
             write_marker(folder, {**info, **self.fingerprints[stage]})
             shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # the stage's model is saved
         barrier()
 
-    def _banner(self, stage: str, what: str) -> None:
-        if is_main_process():
-            number = STAGES.index(stage) + 1
-            print(f"[hf-kd] stage {number}/{len(STAGES)} {stage}: {what}", file=sys.stderr, flush=True)
+    def banner(self, stage: str, what: str) -> None:
+        if is_main_process():  # the stages of this recipe, numbered
+            shown = STAGES if self.config.student.general_distillation is not None else STAGES[1:]
+            print(f"[hf-kd] stage {shown.index(stage) + 1}/{len(shown)} {stage}: {what}", file=sys.stderr, flush=True)
 
-    def _skip(self, stage: str, why: str) -> None:
+    def skip(self, stage: str, why: str) -> None:
         self.stages[stage] = f"skipped ({why})"
-        self._banner(stage, f"skipped ({why})")
+        self.banner(stage, self.stages[stage])
 
     # ------------------------------------------------------------------ building blocks
 
@@ -217,7 +224,8 @@ class PipelineRun:
         shared = self.distill_teacher_tokenizer is not self.teacher_tokenizer
         return prune_embeddings(teacher, self.kept_token_ids) if shared else teacher
 
-    def _fit(self, stage: str, trainer: Any) -> tuple[str, str | None, float]:
+    def fit(self, stage: str, trainer: Any) -> tuple[str, str | None, float]:
+        """Train (resuming), save the model; return its folder, the adapter's folder and the seconds taken."""
         if is_main_process():  # an interrupted stage resumes only from checkpoints made from the same inputs
             write_started(self.stage_dir(stage), self.fingerprints[stage])
         barrier()
@@ -233,18 +241,18 @@ class PipelineRun:
         """Stage 1: fine-tune the teacher (unless it is already fine-tuned on this label space)."""
         from .trainer import DistillationTrainer
 
-        done = self._done("teacher")
+        done = self.done("teacher")
         if done is not None:
             self.teacher_path = done["model"]
-            return self._skip("teacher", "done")
+            return self.skip("teacher", "done")
         if is_finetuned_on(self.teacher_name, self.label_names):
             logger.info("Teacher is already fine-tuned on this label space; skipping its fine-tuning.")
             self.teacher_path = self.teacher_name
-            self._mark_done(
+            self.mark_done(
                 "teacher", {"model": self.teacher_name, "fine_tuned": False, "reason": "already fine-tuned"}
             )
-            return self._skip("teacher", "teacher already fine-tuned")
-        self._banner("teacher", "fine-tuning the teacher on the hard labels")
+            return self.skip("teacher", "teacher already fine-tuned")
+        self.banner("teacher", "fine-tuning the teacher on the hard labels")
         model = load_classifier(self.teacher_name, self.label_names, self.problem_type, seed=self.config.seed)
         lora = self.config.teacher.lora
         trainer = DistillationTrainer(
@@ -255,27 +263,27 @@ class PipelineRun:
             processing_class=self.teacher_tokenizer,
             compute_metrics=self.compute_metrics(),
         )
-        self.teacher_path, adapter_dir, seconds = self._fit("teacher", trainer)
+        self.teacher_path, adapter_dir, seconds = self.fit("teacher", trainer)
         info = {"model": self.teacher_path, "fine_tuned": True, "train_seconds": seconds}
         if lora is not None:
             info.update({"lora": lora, "adapter": adapter_dir})
-        self._mark_done("teacher", info)
+        self.mark_done("teacher", info)
         self.stages["teacher"] = "ran"
 
     def run_teacher_eval(self) -> dict[str, dict[str, float]]:
         """Stage 2: evaluate the teacher and apply the quality gate."""
-        done = self._done("teacher_eval")
+        done = self.done("teacher_eval")
         if done is not None:
             metrics = done["metrics"]
-            self._skip("teacher_eval", "done")
+            self.skip("teacher_eval", "done")
         else:
             from .run_report import save_predictions
 
-            self._banner("teacher_eval", "evaluating the teacher")
+            self.banner("teacher_eval", "evaluating the teacher")
             folder = self.stage_dir("teacher_eval")
             metrics, outputs = self.evaluate(self.load_teacher(), self.teacher_tokenizer, self.teacher_evals, folder)
             save_predictions(folder, outputs)
-            self._mark_done("teacher_eval", {"metrics": metrics})
+            self.mark_done("teacher_eval", {"metrics": metrics})
             self.stages["teacher_eval"] = "ran"
         gate = self.config.evaluation.min_teacher_metric
         if gate is not None:
@@ -291,13 +299,13 @@ class PipelineRun:
 
         folder = self.stage_dir("teacher_logits")
         data_dir = folder / "dataset"
-        if self._done("teacher_logits") is not None:
-            self._skip("teacher_logits", "done")
+        if self.done("teacher_logits") is not None:
+            self.skip("teacher_logits", "done")
             return datasets.load_from_disk(str(data_dir))
         transfer = (
             f" and {len(self.splits.transfer)} unlabeled rows of the transfer set" if self.splits.transfer else ""
         )
-        self._banner("teacher_logits", f"caching the teacher's logits over {self.n_train} training rows{transfer}")
+        self.banner("teacher_logits", f"caching the teacher's logits over {self.n_train} training rows{transfer}")
         started = time.perf_counter()
         cached = cache_teacher_logits(
             self.distillation_teacher(),
@@ -311,7 +319,7 @@ class PipelineRun:
             shutil.rmtree(data_dir, ignore_errors=True)
             cached.save_to_disk(str(data_dir))
         barrier()
-        self._mark_done(
+        self.mark_done(
             "teacher_logits",
             {"dataset": str(data_dir), "num_rows": len(cached), "seconds": time.perf_counter() - started},
         )
@@ -332,11 +340,11 @@ class PipelineRun:
         if not epochs:
             self.stages["student_warmup"] = "disabled"
             return None
-        done = self._done("student_warmup")
+        done = self.done("student_warmup")
         if done is not None:
-            self._skip("student_warmup", "done")
+            self.skip("student_warmup", "done")
             return done["model"]
-        self._banner("student_warmup", f"{epochs:g} epoch(s) of hard-label training of the student")
+        self.banner("student_warmup", f"{epochs:g} epoch(s) of hard-label training of the student")
         trainer = DistillationTrainer(
             model=self.new_student(),
             args=self.training_arguments("student_warmup", self.stage_dir("student_warmup") / "checkpoints"),
@@ -347,8 +355,8 @@ class PipelineRun:
             processing_class=self.student_tokenizer,
             compute_metrics=self.compute_metrics(),
         )
-        model_dir, adapter_dir, _ = self._fit("student_warmup", trainer)
-        self._mark_done("student_warmup", {"model": model_dir, **({"adapter": adapter_dir} if adapter_dir else {})})
+        model_dir, adapter_dir, _ = self.fit("student_warmup", trainer)
+        self.mark_done("student_warmup", {"model": model_dir, **({"adapter": adapter_dir} if adapter_dir else {})})
         self.stages["student_warmup"] = "ran"
         return model_dir
 
@@ -374,16 +382,16 @@ class PipelineRun:
 
     def run_student(self, train: Any, warm_model: str | None) -> tuple[str, dict[str, Any]]:
         """Stage 5: distil the student."""
-        done = self._done("student")
+        done = self.done("student")
         if done is not None:
-            self._skip("student", "done")
+            self.skip("student", "done")
             return done["model"], done
         online = self.config.student.needs_online_teacher
-        self._banner("student", f"distilling the student from {'the online teacher' if online else 'cached logits'}")
+        self.banner("student", f"distilling the student from {'the online teacher' if online else 'cached logits'}")
         trainer = self.distillation_trainer(
             self.stage_dir("student") / "checkpoints", train, self.new_student(warm_model)
         )
-        model_dir, adapter_dir, seconds = self._fit("student", trainer)
+        model_dir, adapter_dir, seconds = self.fit("student", trainer)
         info = {
             "model": model_dir,
             "online_teacher": online,
@@ -392,7 +400,7 @@ class PipelineRun:
         }
         if adapter_dir is not None:
             info.update({"lora": self.config.student.lora, "adapter": adapter_dir})
-        self._mark_done("student", info)
+        self.mark_done("student", info)
         self.stages["student"] = "ran"
         return model_dir, info
 
@@ -400,11 +408,11 @@ class PipelineRun:
         """Stage 6: evaluate the student; write its threshold, the report, figures and card; push it when asked."""
         from .run_report import push_student, save_predictions, write_run_report
 
-        done = self._done("evaluation")
+        done = self.done("evaluation")
         if done is not None:
-            self._skip("evaluation", "done")
+            self.skip("evaluation", "done")
             return done
-        self._banner("evaluation", "evaluating the student and writing the report")
+        self.banner("evaluation", "evaluating the student and writing the report")
         folder = self.stage_dir("evaluation")
         student = load_classifier(student_dir, self.label_names, self.problem_type)
         student_metrics, outputs = self.evaluate(student, self.student_tokenizer, self.student_evals, folder)
@@ -430,7 +438,7 @@ class PipelineRun:
                 self, student, student_dir, teacher_metrics, student_metrics, folder, exported=exported
             )
             result["pushed_to"] = push_student(self, student_dir)
-        self._mark_done("evaluation", result)
+        self.mark_done("evaluation", result)
         self.stages["evaluation"] = "ran"
         return result
 
@@ -473,6 +481,7 @@ def run_pipeline(config: DistillationPipelineConfig, force_unlock: bool = False)
     with RunLock(Path(config.output_dir), force_unlock) if is_main_process() else contextlib.nullcontext():
         run = PipelineRun(config)
         run.start()
+        run.general_model = run_general_distillation(run)
         run.run_teacher()
         teacher_metrics = run.run_teacher_eval()
         train = run.run_teacher_logits()

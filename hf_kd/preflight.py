@@ -75,6 +75,36 @@ def _check_length(length: int | None, config: Any, tokenizer: Any, field: str, m
         )
 
 
+def _check_general(run: Any) -> None:
+    """`student.general_distillation`: its training arguments, or the reused model's folder."""
+    from .models import training_args
+    from .stage_models import GENERAL_DEFAULTS
+
+    settings = run.config.student.general_distillation
+    if settings is None:
+        return
+    if not isinstance(settings, dict):
+        raise ValueError(f"`student.general_distillation` must be a mapping, got {settings!r}.")
+    if settings.get("model") is not None:
+        if set(settings) != {"model"}:
+            raise ValueError(
+                "`student.general_distillation`: `model` reuses a finished general distillation, so it takes no "
+                f"other field; got {sorted(k for k in settings if k != 'model')}."
+            )
+        if not (Path(settings["model"]) / "model.safetensors").is_file():
+            raise ValueError(f"`student.general_distillation.model`: no model.safetensors in {settings['model']!r}.")
+        return
+    try:
+        args = training_args(Path(run.config.output_dir), run.config, {**GENERAL_DEFAULTS, **settings}, alpha=1.0)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"`student.general_distillation`: {error}") from None
+    if not args.uses_intermediate_losses:
+        raise ValueError(
+            "`student.general_distillation` sets `hidden_loss_weight` and `relation_loss_weight` to 0: it would "
+            "learn nothing (it has no labels and no logit term)."
+        )
+
+
 def check_run(run: Any) -> None:
     """
     Check a pipeline run before its first stage; raise a `ValueError` naming the field at fault.
@@ -82,7 +112,7 @@ def check_run(run: Any) -> None:
     Checked: every stage's `DistillationTrainingArguments` (temperature, alpha, learning rates...); the teacher and
     a pretrained student exist and their configs load; `student.from_teacher_layers` / `num_layers` fit the teacher's
     layers; `data.max_length` / `teacher_max_length` fit both models' position embeddings; the gate and search
-    metrics are metrics the task reports; every evaluation split has examples.
+    metrics are metrics the task reports; every evaluation split has examples; `student.general_distillation`.
 
     Args:
         run (`hf_kd.pipeline.PipelineRun`):
@@ -97,6 +127,7 @@ def check_run(run: Any) -> None:
             run.training_arguments(stage, Path(config.output_dir) / stage / "checkpoints")
         except (ValueError, TypeError) as error:
             raise ValueError(f"`{section}` section: {error}") from None
+    _check_general(run)
     teacher_config = check_model_path(str(config.teacher.model), "teacher.model")
     n_teacher = _layers(teacher_config)
     student = config.student

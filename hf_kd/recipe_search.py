@@ -12,6 +12,7 @@ from .evaluation import default_metric
 from .markers import RunLock
 from .pipeline import PipelineRun
 from .recipe import DistillationPipelineConfig
+from .stage_models import run_general_distillation
 
 __all__ = ["run_search"]
 
@@ -68,6 +69,7 @@ def _run_search(config: DistillationPipelineConfig, n_trials: int | None, n_part
     search, backend = config.search, config.search.backend
     run = PipelineRun(config)
     run.start()
+    run.general_model = run_general_distillation(run)
     run.run_teacher()
     run.run_teacher_eval()
     train = run.run_teacher_logits()
@@ -87,12 +89,16 @@ def _run_search(config: DistillationPipelineConfig, n_trials: int | None, n_part
     hp_space = {name: tuple(bounds) for name, bounds in search.hp_space.items()} if search.hp_space else None
     best = _search(trainer, backend, hp_space, objective, config, n_trials, n_particles, args)
     # The recipe with the best hyperparameters in its student section: `hf-kd distill BEST` trains that student from
-    # the teacher fine-tuned here (so its stage 1 is skipped), in a run folder of its own.
+    # the teacher fine-tuned here (so its stage 1 is skipped), in a run folder of its own, from the general
+    # distillation made here.
+    general = None if run.general_model is None else {"model": run.general_model}
     best_config = dataclasses.replace(
         config,
         teacher=dataclasses.replace(config.teacher, model=str(run.teacher_path)),
         student=dataclasses.replace(
-            config.student, training={**config.student.training, **dict(best.hyperparameters or {})}
+            config.student,
+            training={**config.student.training, **dict(best.hyperparameters or {})},
+            general_distillation=general,
         ),
         output_dir=str(Path(config.output_dir) / "best"),
     )

@@ -219,6 +219,11 @@ class StudentConfig:
             merges the adapter into the student (`merge_and_unload`) and saves that plain model in
             `<stage>/model/`, which the next stages, the evaluation, the report and the model card use; the adapter
             alone is kept in `<stage>/adapter/`.
+        general_distillation (`dict[str, Any]`, *optional*):
+            Run the general-distillation stage first (`DistillationTrainingArguments` fields): the student is built
+            from the pretrained teacher and distilled on the training and transfer text with the hidden-state and
+            relation terms only (no labels, no logits), then the task stages start from its encoder. `model: <path>`
+            reuses another run's `general_distillation/model` instead of running it (see the deploy guide).
         training (`dict[str, Any]`, *optional*):
             `DistillationTrainingArguments` fields of the distillation.
     """
@@ -249,6 +254,9 @@ class StudentConfig:
     )
     lora: dict[str, Any] | None = field(
         default=None, metadata={"help": "Train with LoRA: peft.LoraConfig keyword arguments (YAML mapping)."}
+    )
+    general_distillation: dict[str, Any] | None = field(
+        default=None, metadata={"help": "General distillation of the student on the text first (YAML mapping)."}
     )
     training: dict[str, Any] = field(default_factory=dict)
 

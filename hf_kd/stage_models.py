@@ -11,7 +11,10 @@ from typing import Any
 from .constants import STUDENT_INPUT_COLUMNS
 from .models import load_classifier
 
-__all__ = ["build_student", "calibration_batch", "export_student"]
+__all__ = ["GENERAL_DEFAULTS", "build_student", "calibration_batch", "export_student", "run_general_distillation"]
+
+GENERAL_DEFAULTS = {"hidden_loss_weight": 1.0, "relation_loss_weight": 1.0, "num_train_epochs": 1.0}
+"""The general distillation's `DistillationTrainingArguments` unless `student.general_distillation` sets them."""
 
 
 def calibration_batch(run: Any, size: int = 256) -> dict[str, Any]:
@@ -33,17 +36,21 @@ def calibration_batch(run: Any, size: int = 256) -> dict[str, Any]:
     return dict(run.teacher_tokenizer.pad(features, padding=True, return_tensors="pt"))
 
 
-def build_student(run: Any, warm_model: str | None = None) -> Any:
+def build_student(run: Any, warm_model: str | None = None, teacher: Any = None) -> Any:
     """
     The student of a pipeline run, before LoRA: loaded from `warm_model` (the warm-up's, already pruned) or
     `student.model`, or built from the teacher's layers (narrow when `student.hidden_size` is set,
-    `hf_kd.narrow`), then its vocabulary pruned to the run's kept tokens when `student.prune_vocabulary`.
+    `hf_kd.narrow`), then its vocabulary pruned to the run's kept tokens when `student.prune_vocabulary`, then its
+    encoder replaced by the general distillation's (`run.general_model`) unless `teacher` is given.
 
     Args:
         run (`hf_kd.pipeline.PipelineRun`):
             The run: its recipe, label space, teacher and kept token ids.
         warm_model (`str`, *optional*):
             A saved student to continue from.
+        teacher (`PreTrainedModel`, *optional*):
+            The teacher to build from; defaults to the run's fine-tuned teacher (the general distillation builds
+            from the pretrained one).
 
     Returns:
         `PreTrainedModel`: The student.
@@ -51,13 +58,14 @@ def build_student(run: Any, warm_model: str | None = None) -> Any:
     config, seed = run.config.student, run.config.seed
     if warm_model is not None:
         return load_classifier(warm_model, run.label_names, run.problem_type, seed=seed)
+    source = teacher if teacher is not None else run.load_teacher() if config.model is None else None
     if config.model is not None:
         model = load_classifier(config.model, run.label_names, run.problem_type, seed=seed)
     elif config.hidden_size is not None:
         from .narrow import narrow_student_from_teacher
 
         model = narrow_student_from_teacher(
-            run.load_teacher(),
+            source,
             config.hidden_size,
             layers=config.from_teacher_layers,
             num_layers=config.num_layers,
@@ -69,16 +77,72 @@ def build_student(run: Any, warm_model: str | None = None) -> Any:
     else:
         from .student import student_from_teacher
 
-        model = student_from_teacher(
-            run.load_teacher(), layers=config.from_teacher_layers, num_layers=config.num_layers
-        )
+        model = student_from_teacher(source, layers=config.from_teacher_layers, num_layers=config.num_layers)
     if config.model is None:
         model.config.hf_kd_teacher = run.teacher_name
     if run.kept_token_ids is not None:
         from .vocabulary import prune_embeddings
 
         model = prune_embeddings(model, run.kept_token_ids)
+    if teacher is None and run.general_model is not None:
+        from .student import load_encoder
+
+        model = load_encoder(model, run.general_model)
     return model
+
+
+def run_general_distillation(run: Any) -> str | None:
+    """
+    The pipeline's optional first stage, `general_distillation` (`student.general_distillation`): build the student
+    from the pretrained teacher (`teacher.model`, not fine-tuned) and distil its encoder on the run's text (the
+    labelled training rows and the transfer set, labels unused) with the hidden-state and MiniLMv2 relation terms
+    (`alpha=1` and no labels: no logit term). The task stages then start from its encoder
+    ([`~hf_kd.student.load_encoder`]); `model: <path>` in the section reuses another run's output instead.
+
+    Args:
+        run (`hf_kd.pipeline.PipelineRun`):
+            The run.
+
+    Returns:
+        `str` or `None`: The general-distilled student's folder, or `None` when the recipe has no such stage.
+    """
+    from .constants import LABELS_COLUMN
+    from .models import training_args
+    from .recipe_data import model_columns
+    from .trainer import DistillationTrainer
+    from .vocabulary import prune_embeddings
+
+    stage, settings = "general_distillation", run.config.student.general_distillation
+    if settings is None:
+        run.stages[stage] = "disabled"
+        return None
+    if settings.get("model") is not None:
+        run.skip(stage, f"reusing {settings['model']}")
+        return str(settings["model"])
+    done = run.done(stage)
+    if done is not None:
+        run.skip(stage, "done")
+        return str(done["model"])
+    rows = model_columns(run.student_train)  # the teacher_* columns stay when the teacher reads its own tokens
+    rows = rows.remove_columns([c for c in (LABELS_COLUMN,) if c in rows.column_names])
+    run.banner(stage, f"distilling the student from the pretrained teacher on {len(rows)} texts, no labels")
+    pretrained = load_classifier(run.teacher_name, run.label_names, run.problem_type, seed=run.config.seed)
+    student = build_student(run, teacher=pretrained)
+    shared = run.distill_teacher_tokenizer is not run.teacher_tokenizer
+    teacher = prune_embeddings(pretrained, run.kept_token_ids) if shared else pretrained
+    folder = run.stage_dir(stage)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=training_args(folder / "checkpoints", run.config, {**GENERAL_DEFAULTS, **settings}, alpha=1.0),
+        train_dataset=rows,
+        processing_class=run.student_tokenizer,
+        teacher_processing_class=run.distill_teacher_tokenizer,
+    )
+    model_dir, _, seconds = run.fit(stage, trainer)
+    run.mark_done(stage, {"model": model_dir, "num_rows": len(rows), "train_seconds": seconds})
+    run.stages[stage] = "ran"
+    return model_dir
 
 
 def export_student(run: Any, student_dir: str, folder: Path, threshold: float | None) -> dict[str, Any]:

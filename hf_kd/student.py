@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -13,6 +14,7 @@ from .intermediate import uniform_layers
 
 __all__ = [
     "head_parameter_ids",
+    "load_encoder",
     "layer_list",
     "set_head_learning_rate",
     "student_from_teacher",
@@ -160,3 +162,37 @@ def set_head_learning_rate(optimizer: Any, model: nn.Module, learning_rate: floa
     optimizer.param_groups.clear()
     for group in groups:
         optimizer.add_param_group(group)
+
+
+def load_encoder(model: PreTrainedModel, source: str) -> PreTrainedModel:
+    """
+    Load the encoder of a saved model of the same architecture into `model`, keeping `model`'s classification head:
+    how a student starts from its general distillation (`student.general_distillation`), whose head was never trained.
+
+    Args:
+        model (`PreTrainedModel`):
+            The student, its head initialised for the task (e.g. copied from the fine-tuned teacher).
+        source (`str`):
+            Folder of the saved model (safetensors).
+
+    Returns:
+        `PreTrainedModel`: `model`, its encoder weights replaced.
+
+    Raises:
+        `ValueError`: When the saved model's encoder does not have `model`'s parameter names and shapes.
+    """
+    from safetensors.torch import load_file
+
+    head = {name for name, p in model.named_parameters() if id(p) in head_parameter_ids(model)}
+    saved = load_file(str(Path(source) / "model.safetensors"))
+    own = {k: v for k, v in model.state_dict().items() if k not in head}
+    missing = sorted(k for k in own if k not in saved)
+    wrong = sorted(k for k in own if k in saved and saved[k].shape != own[k].shape)
+    if missing or wrong:
+        raise ValueError(
+            f"The model in {source} does not fit this student: {len(missing)} encoder parameter(s) missing "
+            f"(e.g. {missing[:2]}), {len(wrong)} of another shape (e.g. {wrong[:2]}). Its general distillation was "
+            "made for another architecture or vocabulary."
+        )
+    model.load_state_dict({k: saved[k] for k in own}, strict=False)
+    return model

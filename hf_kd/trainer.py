@@ -187,7 +187,7 @@ class DistillationTrainer(Trainer):
             check_shared_vocabulary(
                 self.model, self.teacher_model, self.processing_class, self.teacher_processing_class
             )
-        hidden, attentions = need_states and self.args.hidden_loss_weight > 0, self.args.attention_loss_weight > 0
+        hidden, attentions = need_states and self.args.needs_hidden_states, self.args.attention_loss_weight > 0
         return run_teacher(self.teacher_model, inputs, hidden, need_states and attentions)
 
     # ------------------------------------------------------------------ data
@@ -253,7 +253,7 @@ class DistillationTrainer(Trainer):
             labels = validate_labels(labels, problem_type, self.accelerator.unwrap_model(model).config.num_labels)
         need_states = args.uses_intermediate_losses
         if need_states:
-            student_inputs["output_hidden_states"] = args.hidden_loss_weight > 0
+            student_inputs["output_hidden_states"] = args.needs_hidden_states
             student_inputs["output_attentions"] = args.attention_loss_weight > 0
         outputs = model(**student_inputs)
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
@@ -299,9 +299,8 @@ class DistillationTrainer(Trainer):
         if kd_per_example is not None:
             self._loss_parts["distill_loss"].append(float(kd_per_example.detach().mean()))
         if need_states:
-            terms = self.accelerator.unwrap_model(model).get_submodule(PROJECTIONS_MODULE)(
-                outputs, teacher_outputs, inputs
-            )
+            student, teacher = self.accelerator.unwrap_model(model), extract_model_from_parallel(self.teacher_model)
+            terms = student.get_submodule(PROJECTIONS_MODULE)(outputs, teacher_outputs, inputs, student, teacher)
             for name, value in terms.items():
                 self._loss_parts[name].append(float(value.detach()))
                 # Intermediate terms are per-batch means; weight them by this batch's share of the examples.
