@@ -270,7 +270,7 @@ def stage_fingerprints(config: Any) -> dict[str, dict[str, Any]]:
             "general_distillation",
             data=data_fp,
             transfer=transfer,
-            teacher=files_identity(config.teacher.model),
+            teacher=files_identity(general.get("teacher") or config.teacher.model),
             student=architecture,
             model=student_model,
         )

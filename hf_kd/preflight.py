@@ -76,9 +76,8 @@ def _check_length(length: int | None, config: Any, tokenizer: Any, field: str, m
 
 
 def _check_general(run: Any) -> None:
-    """`student.general_distillation`: its training arguments, or the reused model's folder."""
-    from .models import training_args
-    from .stage_models import GENERAL_DEFAULTS
+    """`student.general_distillation`: its training arguments and teacher, or the reused model's folder."""
+    from .stage_models import general_arguments
 
     settings = run.config.student.general_distillation
     if settings is None:
@@ -95,7 +94,7 @@ def _check_general(run: Any) -> None:
             raise ValueError(f"`student.general_distillation.model`: no model.safetensors in {settings['model']!r}.")
         return
     try:
-        args = training_args(Path(run.config.output_dir), run.config, {**GENERAL_DEFAULTS, **settings}, alpha=1.0)
+        args = general_arguments(run.config, Path(run.config.output_dir))
     except (ValueError, TypeError) as error:
         raise ValueError(f"`student.general_distillation`: {error}") from None
     if not args.uses_intermediate_losses:
@@ -103,6 +102,17 @@ def _check_general(run: Any) -> None:
             "`student.general_distillation` sets `hidden_loss_weight` and `relation_loss_weight` to 0: it would "
             "learn nothing (it has no labels and no logit term)."
         )
+    if settings.get("teacher") is not None:
+        own = check_model_path(str(settings["teacher"]), "student.general_distillation.teacher")
+        main = check_model_path(str(run.config.teacher.model), "teacher.model")
+        keys = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads")
+        differ = [k for k in keys if getattr(own, k, None) != getattr(main, k, None)]
+        if differ:
+            raise ValueError(
+                "`student.general_distillation.teacher` must have `teacher.model`'s architecture and vocabulary (the "
+                f"student stages load its encoder into a student built from the fine-tuned teacher); {differ[0]} is "
+                f"{getattr(own, differ[0], None)!r} there and {getattr(main, differ[0], None)!r} in teacher.model."
+            )
 
 
 def check_run(run: Any) -> None:

@@ -222,8 +222,9 @@ class StudentConfig:
         general_distillation (`dict[str, Any]`, *optional*):
             Run the general-distillation stage first (`DistillationTrainingArguments` fields): the student is built
             from the pretrained teacher and distilled on the training and transfer text with the hidden-state and
-            relation terms only (no labels, no logits), then the task stages start from its encoder. `model: <path>`
-            reuses another run's `general_distillation/model` instead of running it (see the deploy guide).
+            relation terms only (no labels, no logits), then the task stages start from its encoder. `teacher: <path>`
+            names the pretrained teacher when `teacher.model` is already fine-tuned; `model: <path>` reuses another
+            run's `general_distillation/model` instead of running it (see the deploy guide).
         training (`dict[str, Any]`, *optional*):
             `DistillationTrainingArguments` fields of the distillation.
     """

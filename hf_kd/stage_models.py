@@ -11,7 +11,14 @@ from typing import Any
 from .constants import STUDENT_INPUT_COLUMNS
 from .models import load_classifier
 
-__all__ = ["GENERAL_DEFAULTS", "build_student", "calibration_batch", "export_student", "run_general_distillation"]
+__all__ = [
+    "GENERAL_DEFAULTS",
+    "build_student",
+    "calibration_batch",
+    "export_student",
+    "general_arguments",
+    "run_general_distillation",
+]
 
 GENERAL_DEFAULTS = {"hidden_loss_weight": 1.0, "relation_loss_weight": 1.0, "num_train_epochs": 1.0}
 """The general distillation's `DistillationTrainingArguments` unless `student.general_distillation` sets them."""
@@ -91,10 +98,31 @@ def build_student(run: Any, warm_model: str | None = None, teacher: Any = None) 
     return model
 
 
+def general_arguments(config: Any, output_dir: Path) -> Any:
+    """
+    The general distillation's `DistillationTrainingArguments`: [`GENERAL_DEFAULTS`], then the fields of
+    `student.general_distillation` (but its `teacher`), `alpha=1`.
+
+    Args:
+        config (`hf_kd.recipe.DistillationPipelineConfig`):
+            The recipe.
+        output_dir (`Path`):
+            The stage's checkpoint folder.
+
+    Returns:
+        `DistillationTrainingArguments`: The arguments.
+    """
+    from .models import training_args
+
+    fields = {k: v for k, v in (config.student.general_distillation or {}).items() if k != "teacher"}
+    return training_args(output_dir, config, {**GENERAL_DEFAULTS, **fields}, alpha=1.0)
+
+
 def run_general_distillation(run: Any) -> str | None:
     """
     The pipeline's optional first stage, `general_distillation` (`student.general_distillation`): build the student
-    from the pretrained teacher (`teacher.model`, not fine-tuned) and distil its encoder on the run's text (the
+    from the pretrained teacher (`teacher.model`, or the section's `teacher`, e.g. the base an already fine-tuned
+    `teacher.model` was fine-tuned from) and distil its encoder on the run's text (the
     labelled training rows and the transfer set, labels unused) with the hidden-state and MiniLMv2 relation terms
     (`alpha=1` and no labels: no logit term). The task stages then start from its encoder
     ([`~hf_kd.student.load_encoder`]); `model: <path>` in the section reuses another run's output instead.
@@ -107,7 +135,6 @@ def run_general_distillation(run: Any) -> str | None:
         `str` or `None`: The general-distilled student's folder, or `None` when the recipe has no such stage.
     """
     from .constants import LABELS_COLUMN
-    from .models import training_args
     from .recipe_data import model_columns
     from .trainer import DistillationTrainer
     from .vocabulary import prune_embeddings
@@ -126,7 +153,8 @@ def run_general_distillation(run: Any) -> str | None:
     rows = model_columns(run.student_train)  # the teacher_* columns stay when the teacher reads its own tokens
     rows = rows.remove_columns([c for c in (LABELS_COLUMN,) if c in rows.column_names])
     run.banner(stage, f"distilling the student from the pretrained teacher on {len(rows)} texts, no labels")
-    pretrained = load_classifier(run.teacher_name, run.label_names, run.problem_type, seed=run.config.seed)
+    source = str(settings.get("teacher") or run.teacher_name)
+    pretrained = load_classifier(source, run.label_names, run.problem_type, seed=run.config.seed)
     student = build_student(run, teacher=pretrained)
     shared = run.distill_teacher_tokenizer is not run.teacher_tokenizer
     teacher = prune_embeddings(pretrained, run.kept_token_ids) if shared else pretrained
@@ -134,7 +162,7 @@ def run_general_distillation(run: Any) -> str | None:
     trainer = DistillationTrainer(
         model=student,
         teacher_model=teacher,
-        args=training_args(folder / "checkpoints", run.config, {**GENERAL_DEFAULTS, **settings}, alpha=1.0),
+        args=general_arguments(run.config, folder / "checkpoints"),
         train_dataset=rows,
         processing_class=run.student_tokenizer,
         teacher_processing_class=run.distill_teacher_tokenizer,

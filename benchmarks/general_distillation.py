@@ -1,0 +1,121 @@
+"""Does general distillation move a narrow student across the goal line? The same narrow student distilled with the
+transfer set, with and without the general-distillation stage first, from the same fine-tuned teacher.
+
+    python benchmarks/general_distillation.py [--seeds 3] [--hidden_size 192] [--output_dir runs/gd-bench]
+        [--section.field VALUE ...]
+
+The deploy recipe (`recipes/hoc/deploy_offline.yaml`: HoC sentences, 400 labelled abstracts, the 895 other training
+abstracts as the transfer set, pruned vocabulary, 2 layers from the teacher's [0, 3], int8 export) with a narrow
+student of `--hidden_size` (sliced from the teacher). Both arms distil it the same way in the task stage (cached
+logits, `--task_hidden_weight` cosine hidden-state term); the `general` arm first runs `student.general_distillation`
+(hidden-state MSE + MiniLMv2 relations, from the pretrained MiniLM teacher, on the labelled and transfer text, without
+labels). Pass `--teacher.model runs/d2-s42/teacher/model` to reuse a fine-tuned teacher. Writes
+`general_distillation.json` and `.md`: test BLURB micro-F1 per arm and seed, the share of the teacher's, the
+exported student's size and speed (the reference arm's report), and the general stage's training time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import statistics
+import sys
+from pathlib import Path
+
+from transformers.utils import logging as hf_logging
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, machine_line, parse_seeds, per_seed_table, run_student_arms, write_results  # noqa: E402
+
+from hf_kd.recipe import DistillationPipelineConfig  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default=str(ROOT / "recipes" / "hoc" / "deploy_offline.yaml"))
+    parser.add_argument("--seeds", default="3", help="count (3 -> 42,43,44) or comma list")
+    parser.add_argument("--hidden_size", type=int, default=192)
+    parser.add_argument("--task_hidden_weight", type=float, default=0.0)
+    parser.add_argument("--general_epochs", type=float, default=1.0)
+    parser.add_argument("--general_lr", type=float, default=5e-4)
+    parser.add_argument(
+        "--general_teacher",
+        default=str(ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2"),
+        help="the general stage's teacher: the pretrained model (the arms' teacher.model is the fine-tuned one)",
+    )
+    parser.add_argument("--output_dir", default="runs/gd-bench")
+    parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    cli, rest = parser.parse_known_args()
+    hf_logging.set_verbosity_error()
+    logging.getLogger("hf_kd").setLevel(logging.WARNING)
+    info = machine()
+    base = DistillationPipelineConfig.from_yaml(cli.recipe, args=rest)
+    metric = "blurb_micro_f1"
+    training = dict(base.student.training)
+    if cli.task_hidden_weight > 0:
+        training.update(hidden_loss_weight=cli.task_hidden_weight, hidden_loss="cosine")
+    width = cli.hidden_size
+    narrow = dataclasses.replace(base.student, hidden_size=width, narrow_init="slice", training=training)
+    general = {
+        "num_train_epochs": cli.general_epochs,
+        "learning_rate": cli.general_lr,
+        "per_device_train_batch_size": 32,
+        "warmup_steps": 0.1,
+        "logging_steps": 50,
+        "teacher": cli.general_teacher,
+    }
+    reference, with_general = f"2x{width}_kd_transfer", f"2x{width}_general_kd_transfer"
+    base = dataclasses.replace(base, student=narrow)
+    arms = {with_general: dataclasses.replace(narrow, general_distillation=general)}
+    seeds = parse_seeds(cli.seeds)
+    rows = run_student_arms(base, arms, seeds, metric, Path(cli.output_dir), reference=reference)
+    general_seconds = []
+    for seed in seeds:
+        marker = Path(cli.output_dir) / f"seed{seed}" / with_general / "general_distillation" / "DONE.json"
+        general_seconds.append(json.loads(marker.read_text())["train_seconds"])
+    report = json.loads((Path(cli.output_dir) / f"seed{seeds[0]}" / reference / "report.json").read_text())
+
+    def mean(arm: str, split: str) -> float:
+        return statistics.mean(r[split] for r in rows if r["arm"] == arm)
+
+    teacher_test = mean("teacher", "test")
+    task = f"a cosine hidden-state term {cli.task_hidden_weight:g}" if cli.task_hidden_weight else "cached logits"
+    lines = [
+        f"Machine: {machine_line(info)}; load average at start {info.get('load_average_at_start')}.",
+        f"Recipe `{Path(cli.recipe).name}` with a 2-layer student of width {width} (slice), seeds {seeds}; "
+        f"task stage on {task}; general stage {cli.general_epochs:g} epoch(s), lr {cli.general_lr:g}, batch 32. "
+        "BLURB micro-F1 (%).",
+        "",
+        "| student | validation F1 | test F1 | % of teacher test F1 |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for arm in ("teacher", reference, with_general):
+        tests = [r["test"] for r in rows if r["arm"] == arm]
+        std = statistics.stdev(tests) if len(tests) > 1 else 0.0
+        lines.append(
+            f"| {arm} | {100 * mean(arm, 'validation'):.2f} | {100 * mean(arm, 'test'):.2f} ± {100 * std:.2f} | "
+            f"{100 * mean(arm, 'test') / teacher_test:.1f} |"
+        )
+    lines += [
+        "",
+        f"General stage: {statistics.mean(general_seconds):.0f} s of training per seed.",
+        "",
+        *per_seed_table(rows, ["teacher", reference, with_general], metric),
+    ]
+    markdown = "\n".join(lines)
+    payload = {
+        "machine": info,
+        "settings": {**vars(cli), "overrides": rest, "general": general},
+        "runs": rows,
+        "general_seconds": general_seconds,
+        "reference_report": {k: v for k, v in report.items() if k != "config"},
+    }
+    write_results("general_distillation", payload, markdown, cli.out)
+
+
+if __name__ == "__main__":
+    main()
