@@ -15,8 +15,7 @@ from typing import Any
 
 from accelerate.utils import extract_model_from_parallel
 
-from .constants import MULTI_LABEL, SINGLE_LABEL
-from .numeric import is_finite_number
+from .constants import MULTI_LABEL, SINGLE_LABEL, is_finite_number
 from .report import quality_metrics
 
 __all__ = ["DistillationCardData", "card_data_from_trainer", "trainer_card_data"]

@@ -1,4 +1,5 @@
-"""Names shared by every module: dataset columns, the ignore index and the task types, with their inference.
+"""Names shared by every module: dataset columns, the ignore index and the task types, with their inference, and the
+checks of a single number.
 
 This module imports nothing heavy (no torch, no datasets), so that any module, the command line included, can use it.
 
@@ -14,6 +15,8 @@ Column convention (every dataset `hf_kd` produces and every batch its collator r
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 __all__ = [
@@ -33,6 +36,8 @@ __all__ = [
     "CORPUS_LEVELS",
     "EXPORT_FORMATS",
     "infer_task",
+    "is_finite_number",
+    "is_number",
     "problem_type_of_config",
     "problem_type_of_feature",
     "problem_type_of_task",
@@ -189,3 +194,13 @@ EXPORT_FORMATS: tuple[str, ...] = ("fp32", "int8", "int8-static")
 
 NARROW_INITS = ("pca", "slice", "random")
 """The initialisations of a narrow student (`hf_kd.narrow.narrow_student_from_teacher`)."""
+
+
+def is_number(value: Any) -> bool:
+    """Whether `value` is a real number (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)  # NumPy's bool_ is no Real
+
+
+def is_finite_number(value: Any) -> bool:
+    """Whether `value` is a real number (not a bool) that is neither NaN nor infinite."""
+    return is_number(value) and math.isfinite(float(value))

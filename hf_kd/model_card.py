@@ -17,7 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData, metadata_load
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from .card_data import DistillationCardData
-from .numeric import is_finite_number
+from .constants import is_finite_number
 from .report import build_report, format_table, quality_metrics
 
 __all__ = [

@@ -7,8 +7,6 @@ positive when `p >= threshold`; precision, recall and F1 with an empty denominat
 
 from __future__ import annotations
 
-import math
-import numbers
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -29,8 +27,6 @@ __all__ = [
     "check_threshold",
     "confusion_counts",
     "f1_from_counts",
-    "is_finite_number",
-    "is_number",
     "labeled_mask",
     "metric_keys",
     "positive_scores",
@@ -281,13 +277,3 @@ def positive_scores(logits: npt.ArrayLike) -> np.ndarray:
     if logits.ndim == 1 or (logits.ndim == 2 and logits.shape[1] == 1):
         return sigmoid(logits.reshape(-1))
     raise ValueError(f"Binary logits must have shape (n,), (n, 1) or (n, 2), got {logits.shape}.")
-
-
-def is_number(value: Any) -> bool:
-    """Whether `value` is a real number (Python or NumPy), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
-
-
-def is_finite_number(value: Any) -> bool:
-    """Whether `value` is a real number (not a bool) that is neither NaN nor infinite."""
-    return is_number(value) and math.isfinite(float(value))

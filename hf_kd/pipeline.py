@@ -40,14 +40,7 @@ from typing import Any
 
 from .constants import BINARY, MULTI_LABEL, TEACHER_LOGITS_COLUMN, THRESHOLD_KEY, problem_type_of_task
 from .distributed import barrier, is_main_process, start_state, state
-from .evaluation import (
-    QualityGateError,
-    apply_gate,
-    default_metric,
-    evaluate_splits,
-    trainer_compute_metrics,
-    user_metric,
-)
+from .evaluation import QualityGateError, apply_gate, evaluate_splits
 from .markers import (
     DISTILLATION_ONLY,
     DONE_FILE,
@@ -70,6 +63,7 @@ from .models import (
 from .recipe import DistillationPipelineConfig
 from .recipe_data import model_columns, recipe_splits, tokenize_splits
 from .stage_models import run_general_distillation
+from .task_metrics import default_metric, trainer_compute_metrics, user_metric
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .constants import IGNORE_INDEX
-from .numeric import is_number, metric_keys
+from .constants import IGNORE_INDEX, is_number
+from .numeric import metric_keys
 from .report import quality_metrics
 
 __all__ = ["plot_binary_curves", "plot_per_label_f1", "plot_training_curves"]

@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .evaluation import default_metric, metric_names
 from .model_stats import usable_positions
+from .task_metrics import default_metric, metric_names
 
 __all__ = ["check_model_path", "check_run"]
 

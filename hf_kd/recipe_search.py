@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from .distributed import barrier, is_main_process, start_state
-from .evaluation import default_metric
 from .markers import RunLock
 from .pipeline import PipelineRun
 from .recipe import DistillationPipelineConfig
 from .stage_models import run_general_distillation
+from .task_metrics import default_metric
 
 __all__ = ["run_search"]
 

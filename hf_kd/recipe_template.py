@@ -86,7 +86,7 @@ def starting_recipe(
         )
     unlabeled_rows_count = 0
     if unlabeled_files:
-        from .recipe_data import unlabeled_rows
+        from .unlabeled import unlabeled_rows
 
         unlabeled_rows_count = len(unlabeled_rows(unlabeled_files, text_column, teacher_text_column))
     task = problem_type or infer_task(dataset["train"].features[LABELS_COLUMN], len(names))

@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 import torch
 
-from .numeric import is_number
+from .constants import is_number
 
 __all__ = [
     "build_report",

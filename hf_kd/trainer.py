@@ -341,24 +341,42 @@ class DistillationTrainer(Trainer):
         if self.model is not None and self.model_init is None and hasattr(self.train_dataset, "column_names"):
             check_label_column(self.train_dataset, self.accelerator.unwrap_model(self.model).config)
         if self.args.precompute_teacher_logits and self.train_dataset is not None:
-            if self.teacher_model is None:
-                raise ValueError("`precompute_teacher_logits=True` needs a `teacher_model`.")
-            if TEACHER_LOGITS_COLUMN not in (getattr(self.train_dataset, "column_names", None) or []):
-                from .teacher_cache import cache_teacher_logits
-
-                self.train_dataset = cache_teacher_logits(
-                    self.teacher_model,
-                    self.train_dataset,
-                    batch_size=self.args.teacher_batch_size or self.args.per_device_eval_batch_size,
-                    label_order=self._teacher_label_order,
-                    cache_dir=os.path.join(self.args.output_dir, "teacher_cache"),
-                    accelerator=self.accelerator,
-                )
+            self.train_dataset = self.with_teacher_logits(self.train_dataset)
         return super().train(
             resume_from_checkpoint=resume_from_checkpoint,
             trial=trial,
             ignore_keys_for_eval=ignore_keys_for_eval,
             **kwargs,
+        )
+
+    def with_teacher_logits(self, dataset: Any) -> Any:
+        """
+        `dataset` with a `teacher_logits` column: the teacher run once over it (`hf_kd.teacher_cache`, in the student's
+        label order, shared between processes, cached under `output_dir/teacher_cache` by the teacher's weights). A
+        dataset that has the column is returned as it is; a dict of datasets gets each its column.
+
+        Args:
+            dataset (`datasets.Dataset` or `dict[str, datasets.Dataset]`):
+                Tokenized rows (the teacher's own columns when it reads other tokens).
+
+        Returns:
+            The dataset (or dict) with the teacher's logits.
+        """
+        if isinstance(dataset, dict):
+            return {name: self.with_teacher_logits(part) for name, part in dataset.items()}
+        if TEACHER_LOGITS_COLUMN in (getattr(dataset, "column_names", None) or []):
+            return dataset
+        if self.teacher_model is None:
+            raise ValueError("Caching the teacher's logits (`precompute_teacher_logits`) needs a `teacher_model`.")
+        from .teacher_cache import cache_teacher_logits
+
+        return cache_teacher_logits(
+            self.teacher_model,
+            dataset,
+            batch_size=self.args.teacher_batch_size or self.args.per_device_eval_batch_size,
+            label_order=self._teacher_label_order,
+            cache_dir=os.path.join(self.args.output_dir, "teacher_cache"),
+            accelerator=self.accelerator,
         )
 
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:

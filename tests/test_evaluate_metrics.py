@@ -8,7 +8,7 @@ import evaluate
 import numpy as np
 import pytest
 
-from hf_kd.corpora import blurb_hoc_f1
+from hf_kd.blurb import blurb_hoc_f1
 from hf_kd.evaluate_metrics import METRICS, metric_path
 from hf_kd.metrics import binary_metrics, expected_calibration_error, make_compute_metrics, multilabel_metrics
 

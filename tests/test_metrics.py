@@ -18,7 +18,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from hf_kd.corpora import aggregate_by_group, blurb_hoc_f1
+from hf_kd.blurb import aggregate_by_group, blurb_hoc_f1
 from hf_kd.metrics import (
     agreement,
     binary_metrics,

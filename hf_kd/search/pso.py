@@ -72,8 +72,7 @@ from transformers.trainer_callback import DefaultFlowCallback, ExportableState, 
 from transformers.trainer_utils import BestRun, default_compute_objective, get_last_checkpoint, number_of_arguments
 from transformers.utils import logging
 
-from ..numeric import is_number
-from ..teacher_cache import cache_teacher_logits
+from ..constants import is_number
 from .isolation import (
     all_gather,
     broadcast,
@@ -104,23 +103,6 @@ PSO_DIR = "pso"
 _STATE_FILE = "state.json"
 _TRIAL_FILE = "pso_trial.json"
 _PARAMS_FILE = "pso_params.json"
-
-
-def _cache_logits(trainer: Any, dataset: Any) -> Any:
-    """`dataset` with the teacher's logits, computed once with the search trainer's accelerator."""
-    if isinstance(dataset, dict):
-        return {name: _cache_logits(trainer, ds) for name, ds in dataset.items()}
-    if "teacher_logits" in (getattr(dataset, "column_names", None) or ["teacher_logits"]):
-        return dataset
-    args = trainer.args
-    return cache_teacher_logits(
-        trainer.teacher_model,
-        dataset,
-        batch_size=args.teacher_batch_size or args.per_device_eval_batch_size,
-        label_order=getattr(trainer, "_teacher_label_order", None),
-        cache_dir=os.path.join(args.output_dir, "teacher_cache"),
-        accelerator=trainer.accelerator,
-    )
 
 
 def _has_logits(dataset: Any) -> bool:
@@ -407,9 +389,9 @@ def run_pso(
         train_dataset, eval_dataset = trainer.train_dataset, trainer.eval_dataset
         if trainer.teacher_model is not None:
             # One pass of the teacher for the whole search; the trials train from the cached column.
-            train_dataset = _cache_logits(trainer, train_dataset)
+            train_dataset = trainer.with_teacher_logits(train_dataset)
             if args.teacher_eval_metrics:
-                eval_dataset = _cache_logits(trainer, eval_dataset)
+                eval_dataset = trainer.with_teacher_logits(eval_dataset)
         search = _Search(
             trainer=trainer,
             specs=specs,

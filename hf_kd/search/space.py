@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..numeric import is_number
+from ..constants import is_number
 from .isolation import single_process_overrides, single_process_state
 
 __all__ = ["DEFAULT_PSO_SPACE", "ParamSpec", "check_bounds", "optuna_space", "parse_space"]

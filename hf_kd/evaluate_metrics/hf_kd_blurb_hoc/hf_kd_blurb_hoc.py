@@ -2,14 +2,14 @@
 
 import evaluate
 
-from hf_kd.corpora import blurb_hoc_f1
+from hf_kd.blurb import blurb_hoc_f1
 from hf_kd.evaluate_metrics import metric_info
 
 
 class HfKdBlurbHoc(evaluate.Metric):
     def _info(self):
         return metric_info(
-            "BLURB Hallmarks of Cancer micro-F1 at abstract level (hf_kd.corpora.blurb_hoc_f1).",
+            "BLURB Hallmarks of Cancer micro-F1 at abstract level (hf_kd.blurb.blurb_hoc_f1).",
             "predictions: sentence probabilities; references: sentence multi-hot labels.",
         )
 
