@@ -159,7 +159,7 @@ def run_student_arms(
     """
     import dataclasses
 
-    from hf_kd.pipeline import run_pipeline
+    from hf_kd.pipeline.run import run_pipeline
 
     rows: list[dict[str, Any]] = []
     for seed in seeds:

@@ -39,7 +39,7 @@ from transformers.utils import logging as hf_logging
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, machine_line, parse_seeds, run_student_arms, teacher_model, write_results  # noqa: E402
 
-from hf_kd.recipe import DistillationPipelineConfig  # noqa: E402
+from hf_kd.recipe.config import DistillationPipelineConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = "student_kd_transfer"
@@ -47,8 +47,8 @@ METRIC = "blurb_micro_f1"  # the default of --metric
 
 
 def _time_rows(rows: dict[str, Any], tokenizer: Any, threads: int, seq_len: int, rounds: int) -> dict[str, dict]:
-    from hf_kd.model_stats import measure_latency
-    from hf_kd.onnx_classifier import onnx_latency
+    from hf_kd.evaluation.model_stats import measure_latency
+    from hf_kd.export.onnx_classifier import onnx_latency
 
     torch.set_num_threads(threads)
     samples: dict[str, dict[str, list[float]]] = {name: {"1": [], "32": []} for name in rows}
@@ -65,10 +65,10 @@ def _time_rows(rows: dict[str, Any], tokenizer: Any, threads: int, seq_len: int,
 
 def _int8_scores(config: Any, run_dir: Path, scratch: Path, quantize: str, metric: str) -> dict[str, float]:
     """Export the run's student to int8 (`quantize`) and score it through onnxruntime at the student's threshold."""
-    from hf_kd.evaluation import evaluate_splits, saved_threshold
-    from hf_kd.export import export_onnx
-    from hf_kd.onnx_classifier import OnnxClassifier
-    from hf_kd.recipe_data import recipe_splits, tokenize_side
+    from hf_kd.export.onnx import export_onnx
+    from hf_kd.export.onnx_classifier import OnnxClassifier
+    from hf_kd.pipeline.evaluation import evaluate_splits, saved_threshold
+    from hf_kd.pipeline.splits import recipe_splits, tokenize_side
 
     config = dataclasses.replace(config, output_dir=str(run_dir))
     splits = recipe_splits(config, cache_dir=str(scratch / "cache"))
@@ -207,11 +207,11 @@ def _timing(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     from transformers import AutoModelForSequenceClassification
 
-    from hf_kd.export import export_onnx
-    from hf_kd.model_stats import model_size
-    from hf_kd.models import load_tokenizer
-    from hf_kd.onnx_classifier import OnnxClassifier, onnx_size_mb
-    from hf_kd.student import student_from_teacher
+    from hf_kd.evaluation.model_stats import model_size
+    from hf_kd.export.onnx import export_onnx
+    from hf_kd.export.onnx_classifier import OnnxClassifier, onnx_size_mb
+    from hf_kd.pipeline.builders import load_tokenizer
+    from hf_kd.training.student import student_from_teacher
 
     teacher_dir = Path(teacher_model(first / REFERENCE))
     student_dir = first / REFERENCE / "student" / "model"

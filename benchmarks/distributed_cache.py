@@ -9,8 +9,8 @@ sentences (max_length 128):
 - `cache_teacher_logits(..., accelerator=state)` on an in-memory dataset, and with a cache folder (a fresh folder
   per run, so that it computes); wall time of the call on the main process, after a barrier;
 - the cached logits of each K compared with K = 1's (max abs difference);
-- with K = 2, the teacher sharded by `hf_kd.teacher.shard_teacher` (FSDP2): bytes of teacher parameters each rank
-  holds, against the whole teacher.
+- with K = 2, the teacher sharded by `hf_kd.training.teacher.shard_teacher` (FSDP2): bytes of teacher parameters
+  each rank holds, against the whole teacher.
 
 Writes `benchmarks/results/distributed_cache.{json,md}` (numbers only, no text).
 """
@@ -39,10 +39,10 @@ def worker(cli: argparse.Namespace) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from hf_kd.corpora import load_hoc
-    from hf_kd.distributed import start_state
-    from hf_kd.distributed import state as accelerate_state
-    from hf_kd.teacher_cache import cache_teacher_logits
+    from hf_kd.data.corpora import load_hoc
+    from hf_kd.training.distributed import start_state
+    from hf_kd.training.distributed import state as accelerate_state
+    from hf_kd.training.teacher_cache import cache_teacher_logits
 
     hf_logging.set_verbosity_error()
     import datasets
@@ -74,7 +74,7 @@ def worker(cli: argparse.Namespace) -> None:
         if state.is_main_process:
             torch.save(logits, Path(cli.logits_dir) / f"{mode}-{state.num_processes}.pt")
     if state.num_processes > 1:
-        from hf_kd.teacher import shard_teacher
+        from hf_kd.training.teacher import shard_teacher
 
         full = sum(p.numel() * p.element_size() for p in teacher.parameters())
         shard_teacher(teacher)

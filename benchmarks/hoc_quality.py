@@ -3,7 +3,7 @@
     python benchmarks/hoc_quality.py [--recipe recipes/hoc/offline.yaml] [--seeds 1] [--pso_recipe BEST.yaml]
         [--output_dir runs/hoc-quality] [--section.field VALUE ...]
 
-Everything goes through the pipeline (`hf_kd.pipeline.run_pipeline`) of the offline HoC recipe, so the numbers are
+Everything goes through the pipeline (`hf_kd.pipeline.run.run_pipeline`) of the offline HoC recipe, so the numbers are
 those `hf-kd distill` prints. For every seed (`--seeds 3` means 42, 43, 44, or a comma-separated list):
 
 1. `student_kd_cached`: the recipe as it is: the 6-layer teacher is fine-tuned, its logits cached, and a 3-layer
@@ -40,7 +40,7 @@ from _common import (  # noqa: E402
     write_results,
 )
 
-from hf_kd.recipe import DistillationPipelineConfig  # noqa: E402
+from hf_kd.recipe.config import DistillationPipelineConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

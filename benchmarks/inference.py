@@ -4,8 +4,8 @@
 
 The teacher is the real pretrained `all-MiniLM-L6-v2` (6 layers) from the shared folder with a 10-label
 classification head; the student is `hf_kd.student_from_teacher(teacher, num_layers=3)`. Latency is measured with
-`hf_kd.model_stats.measure_latency` on synthetic token ids (no real text) at batch 1 and 32, and size with
-`hf_kd.model_stats.model_size` (safetensors on disk). Writes `inference.json` and `inference.md`.
+`hf_kd.evaluation.model_stats.measure_latency` on synthetic token ids (no real text) at batch 1 and 32, and size with
+`hf_kd.evaluation.model_stats.model_size` (safetensors on disk). Writes `inference.json` and `inference.md`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from transformers.utils import logging as hf_logging
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, machine_line, write_results  # noqa: E402
 
-from hf_kd.model_stats import measure_latency, model_size  # noqa: E402
-from hf_kd.student import student_from_teacher  # noqa: E402
+from hf_kd.evaluation.model_stats import measure_latency, model_size  # noqa: E402
+from hf_kd.training.student import student_from_teacher  # noqa: E402
 
 
 def main() -> None:

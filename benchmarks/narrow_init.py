@@ -23,14 +23,14 @@ from transformers.utils import logging as hf_logging
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, machine_line, parse_seeds, per_seed_table, run_student_arms, write_results  # noqa: E402
 
-from hf_kd.recipe import DistillationPipelineConfig  # noqa: E402
+from hf_kd.recipe.config import DistillationPipelineConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _before_training(base: DistillationPipelineConfig, student: object, root: Path, metric: str) -> float:
     """Validation `metric` of a freshly built student (no training), through the pipeline's evaluation."""
-    from hf_kd.pipeline import PipelineRun
+    from hf_kd.pipeline.run import PipelineRun
 
     teacher = dataclasses.replace(base.teacher, model=str(root / "student_3l_pruned" / "teacher" / "model"))
     config = dataclasses.replace(base, teacher=teacher, student=student, output_dir=str(root / "init_probe"))

@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PeakRSS, machine, machine_line, write_results  # noqa: E402
 
 from hf_kd import DistillationTrainer, DistillationTrainingArguments, cache_teacher_logits  # noqa: E402
-from hf_kd.collator import DistillationDataCollator  # noqa: E402
-from hf_kd.student import student_from_teacher  # noqa: E402
+from hf_kd.data.collator import DistillationDataCollator  # noqa: E402
+from hf_kd.training.student import student_from_teacher  # noqa: E402
 
 NUM_LABELS = 10
 VOCAB = 30522

@@ -30,7 +30,7 @@ from transformers.utils import logging as hf_logging
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine, machine_line, parse_seeds, run_student_arms, write_results  # noqa: E402
 
-from hf_kd.recipe import DistillationPipelineConfig  # noqa: E402
+from hf_kd.recipe.config import DistillationPipelineConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = [

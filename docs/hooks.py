@@ -1,6 +1,6 @@
 """MkDocs hook: turn the transformers-style cross-references of the docstrings into links.
 
-The docstrings follow the transformers convention: [`~hf_kd.recipe.RecipeParser`] (shown as `RecipeParser`),
+The docstrings follow the transformers convention: [`~hf_kd.recipe.config.RecipeParser`] (shown as `RecipeParser`),
 [`DistillationPipelineConfig`] (a name of the same module) or [`~transformers.Trainer`]. mkdocstrings leaves them as
 `[<code>...</code>]`, or, in the type column of an `Args:` table, as code text (``[`...`]``); this hook resolves each
 name by importing it and links it to the API page of the module that defines it (mkdocstrings' anchors are the

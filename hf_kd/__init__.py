@@ -5,20 +5,20 @@ loaded from its module on first use:
 
 | name | module |
 | --- | --- |
-| `DistillationTrainer` | `hf_kd.trainer` |
-| `DistillationTrainingArguments` | `hf_kd.config` |
-| `DistillationDataCollator` | `hf_kd.collator` |
-| `load_classification_dataset`, `tokenize_for_distillation` | `hf_kd.data` |
-| `load_hoc`, `load_codiesp` | `hf_kd.corpora` |
-| `cache_teacher_logits` | `hf_kd.teacher_cache` |
-| `student_from_teacher` | `hf_kd.student` |
-| `make_compute_metrics` | `hf_kd.metrics` |
-| `DistillationCardData` | `hf_kd.card_data` |
-| `build_model_card`, `write_model_card` | `hf_kd.model_card` |
-| `DistillationPipelineConfig` | `hf_kd.recipe` |
-| `run_pipeline` | `hf_kd.pipeline` |
-| `evaluate_model` | `hf_kd.evaluation` |
-| `run_search` | `hf_kd.recipe_search` |
+| `DistillationTrainer` | `hf_kd.training.distillation_trainer` |
+| `DistillationTrainingArguments` | `hf_kd.training.distillation_config` |
+| `DistillationDataCollator` | `hf_kd.data.collator` |
+| `load_classification_dataset`, `tokenize_for_distillation` | `hf_kd.data.loading` |
+| `load_hoc`, `load_codiesp` | `hf_kd.data.corpora` |
+| `cache_teacher_logits` | `hf_kd.training.teacher_cache` |
+| `student_from_teacher` | `hf_kd.training.student` |
+| `make_compute_metrics` | `hf_kd.evaluation.metrics` |
+| `DistillationCardData` | `hf_kd.reporting.card_data` |
+| `build_model_card`, `write_model_card` | `hf_kd.reporting.model_card` |
+| `DistillationPipelineConfig` | `hf_kd.recipe.config` |
+| `run_pipeline` | `hf_kd.pipeline.run` |
+| `evaluate_model` | `hf_kd.pipeline.evaluation` |
+| `run_search` | `hf_kd.pipeline.recipe_search` |
 """
 
 from __future__ import annotations
@@ -33,23 +33,23 @@ except PackageNotFoundError:  # pragma: no cover - a source tree that was not in
     __version__ = "0+unknown"
 
 _EXPORTS: dict[str, str] = {
-    "DistillationCardData": "card_data",
-    "DistillationDataCollator": "collator",
-    "DistillationPipelineConfig": "recipe",
-    "DistillationTrainer": "trainer",
-    "DistillationTrainingArguments": "config",
-    "build_model_card": "model_card",
-    "cache_teacher_logits": "teacher_cache",
-    "evaluate_model": "evaluation",
-    "load_classification_dataset": "data",
-    "load_codiesp": "corpora",
-    "load_hoc": "corpora",
-    "make_compute_metrics": "metrics",
-    "run_pipeline": "pipeline",
-    "run_search": "recipe_search",
-    "student_from_teacher": "student",
-    "tokenize_for_distillation": "data",
-    "write_model_card": "model_card",
+    "DistillationCardData": "reporting.card_data",
+    "DistillationDataCollator": "data.collator",
+    "DistillationPipelineConfig": "recipe.config",
+    "DistillationTrainer": "training.distillation_trainer",
+    "DistillationTrainingArguments": "training.distillation_config",
+    "build_model_card": "reporting.model_card",
+    "cache_teacher_logits": "training.teacher_cache",
+    "evaluate_model": "pipeline.evaluation",
+    "load_classification_dataset": "data.loading",
+    "load_codiesp": "data.corpora",
+    "load_hoc": "data.corpora",
+    "make_compute_metrics": "evaluation.metrics",
+    "run_pipeline": "pipeline.run",
+    "run_search": "pipeline.recipe_search",
+    "student_from_teacher": "training.student",
+    "tokenize_for_distillation": "data.loading",
+    "write_model_card": "reporting.model_card",
 }
 
 __all__ = [
@@ -88,17 +88,17 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .card_data import DistillationCardData
-    from .collator import DistillationDataCollator
-    from .config import DistillationTrainingArguments
-    from .corpora import load_codiesp, load_hoc
-    from .data import load_classification_dataset, tokenize_for_distillation
-    from .evaluation import evaluate_model
-    from .metrics import make_compute_metrics
-    from .model_card import build_model_card, write_model_card
-    from .pipeline import run_pipeline
-    from .recipe import DistillationPipelineConfig
-    from .recipe_search import run_search
-    from .student import student_from_teacher
-    from .teacher_cache import cache_teacher_logits
-    from .trainer import DistillationTrainer
+    from .data.collator import DistillationDataCollator
+    from .data.corpora import load_codiesp, load_hoc
+    from .data.loading import load_classification_dataset, tokenize_for_distillation
+    from .evaluation.metrics import make_compute_metrics
+    from .pipeline.evaluation import evaluate_model
+    from .pipeline.recipe_search import run_search
+    from .pipeline.run import run_pipeline
+    from .recipe.config import DistillationPipelineConfig
+    from .reporting.card_data import DistillationCardData
+    from .reporting.model_card import build_model_card, write_model_card
+    from .training.distillation_config import DistillationTrainingArguments
+    from .training.distillation_trainer import DistillationTrainer
+    from .training.student import student_from_teacher
+    from .training.teacher_cache import cache_teacher_logits

@@ -41,7 +41,7 @@ DistillationTrainingArguments field of their training run (`--student.learning_r
 def _section_lines() -> str:
     from dataclasses import fields
 
-    from .recipe_sections import SECTIONS
+    from .recipe.sections import SECTIONS
 
     lines = ["Recipe sections and their fields:"]
     for name, cls in SECTIONS.items():
@@ -78,9 +78,9 @@ def build_parser(command: str, training_fields: bool = True) -> Any:
             listed by `--help`, which does without them).
 
     Returns:
-        [`~hf_kd.recipe.RecipeParser`]: The parser.
+        [`~hf_kd.recipe.config.RecipeParser`]: The parser.
     """
-    from .recipe import RecipeParser
+    from .recipe.config import RecipeParser
 
     usage = {
         "distill": "hf-kd distill RECIPE [--force-unlock] [--section.field VALUE ...]",
@@ -153,7 +153,7 @@ def _init_parser() -> argparse.ArgumentParser:
 
 
 def _init(rest: list[str]) -> int:
-    from .recipe_template import starting_recipe, write_starting_recipe
+    from .recipe.template import starting_recipe, write_starting_recipe
 
     options = _init_parser().parse_args(rest)
     files = {s: getattr(options, s) for s in ("train", "validation", "test") if getattr(options, s)}
@@ -189,7 +189,7 @@ def _export(rest: list[str]) -> int:
     parser.add_argument("--debug", action="store_true", help="Show the traceback of an error.")
     options = parser.parse_args(rest)
     try:
-        from .export import export_onnx
+        from .export.onnx import export_onnx
 
         info = export_onnx(options.model_dir, options.output, quantize=options.quantize, opset=options.opset)
     except (ValueError, OSError, ImportError) as error:
@@ -203,7 +203,7 @@ def _export(rest: list[str]) -> int:
 
 
 def _print(text: str) -> None:
-    from .distributed import is_main_process
+    from .training.distributed import is_main_process
 
     if is_main_process():
         print(text, flush=True)
@@ -237,10 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _export(rest)
     if "-h" in rest or "--help" in rest:
         build_parser(command, training_fields=False).parse_args(["--help"])
-    from .distributed import leave_process_group
-    from .markers import RunLockedError
-    from .pipeline import QualityGateError
-    from .recipe import RecipeError, read_recipe_file
+    from .pipeline.markers import RunLockedError
+    from .pipeline.run import QualityGateError
+    from .recipe.config import RecipeError, read_recipe_file
+    from .training.distributed import leave_process_group
 
     parser = build_parser(command)
     debug = "--debug" in rest
@@ -260,14 +260,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(command: str, config: Any, options: argparse.Namespace) -> None:
     if command == "distill":
-        from .pipeline import run_pipeline
+        from .pipeline.run import run_pipeline
 
         result = run_pipeline(config, force_unlock=options.force_unlock)
         summary = {k: result[k] for k in ("output_dir", "stages", "student_model")}
         _print(json.dumps(summary, indent=2))
     elif command == "evaluate":
-        from .distributed import is_main_process
-        from .evaluation import evaluate_model
+        from .pipeline.evaluation import evaluate_model
+        from .training.distributed import is_main_process
 
         metrics = evaluate_model(config, options.model, split=options.split, side=options.side)
         text = json.dumps(metrics, indent=2)
@@ -276,7 +276,7 @@ def _run(command: str, config: Any, options: argparse.Namespace) -> None:
             with open(options.output, "w", encoding="utf-8") as handle:
                 handle.write(text + "\n")
     else:
-        from .recipe_search import run_search
+        from .pipeline.recipe_search import run_search
 
         best = run_search(
             config, n_trials=options.n_trials, n_particles=options.n_particles, force_unlock=options.force_unlock

@@ -187,13 +187,13 @@ def problem_type_of_task(task: str) -> str:
 
 
 CORPUS_LEVELS: dict[str, tuple[str, ...]] = {"hoc": ("abstract", "sentence"), "codiesp": ("chapter", "triage")}
-"""The corpora of the source papers (`hf_kd.corpora`) and their levels; the first level is the default."""
+"""The corpora of the source papers (`hf_kd.data.corpora`) and their levels; the first level is the default."""
 
 EXPORT_FORMATS: tuple[str, ...] = ("fp32", "int8", "int8-static")
-"""The formats of an exported student (`hf_kd.export`): fp32, dynamic int8, static int8."""
+"""The formats of an exported student (`hf_kd.export.onnx`): fp32, dynamic int8, static int8."""
 
 NARROW_INITS = ("pca", "slice", "random")
-"""The initialisations of a narrow student (`hf_kd.narrow.narrow_student_from_teacher`)."""
+"""The initialisations of a narrow student (`hf_kd.training.narrow.narrow_student_from_teacher`)."""
 
 
 def is_number(value: Any) -> bool:

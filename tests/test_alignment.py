@@ -1,4 +1,4 @@
-"""Tests for `hf_kd.alignment`: word-level matching of hidden states across different tokenizers."""
+"""Tests for `hf_kd.data.alignment`: word-level matching of hidden states across different tokenizers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from conftest import MINILM
 from tokenizers.pre_tokenizers import WhitespaceSplit
 from transformers import AutoTokenizer, BertTokenizerFast, PreTrainedTokenizerBase
 
-from hf_kd.alignment import aligned_word_states, pool_words, token_word_ids, word_ids_for_encoding, word_spans
+from hf_kd.data.alignment import aligned_word_states, pool_words, token_word_ids, word_ids_for_encoding, word_spans
 
 SPANISH = "El niño presentó fiebre, disnea y cefalea."
 ENGLISH = "The patient's follow-up was un-remarkable; BP 120/80."
@@ -123,7 +123,7 @@ def test_token_word_ids_drop_partial_edge_words():
 
 
 def test_token_word_ids_looks_each_token_up_once(monkeypatch):
-    import hf_kd.alignment as alignment
+    import hf_kd.data.alignment as alignment
 
     calls = {"n": 0}
     original = alignment.bisect_right
@@ -440,7 +440,7 @@ def test_mixed_korean_english_text_pairs_every_word_both_tokenizers_cover(minilm
 def test_a_batch_without_word_pairs_is_warned_once_with_its_number(caplog):
     from transformers import BertConfig
 
-    from hf_kd.intermediate import IntermediateDistiller
+    from hf_kd.training.intermediate import IntermediateDistiller
 
     config = BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
     distiller = IntermediateDistiller(config, config, layer_mapping=[1])

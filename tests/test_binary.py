@@ -13,9 +13,9 @@ import yaml
 from conftest import save_model_dir, tiny_bert
 
 from hf_kd import cli
-from hf_kd.pipeline import run_pipeline
-from hf_kd.recipe import DistillationPipelineConfig
-from hf_kd.thresholds import check_threshold_rule, choose_threshold, sensitivity_threshold
+from hf_kd.evaluation.thresholds import check_threshold_rule, choose_threshold, sensitivity_threshold
+from hf_kd.pipeline.run import run_pipeline
+from hf_kd.recipe.config import DistillationPipelineConfig
 
 TRIAGE_METRICS = ("auroc", "auprc", "brier", "ece", "sensitivity", "specificity", "ppv", "npv", "f1")
 
@@ -132,7 +132,7 @@ def test_two_named_classes_need_their_order(binary_recipe):
 
 
 def test_gate_defaults_to_auroc_for_a_binary_task(binary_recipe):
-    from hf_kd.pipeline import QualityGateError
+    from hf_kd.pipeline.run import QualityGateError
 
     binary_recipe["evaluation"]["min_teacher_metric"] = 1.01
     with pytest.raises(QualityGateError, match="validation auroc = "):
@@ -140,7 +140,7 @@ def test_gate_defaults_to_auroc_for_a_binary_task(binary_recipe):
 
 
 def test_gate_on_a_metric_that_cannot_be_computed_stops_the_run(binary_recipe, tmp_path, capsys):
-    from hf_kd.pipeline import QualityGateError
+    from hf_kd.pipeline.run import QualityGateError
 
     validation = Path(binary_recipe["data"]["data_files"]["validation"])
     lines = validation.read_text().splitlines()

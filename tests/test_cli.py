@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from hf_kd import cli
-from hf_kd.recipe import DistillationPipelineConfig, RecipeError
+from hf_kd.recipe.config import DistillationPipelineConfig, RecipeError
 
 RECIPE = {
     "data": {"dataset": "hoc", "path": "../shared/data/hoc", "train_size": 400},
@@ -81,7 +81,7 @@ def test_distill_runs_pipeline_with_overrides(recipe_path, monkeypatch, capsys):
         seen.update(config=config, force_unlock=force_unlock)
         return {"output_dir": config.output_dir, "stages": {}, "student_model": "m"}
 
-    monkeypatch.setattr("hf_kd.pipeline.run_pipeline", fake_run)
+    monkeypatch.setattr("hf_kd.pipeline.run.run_pipeline", fake_run)
     assert cli.main(["distill", recipe_path, "--student.alpha", "0.2", "--output_dir", "runs/y"]) == 0
     assert seen["config"].student.training["alpha"] == 0.2
     assert seen["config"].output_dir == "runs/y" and seen["force_unlock"] is False
@@ -100,7 +100,7 @@ def test_search_passes_trials_and_particles(recipe_path, monkeypatch, capsys):
         seen.update(config=config, n_trials=n_trials, n_particles=n_particles)
         return Best()
 
-    monkeypatch.setattr("hf_kd.recipe_search.run_search", fake_search)
+    monkeypatch.setattr("hf_kd.pipeline.recipe_search.run_search", fake_search)
     cli.main(["search", recipe_path, "--n_trials", "6", "--n_particles", "3"])
     assert (seen["n_trials"], seen["n_particles"]) == (6, 3)
     assert seen["config"].search.hp_space == {"alpha": [0.1, 0.9]}

@@ -1,4 +1,4 @@
-"""Tests for `hf_kd.data`: loading and label normalization, HoC/CodiEsp loaders, tokenization and collation."""
+"""Tests for `hf_kd.data.loading`: loading and label normalization, HoC/CodiEsp loaders, tokenization and collation."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from transformers import AutoTokenizer, BertTokenizerFast, BertTokenizerLegacy
 
-from hf_kd.alignment import same_tokenization
-from hf_kd.collator import DistillationDataCollator
-from hf_kd.corpora import load_codiesp, load_hoc
-from hf_kd.data import load_classification_dataset, tokenize_for_distillation
+from hf_kd.data.alignment import same_tokenization
+from hf_kd.data.collator import DistillationDataCollator
+from hf_kd.data.corpora import load_codiesp, load_hoc
+from hf_kd.data.loading import load_classification_dataset, tokenize_for_distillation
 
 SHARED = Path(__file__).parents[1] / ".." / "shared"
 HOC_DIR = SHARED / "data" / "hoc"
@@ -602,7 +602,7 @@ def test_tokenize_word_alignment_switches(tmp_path: Path, student_tok, teacher_t
     slow = BertTokenizerLegacy(vocab_file=str(tmp_path / "teacher" / "vocab.txt"), pad_token="[PAD]")
     with pytest.raises(ValueError, match="BertTokenizerLegacy.*slow"):
         tokenize_for_distillation(text_dataset(), student_tok, slow, word_alignment=True)
-    with caplog.at_level(logging.WARNING, logger="hf_kd.data"):
+    with caplog.at_level(logging.WARNING, logger="hf_kd.data.loading"):
         out = tokenize_for_distillation(text_dataset(), student_tok, slow)
     assert "teacher_input_ids" in out.column_names and "word_ids" not in out.column_names
     assert "slow" in caplog.text and not any(text in caplog.text for text in TEXTS)

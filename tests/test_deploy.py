@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import WORDS, make_tokenizer, save_model_dir, tiny_bert
 
-from hf_kd.vocabulary import prune_embeddings, prune_tokenizer, prune_vocabulary, pruned_token_ids
+from hf_kd.training.vocabulary import prune_embeddings, prune_tokenizer, prune_vocabulary, pruned_token_ids
 
 CORPUS = ["the patient had fever", "chest pain", "the cancer cell growth"]
 CHARS = ["b", "c", "d", "e", "o", "r", "##b", "##c", "##d", "##e", "##o", "##r"]
@@ -120,7 +120,7 @@ def _teacher(heads: int = 4, hidden: int = 32, layers: int = 3, seed: int = 0):
 
 
 def test_slice_init_keeps_the_largest_heads_and_the_first_coordinates():
-    from hf_kd.narrow import narrow_student_from_teacher
+    from hf_kd.training.narrow import narrow_student_from_teacher
 
     teacher = _teacher()  # 4 heads of 8
     layer = teacher.bert.encoder.layer[2].attention
@@ -150,7 +150,7 @@ def test_slice_init_keeps_the_largest_heads_and_the_first_coordinates():
 
 
 def test_pca_basis_is_orthonormal_and_keeps_more_of_the_teacher_states_than_a_slice():
-    from hf_kd.narrow import narrow_student_from_teacher, residual_basis
+    from hf_kd.training.narrow import narrow_student_from_teacher, residual_basis
 
     teacher = _teacher()
     generator = torch.Generator().manual_seed(0)
@@ -173,7 +173,7 @@ def test_pca_basis_is_orthonormal_and_keeps_more_of_the_teacher_states_than_a_sl
 
 
 def test_random_init_takes_no_teacher_weight_and_follows_the_seed():
-    from hf_kd.narrow import narrow_student_from_teacher
+    from hf_kd.training.narrow import narrow_student_from_teacher
 
     teacher = _teacher()
     a = narrow_student_from_teacher(teacher, 16, init="random", seed=1)
@@ -188,7 +188,7 @@ def test_random_init_takes_no_teacher_weight_and_follows_the_seed():
 def test_narrow_students_refuse_bad_settings():
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
-    from hf_kd.narrow import narrow_student_from_teacher
+    from hf_kd.training.narrow import narrow_student_from_teacher
 
     teacher = _teacher()
     with pytest.raises(ValueError, match="below the teacher's 32, got 32"):
@@ -223,8 +223,8 @@ TEXTS = ["the patient fever", "cough pain chest acute chronic the a with signal"
 
 
 def test_onnx_export_matches_pytorch_at_any_batch_and_length(tmp_path):
-    from hf_kd.export import export_onnx
-    from hf_kd.onnx_classifier import EXPORT_FILE, OnnxClassifier
+    from hf_kd.export.onnx import export_onnx
+    from hf_kd.export.onnx_classifier import EXPORT_FILE, OnnxClassifier
 
     model_dir, model = _saved(tmp_path, num_labels=3, id2label={0: "low", 1: "mid", 2: "high"})
     info = export_onnx(model_dir, tmp_path / "onnx")
@@ -240,8 +240,8 @@ def test_onnx_export_matches_pytorch_at_any_batch_and_length(tmp_path):
 
 
 def test_int8_export_is_smaller_and_close(tmp_path):
-    from hf_kd.export import export_onnx
-    from hf_kd.onnx_classifier import OnnxClassifier
+    from hf_kd.export.onnx import export_onnx
+    from hf_kd.export.onnx_classifier import OnnxClassifier
 
     model_dir, model = _saved(tmp_path, num_labels=3, hidden_size=64)
     fp32 = export_onnx(model_dir, tmp_path / "fp32")
@@ -280,8 +280,8 @@ def _pytorch_predictions(logits: np.ndarray, task: str, names: list[str], thresh
 
 @pytest.mark.parametrize("task", list(TASKS))
 def test_fused_export_holds_fused_operators_and_matches_pytorch_for_every_task(tmp_path, task):
-    from hf_kd.export import export_onnx, fused_operator_counts
-    from hf_kd.onnx_classifier import EXPORT_FILE, OnnxClassifier
+    from hf_kd.export.onnx import export_onnx, fused_operator_counts
+    from hf_kd.export.onnx_classifier import EXPORT_FILE, OnnxClassifier
 
     config, threshold = TASKS[task]
     model_dir, model = _saved(tmp_path, **config, threshold=threshold)
@@ -307,8 +307,8 @@ def test_fused_export_holds_fused_operators_and_matches_pytorch_for_every_task(t
 
 
 def test_static_int8_is_calibrated_on_texts_and_close_to_pytorch(tmp_path):
-    from hf_kd.export import export_onnx, fused_operator_counts
-    from hf_kd.onnx_classifier import OnnxClassifier
+    from hf_kd.export.onnx import export_onnx, fused_operator_counts
+    from hf_kd.export.onnx_classifier import OnnxClassifier
 
     model_dir, model = _saved(tmp_path, num_labels=3, hidden_size=64)
     with pytest.raises(ValueError, match="calibration_texts"):
@@ -332,8 +332,8 @@ def test_static_int8_is_calibrated_on_texts_and_close_to_pytorch(tmp_path):
 
 
 def test_export_errors_name_the_bad_value(tmp_path):
-    from hf_kd.export import export_onnx
-    from hf_kd.onnx_classifier import OnnxClassifier
+    from hf_kd.export.onnx import export_onnx
+    from hf_kd.export.onnx_classifier import OnnxClassifier
 
     model_dir, _ = _saved(tmp_path)
     with pytest.raises(ValueError, match="'int4'"):
@@ -343,7 +343,7 @@ def test_export_errors_name_the_bad_value(tmp_path):
 
 
 def test_cli_export_writes_a_runnable_int8_folder(tmp_path):
-    from hf_kd.onnx_classifier import OnnxClassifier
+    from hf_kd.export.onnx_classifier import OnnxClassifier
 
     model_dir, _ = _saved(tmp_path, num_labels=3)
     out = tmp_path / "deploy"
@@ -368,9 +368,9 @@ def test_cli_export_writes_a_runnable_int8_folder(tmp_path):
 
 
 def test_pipeline_prunes_narrows_and_exports_the_student(recipe, tmp_path):
-    from hf_kd.onnx_classifier import OnnxClassifier
-    from hf_kd.pipeline import run_pipeline
-    from hf_kd.recipe import DistillationPipelineConfig
+    from hf_kd.export.onnx_classifier import OnnxClassifier
+    from hf_kd.pipeline.run import run_pipeline
+    from hf_kd.recipe.config import DistillationPipelineConfig
 
     recipe["student"].update(
         {"prune_vocabulary": True, "hidden_size": 16, "narrow_init": "pca", "hidden_loss_weight": 1.0}
@@ -422,7 +422,7 @@ def test_pipeline_prunes_narrows_and_exports_the_student(recipe, tmp_path):
 
 
 def test_recipe_refuses_bad_deploy_fields(recipe):
-    from hf_kd.recipe import DistillationPipelineConfig
+    from hf_kd.recipe.config import DistillationPipelineConfig
 
     for section, values, message in (
         ("student", {"narrow_init": "svd"}, "narrow_init.*'svd'"),

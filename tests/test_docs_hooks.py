@@ -22,25 +22,25 @@ def _page(src_uri: str, url: str):
 
 def test_prose_reference_links_to_the_defining_module():
     html = _hooks().on_page_content(
-        "see [<code>~hf_kd.recipe.RecipeParser</code>].", _page("api/cli.md", "api/cli/"), None, None
+        "see [<code>~hf_kd.recipe.config.RecipeParser</code>].", _page("api/cli.md", "api/cli/"), None, None
     )
-    assert html == 'see <a href="../recipe/#hf_kd.recipe.RecipeParser"><code>RecipeParser</code></a>.'
+    assert html == 'see <a href="../recipe/#hf_kd.recipe.config.RecipeParser"><code>RecipeParser</code></a>.'
 
 
 def test_type_column_references_are_linked_and_other_words_stay_code():
     hooks = _hooks()
     page = _page("api/evaluation.md", "api/evaluation/")
-    alone = hooks.on_page_content("<code>[`~hf_kd.recipe.DistillationPipelineConfig`]</code>", page, None, None)
+    alone = hooks.on_page_content("<code>[`~hf_kd.recipe.config.DistillationPipelineConfig`]</code>", page, None, None)
     assert (
         alone
-        == '<a href="../recipe/#hf_kd.recipe.DistillationPipelineConfig"><code>DistillationPipelineConfig</code></a>'
+        == '<a href="../recipe/#hf_kd.recipe.config.DistillationPipelineConfig"><code>DistillationPipelineConfig</code></a>'
     )
     mixed = hooks.on_page_content(
-        "<code>`PreTrainedModel` or [`~hf_kd.onnx_classifier.OnnxClassifier`]</code>", page, None, None
+        "<code>`PreTrainedModel` or [`~hf_kd.export.onnx_classifier.OnnxClassifier`]</code>", page, None, None
     )
     assert mixed == (
         "<code>PreTrainedModel</code> or "
-        '<a href="../onnx_classifier/#hf_kd.onnx_classifier.OnnxClassifier"><code>OnnxClassifier</code></a>'
+        '<a href="../onnx_classifier/#hf_kd.export.onnx_classifier.OnnxClassifier"><code>OnnxClassifier</code></a>'
     )
 
 

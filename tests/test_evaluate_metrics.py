@@ -8,9 +8,14 @@ import evaluate
 import numpy as np
 import pytest
 
-from hf_kd.blurb import blurb_hoc_f1
-from hf_kd.evaluate_metrics import METRICS, metric_path
-from hf_kd.metrics import binary_metrics, expected_calibration_error, make_compute_metrics, multilabel_metrics
+from hf_kd.evaluation.blurb import blurb_hoc_f1
+from hf_kd.evaluation.evaluate_metrics import METRICS, metric_path
+from hf_kd.evaluation.metrics import (
+    binary_metrics,
+    expected_calibration_error,
+    make_compute_metrics,
+    multilabel_metrics,
+)
 
 USER_METRIC = """
 import datasets
@@ -102,8 +107,8 @@ def test_compute_metrics_adds_a_users_evaluate_metric_on_the_predicted_labels(us
 
 
 def test_the_pipeline_reports_a_users_evaluate_metric(recipe, user_metric):
-    from hf_kd.pipeline import run_pipeline
-    from hf_kd.recipe import DistillationPipelineConfig
+    from hf_kd.pipeline.run import run_pipeline
+    from hf_kd.recipe.config import DistillationPipelineConfig
 
     recipe["evaluation"]["evaluate_metrics"] = [user_metric]
     result = run_pipeline(DistillationPipelineConfig.from_dict(recipe))

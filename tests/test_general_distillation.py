@@ -13,10 +13,10 @@ from conftest import StepLog, args_for, random_dataset, tiny_bert
 from safetensors.torch import load_file
 from transformers import Trainer, TrainerCallback
 
-from hf_kd.losses import attention_relation_loss
-from hf_kd.pipeline import DONE_FILE, PipelineRun, run_pipeline
-from hf_kd.recipe import DistillationPipelineConfig
-from hf_kd.stage_models import build_student
+from hf_kd.pipeline.run import DONE_FILE, PipelineRun, run_pipeline
+from hf_kd.pipeline.stage_models import build_student
+from hf_kd.recipe.config import DistillationPipelineConfig
+from hf_kd.training.losses import attention_relation_loss
 
 STAGE = "general_distillation"
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hf_kd.losses import (
+from hf_kd.training.losses import (
     attention_kl_loss,
     bernoulli_kd_loss,
     hard_label_loss,

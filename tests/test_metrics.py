@@ -1,4 +1,4 @@
-"""Tests for `hf_kd.metrics`: small arrays checked against scikit-learn or hand-computed values."""
+"""Tests for `hf_kd.evaluation.metrics`: small arrays checked against scikit-learn or hand-computed values."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from hf_kd.blurb import aggregate_by_group, blurb_hoc_f1
-from hf_kd.metrics import (
+from hf_kd.evaluation.blurb import aggregate_by_group, blurb_hoc_f1
+from hf_kd.evaluation.metrics import (
     agreement,
     binary_metrics,
     expected_calibration_error,
@@ -29,7 +29,7 @@ from hf_kd.metrics import (
     single_label_metrics,
     softmax,
 )
-from hf_kd.thresholds import positive_rate_threshold, tune_thresholds
+from hf_kd.evaluation.thresholds import positive_rate_threshold, tune_thresholds
 
 
 @dataclass

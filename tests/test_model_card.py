@@ -12,13 +12,13 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from transformers import AutoModelForSequenceClassification, Trainer
 
 from hf_kd import DistillationTrainer
-from hf_kd.card_data import DistillationCardData, card_data_from_trainer
-from hf_kd.metrics import make_compute_metrics
-from hf_kd.model_card import REQUIRED_TAGS, build_model_card, validate_model_card, write_model_card
-from hf_kd.model_stats import measure_latency, model_size
-from hf_kd.plots import plot_per_label_f1, plot_training_curves
-from hf_kd.report import build_report
-from hf_kd.report import write_report as write_report_files
+from hf_kd.evaluation.metrics import make_compute_metrics
+from hf_kd.evaluation.model_stats import measure_latency, model_size
+from hf_kd.reporting.card_data import DistillationCardData, card_data_from_trainer
+from hf_kd.reporting.model_card import REQUIRED_TAGS, build_model_card, validate_model_card, write_model_card
+from hf_kd.reporting.plots import plot_per_label_f1, plot_training_curves
+from hf_kd.reporting.report import build_report
+from hf_kd.reporting.report import write_report as write_report_files
 
 STUDENT_METRICS = {
     "eval_micro_f1": 0.71234567,

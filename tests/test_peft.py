@@ -11,8 +11,8 @@ from conftest import CLINICAL_LABELS, StepLog, args_for, make_tokenizer, random_
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 
 from hf_kd import DistillationTrainer
-from hf_kd.pipeline import run_pipeline
-from hf_kd.recipe import DistillationPipelineConfig
+from hf_kd.pipeline.run import run_pipeline
+from hf_kd.recipe.config import DistillationPipelineConfig
 
 LABELS = list(CLINICAL_LABELS)
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
@@ -77,7 +77,7 @@ def test_lora_student_distillation_term_reaches_the_adapter(tmp_path):
 
 
 def test_lora_student_pure_distillation_moves_towards_the_teacher(tmp_path):
-    from hf_kd.losses import softmax_kd_loss
+    from hf_kd.training.losses import softmax_kd_loss
 
     teacher = tiny_bert(seed=2).eval()
     with torch.no_grad():
@@ -277,7 +277,7 @@ def test_pipeline_lora_student_is_saved_merged_and_evaluated(lora_run):
     assert student.config.num_hidden_layers == 1 and list(student.config.id2label.values()) == LABELS
 
     # The evaluation stage scored the saved (merged) student.
-    from hf_kd.evaluation import evaluate_model
+    from hf_kd.pipeline.evaluation import evaluate_model
 
     metrics = evaluate_model(lora_run["config"], str(student_dir), split="validation")
     assert metrics["micro_f1"] == pytest.approx(result["student"]["validation"]["micro_f1"])

@@ -10,8 +10,8 @@ import yaml
 from conftest import CLINICAL_LABELS, micro_f1_from_saved, save_model_dir, tiny_bert
 from transformers import Trainer
 
-from hf_kd.pipeline import DONE_FILE, QualityGateError, run_pipeline
-from hf_kd.recipe import DistillationPipelineConfig
+from hf_kd.pipeline.run import DONE_FILE, QualityGateError, run_pipeline
+from hf_kd.recipe.config import DistillationPipelineConfig
 
 LABELS = list(CLINICAL_LABELS)
 
@@ -155,7 +155,7 @@ def test_config_yaml_roundtrip_and_flat_keys_refused(tmp_path):
 
 def test_search_backend_random_searches_the_recipe_space_through_optuna(recipe, monkeypatch):
     pytest.importorskip("optuna")
-    from hf_kd.recipe_search import run_search
+    from hf_kd.pipeline.recipe_search import run_search
 
     seen: list[tuple[str, float, float]] = []
     original = Trainer.train
@@ -251,7 +251,7 @@ def test_search_trials_distil_like_the_student_stage(recipe, monkeypatch):
     # Stage 5 and the search build their trainer in one place: with `online_teacher`, trials read no cached column.
     pytest.importorskip("optuna")
     from hf_kd import DistillationTrainer
-    from hf_kd.recipe_search import run_search
+    from hf_kd.pipeline.recipe_search import run_search
 
     seen: list[tuple[bool, bool]] = []
     original = DistillationTrainer.train

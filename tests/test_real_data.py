@@ -10,8 +10,8 @@ import pytest
 from conftest import micro_f1_from_saved
 from huggingface_hub import ModelCard
 
-from hf_kd.pipeline import run_pipeline
-from hf_kd.recipe import DistillationPipelineConfig
+from hf_kd.pipeline.run import run_pipeline
+from hf_kd.recipe.config import DistillationPipelineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

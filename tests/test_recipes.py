@@ -14,8 +14,8 @@ import pytest
 import yaml
 from conftest import save_model_dir, tiny_bert
 
-from hf_kd.pipeline import run_pipeline
-from hf_kd.recipe import DistillationPipelineConfig
+from hf_kd.pipeline.run import run_pipeline
+from hf_kd.recipe.config import DistillationPipelineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 OWN_DATA = ROOT / "recipes" / "own_data"

@@ -12,9 +12,9 @@ from safetensors.torch import save_file
 
 from hf_kd import model_stats
 from hf_kd import plots as plots_module
-from hf_kd.model_stats import measure_latency, model_size, time_batch
-from hf_kd.plots import plot_per_label_f1, plot_training_curves
-from hf_kd.report import (
+from hf_kd.evaluation.model_stats import measure_latency, model_size, time_batch
+from hf_kd.reporting.plots import plot_per_label_f1, plot_training_curves
+from hf_kd.reporting.report import (
     build_report,
     format_table,
     print_report,

@@ -11,8 +11,8 @@ from conftest import StepLog, args_for, random_dataset, tiny_bert
 from transformers import TrainerCallback
 
 from hf_kd import DistillationTrainer, DistillationTrainingArguments, cache_teacher_logits
-from hf_kd.intermediate import PROJECTIONS_MODULE
-from hf_kd.losses import validate_labels
+from hf_kd.training.intermediate import PROJECTIONS_MODULE
+from hf_kd.training.losses import validate_labels
 
 
 def _hidden_trainer(out, **kwargs):
@@ -85,7 +85,7 @@ def test_resume_with_a_width_projection_ends_with_the_uninterrupted_weights(tmp_
 
 
 def test_resume_without_the_projections_file_is_refused(tmp_path):
-    from hf_kd.trainer import PROJECTIONS_FILE
+    from hf_kd.training.intermediate import PROJECTIONS_FILE
 
     trainer = _hidden_trainer(tmp_path, save_strategy="steps", save_steps=3)
     trainer.train()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import tiny_bert
 
-from hf_kd.student import student_from_teacher, uniform_layers
+from hf_kd.training.student import student_from_teacher, uniform_layers
 
 
 def test_uniform_layers_distilbert_choice():

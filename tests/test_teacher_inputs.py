@@ -17,7 +17,7 @@ from hf_kd import (
     cache_teacher_logits,
     tokenize_for_distillation,
 )
-from hf_kd.teacher_cache import teacher_fingerprint
+from hf_kd.training.teacher_cache import teacher_fingerprint
 
 TEXTS = [
     "the patient fever cough",
@@ -192,7 +192,7 @@ def test_unlabeled_single_label_rows_get_only_the_distillation_term(tmp_path, to
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
     with torch.no_grad():
         s, t = student(**inputs).logits, teacher(**inputs).logits
-    from hf_kd.losses import softmax_kd_loss
+    from hf_kd.training.losses import softmax_kd_loss
 
     hard = torch.nn.functional.cross_entropy(s[4:], batch["labels"][4:])
     torch.testing.assert_close(loss, 0.5 * hard + 0.5 * softmax_kd_loss(s, t, 2.0))
@@ -286,7 +286,7 @@ def test_hidden_loss_across_tokenizers_and_widths_trains_projection_not_saved(tm
 
 
 def test_mean_pool_is_the_masked_mean():
-    from hf_kd.alignment import mean_pool
+    from hf_kd.data.alignment import mean_pool
 
     hidden = torch.randn(3, 4, 5)
     mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]])
@@ -297,7 +297,7 @@ def test_mean_pool_is_the_masked_mean():
 
 
 def test_mean_alignment_compares_per_example_mean_states_of_each_side():
-    from hf_kd.intermediate import IntermediateDistiller
+    from hf_kd.training.intermediate import IntermediateDistiller
 
     cfg = BertConfig(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16)
     t_cfg = BertConfig(hidden_size=8, num_hidden_layers=4, num_attention_heads=2, intermediate_size=16)
@@ -357,7 +357,7 @@ def test_bad_hidden_alignment_is_refused(tmp_path):
 
 
 def test_hidden_loss_with_no_shared_words_is_zero_not_a_crash(tmp_path):
-    from hf_kd.intermediate import IntermediateDistiller
+    from hf_kd.training.intermediate import IntermediateDistiller
 
     s_cfg = BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
     t_cfg = BertConfig(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16)
@@ -423,7 +423,7 @@ def test_intermediate_losses_need_the_online_teacher(tmp_path):
 
 
 def test_layer_mapping_errors_name_the_layers(tmp_path):
-    from hf_kd.intermediate import IntermediateDistiller
+    from hf_kd.training.intermediate import IntermediateDistiller
 
     cfg = BertConfig(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16)
     with pytest.raises(ValueError, match=r"teacher layers \[7\]"):
@@ -459,7 +459,7 @@ def test_real_minilm_teacher_with_a_small_local_student_tokenizer(tmp_path, tok)
 
 
 def test_a_second_attach_takes_the_new_loss_settings_and_a_new_mapping_gets_new_projections(caplog):
-    from hf_kd.intermediate import PROJECTIONS_MODULE, attach_intermediate
+    from hf_kd.training.intermediate import PROJECTIONS_MODULE, attach_intermediate
 
     student, teacher = tiny_bert(hidden_size=16, layers=2), tiny_bert(hidden_size=32, layers=4)
     first = attach_intermediate(student, teacher.config, seed=0, layer_mapping=[2, 4], hidden_loss_weight=1.0)

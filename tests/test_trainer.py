@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_kd import DistillationTrainer, DistillationTrainingArguments
-from hf_kd.losses import bernoulli_kd_loss, softmax_kd_loss
-from hf_kd.teacher import reorder_logits, run_teacher
+from hf_kd.training.losses import bernoulli_kd_loss, softmax_kd_loss
+from hf_kd.training.teacher import reorder_logits, run_teacher
 
 
 def batch_of(dataset, n=4):
@@ -351,7 +351,7 @@ def test_teacher_eval_metrics_report_agreement_and_distill_loss(tmp_path):
 
 
 def test_agreement_counts_compare_predictions_not_models():
-    from hf_kd.teacher import agreement_counts
+    from hf_kd.training.teacher import agreement_counts
 
     student = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 0.0, 5.0]])
     teacher = torch.tensor([[5.0, 0.0, 0.0], [4.0, 1.0, 0.0], [0.0, 0.0, 9.0]])

@@ -15,9 +15,9 @@ from transformers import Trainer
 
 from hf_kd.cli import main
 from hf_kd.constants import IGNORE_INDEX
-from hf_kd.pipeline import run_pipeline
-from hf_kd.recipe import DistillationPipelineConfig
-from hf_kd.recipe_data import load_recipe_data, subset, transfer_set
+from hf_kd.pipeline.run import run_pipeline
+from hf_kd.pipeline.splits import load_recipe_data, subset, transfer_set
+from hf_kd.recipe.config import DistillationPipelineConfig
 
 UNLABELED_WORD = "tumor"  # in the tokenizer's vocabulary, in no labelled row: what the transfer set adds
 
@@ -185,7 +185,7 @@ def test_a_transfer_set_for_a_regression_task_is_refused(tmp_path):
             "teacher": {"model": "unused"},
         }
     )
-    from hf_kd.recipe_data import recipe_splits
+    from hf_kd.pipeline.splits import recipe_splits
 
     with pytest.raises(ValueError, match="needs a classification task; this one is regression"):
         recipe_splits(config, cache_dir=str(tmp_path / "cache"))

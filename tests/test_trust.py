@@ -14,9 +14,9 @@ from conftest import save_model_dir, tiny_bert
 from transformers import Trainer
 
 from hf_kd import cli
-from hf_kd.markers import LOCK_FILE, RunLockedError
-from hf_kd.pipeline import DONE_FILE, run_pipeline
-from hf_kd.recipe import DistillationPipelineConfig
+from hf_kd.pipeline.markers import LOCK_FILE, RunLockedError
+from hf_kd.pipeline.run import DONE_FILE, run_pipeline
+from hf_kd.recipe.config import DistillationPipelineConfig
 
 CANARY = "zebra canary patient seventeen"
 

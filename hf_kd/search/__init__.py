@@ -7,7 +7,7 @@
 | `hf_kd.search.swarm` | pyswarms' swarm state, its RNG and the files a search writes |
 | `hf_kd.search.isolation` | single-process trials inside a multi-process launch |
 
-`hf-kd search` (a recipe's search, after its teacher stages) is `hf_kd.recipe_search.run_search`.
+`hf-kd search` (a recipe's search, after its teacher stages) is `hf_kd.pipeline.recipe_search.run_search`.
 """
 
 from .pso import PSO_DIR, run_pso

@@ -20,8 +20,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hf_kd import DistillationTrainer, DistillationTrainingArguments, load_hoc, tokenize_for_distillation
-from hf_kd.metrics import make_compute_metrics
-from hf_kd.student import student_from_teacher
+from hf_kd.evaluation.metrics import make_compute_metrics
+from hf_kd.training.student import student_from_teacher
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import torch
 
 
 def _instrument(seen: dict[str, Any]) -> None:
-    import hf_kd.teacher_cache as teacher_cache
+    import hf_kd.training.teacher_cache as teacher_cache
     from hf_kd import DistillationTrainer
 
     original_cache = teacher_cache.cache_teacher_logits

@@ -41,7 +41,7 @@ def main() -> None:
     from accelerate import PartialState
 
     from hf_kd import cache_teacher_logits
-    from hf_kd.distributed import leave_process_group
+    from hf_kd.training.distributed import leave_process_group
 
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,7 @@ def main() -> None:
     if state.num_processes > 1:
         from accelerate.utils import DistributedType
 
-        from hf_kd.teacher import prepare_teacher, shard_teacher
+        from hf_kd.training.teacher import prepare_teacher, shard_teacher
 
         ids = torch.randint(5, 64, (4, 8), generator=torch.Generator().manual_seed(0))
         full = tiny_bert(layers=4, seed=2).eval().requires_grad_(False)

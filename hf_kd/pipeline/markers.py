@@ -1,0 +1,376 @@
+"""What a run folder records about itself: stage markers with the fingerprint of their inputs, and the run lock.
+
+Each pipeline stage writes `DONE.json` in its folder when it finishes, with a fingerprint of everything it was made
+from (its recipe section, the upstream stage's fingerprint, the data files, the models' files). A rerun compares
+fingerprints: a stage whose inputs changed is recomputed, and so is every stage after it. The lock file
+`.hf-kd.lock` holds the process id of the run that owns the folder, so that a second run into it stops at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DONE_FILE",
+    "LOCK_FILE",
+    "RunLock",
+    "RunLockedError",
+    "digest",
+    "files_identity",
+    "read_marker",
+    "write_marker",
+]
+
+DONE_FILE = "DONE.json"
+"""The marker a stage writes in its folder when it finishes."""
+
+LOCK_FILE = ".hf-kd.lock"
+"""The lock file of a run folder."""
+
+# Files up to this size are hashed whole (configs, tokenizers); larger ones (weights) by name, size and time.
+_HASHED_BYTES = 5_000_000
+
+
+class RunLockedError(RuntimeError):
+    """Raised when another live run holds the output folder."""
+
+
+def digest(*parts: Any) -> str:
+    """
+    A short SHA-256 digest of JSON-serialisable parts (dicts are sorted by key).
+
+    Args:
+        *parts (`Any`):
+            The parts.
+
+    Returns:
+        `str`: 16 hex digits.
+    """
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def files_identity(path: str | os.PathLike | None) -> Any:
+    """
+    What identifies a local model or data folder (or file): its files' names and sizes, the content of the small ones
+    and the modification time of the large ones. A name that is not a local path (a Hub id) is its own identity.
+
+    Args:
+        path (`str` or `os.PathLike`, *optional*):
+            The folder, file or Hub id.
+
+    Returns:
+        `Any`: A JSON-serialisable identity (None for None).
+    """
+    if path is None:
+        return None
+    root = Path(path)
+    if not root.exists():
+        return {"name": str(path)}
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    identity = []
+    for file in files:
+        stat = file.stat()
+        entry: list[Any] = [str(file.relative_to(root) if file != root else file.name), stat.st_size]
+        if stat.st_size <= _HASHED_BYTES:
+            entry.append(hashlib.sha256(file.read_bytes()).hexdigest()[:16])
+        else:
+            entry.append(int(stat.st_mtime))
+        identity.append(entry)
+    return {"path": str(root.resolve()), "files": identity}
+
+
+def read_marker(stage_dir: Path) -> dict[str, Any] | None:
+    """
+    A stage's `DONE.json`, or None when the stage did not finish.
+
+    Args:
+        stage_dir (`Path`):
+            The stage's folder.
+
+    Returns:
+        `dict[str, Any]` or `None`: The marker.
+    """
+    marker = stage_dir / DONE_FILE
+    if marker.is_file():
+        return json.loads(marker.read_text(encoding="utf-8"))
+    return None
+
+
+def write_marker(stage_dir: Path, info: Mapping[str, Any]) -> None:
+    """
+    Write a stage's `DONE.json` atomically (the caller writes from the main process only).
+
+    Args:
+        stage_dir (`Path`):
+            The stage's folder.
+        info (`Mapping[str, Any]`):
+            What the stage records (its fingerprint among it).
+    """
+    from ..reporting.report import jsonable
+
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    tmp = stage_dir / (DONE_FILE + ".tmp")
+    tmp.write_text(json.dumps(jsonable(info), indent=2) + "\n", encoding="utf-8")
+    tmp.replace(stage_dir / DONE_FILE)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+class RunLock:
+    """
+    The lock of a run folder: `output_dir/.hf-kd.lock`, created atomically, holding the owner's process id.
+
+    A lock left on this host by a process that is gone (killed, crashed) is taken over. A lock written on another
+    host (a shared filesystem: that node's run may be alive), or one that cannot be read, is never taken over unless
+    `force` says so. Use it as a context manager.
+
+    Args:
+        folder (`Path`):
+            The run folder.
+        force (`bool`, *optional*, defaults to `False`):
+            Take over a lock of another host or an unreadable one (`hf-kd distill --force-unlock`), after making sure
+            no run uses the folder. A live run of this host is never taken over.
+    """
+
+    def __init__(self, folder: Path, force: bool = False) -> None:
+        self.path = Path(folder) / LOCK_FILE
+        self.held = False
+        self.force = force
+
+    def acquire(self) -> None:
+        """
+        Take the lock, or raise [`RunLockedError`] naming the folder when a live run holds it.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        for _ in range(2):
+            try:
+                handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._take_over(me["host"])
+                self.path.unlink(missing_ok=True)  # left by a process that is gone, or forced
+                continue
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump(me, out)
+            self.held = True
+            return
+        raise RunLockedError(f"Could not take the lock of the output folder {str(self.path.parent)!r}.")
+
+    def _take_over(self, host: str) -> None:
+        """Raise [`RunLockedError`] naming the holder unless its lock may be removed."""
+        folder = str(self.path.parent)
+        try:
+            owner = json.loads(self.path.read_text(encoding="utf-8"))
+            pid, holder = int(owner["pid"]), str(owner["host"])
+        except (OSError, ValueError, KeyError, TypeError):
+            if self.force:
+                return
+            raise RunLockedError(
+                f"The output folder {folder!r} has a lock file that cannot be read ({str(self.path)!r}). If no run "
+                "uses the folder, rerun with --force-unlock (or remove the file)."
+            ) from None
+        started = owner.get("started", "?")
+        if holder == host:
+            if _alive(pid):
+                raise RunLockedError(
+                    f"The output folder {folder!r} is in use by another hf-kd run (process {pid} on {holder}, started "
+                    f"{started}); wait for it to finish or choose another output_dir."
+                )
+            return
+        if not self.force:
+            raise RunLockedError(
+                f"The output folder {folder!r} is locked by an hf-kd run on host {holder!r} (process {pid}, started "
+                f"{started}), which this host cannot check. Wait for it, or, if it is gone, rerun with --force-unlock."
+            )
+
+    def release(self) -> None:
+        """Remove the lock file if this process holds it."""
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+STARTED_FILE = "STARTED.json"
+"""Written when a training stage starts, with its fingerprint: its checkpoints were made from these inputs."""
+
+# Student fields that only the distillation reads (the hard-label warm-up ignores them).
+DISTILLATION_ONLY = (
+    "alpha", "temperature", "single_label_distillation_loss", "multi_label_distillation_loss", "hidden_loss_weight",
+    "hidden_loss", "hidden_alignment", "layer_mapping", "attention_loss_weight", "online_teacher",
+    "keep_teacher_logits", "relation_loss_weight", "num_relation_heads",
+)  # fmt: skip
+
+# Student fields the general-distillation stage is made from (the student's architecture and its own settings).
+GENERAL_STUDENT_FIELDS = (
+    "model", "from_teacher_layers", "num_layers", "tokenizer", "prune_vocabulary", "hidden_size", "intermediate_size",
+    "narrow_init", "general_distillation",
+)  # fmt: skip
+
+
+def stage_fingerprints(config: Any) -> dict[str, dict[str, Any]]:
+    """
+    What each pipeline stage is made from, and its fingerprint (the upstream stage's fingerprint is one of its inputs).
+
+    Args:
+        config (`hf_kd.recipe.config.DistillationPipelineConfig`):
+            The recipe.
+
+    Returns:
+        `dict[str, dict]`: Stage -> `{"fingerprint": str, "inputs": {part: digest}, "after": (stage, ...)}`, `after`
+        naming the stages it is made from. `general_distillation` is there only when the recipe runs it.
+    """
+    # The transfer set is an input of the teacher's logits and after, not of the teacher's fine-tuning.
+    transfer_fields = ("unlabeled_files", "unlabeled_from_corpus")
+    data = {k: v for k, v in asdict(config.data).items() if k not in ("keep_cache", *transfer_fields)}
+    files = {split: files_identity(path) for split, path in (config.data.data_files or {}).items()}
+    data_fp = digest(data, config.seed, files_identity(config.data.path), files)
+    transfer = [config.data.unlabeled_from_corpus, [files_identity(p) for p in config.data.unlabeled_files or []]]
+    teacher = asdict(config.teacher)
+    student = {k: v for k, v in asdict(config.student).items() if k != "training"} | dict(config.student.training)
+    warmup = {k: v for k, v in student.items() if k not in DISTILLATION_ONLY}
+    gate = ("gate_metric", "min_teacher_metric")  # read after the teacher's evaluation, not inputs of a stage
+    evaluation = {k: v for k, v in asdict(config.evaluation).items() if k not in gate}
+    student_model = files_identity(config.student.model)
+    inputs: dict[str, dict[str, Any]] = {}
+
+    def stage(name: str, after: tuple[str, ...] = (), **parts: Any) -> str:
+        fingerprint = digest(name, parts)
+        inputs[name] = {"fingerprint": fingerprint, "inputs": {k: digest(v) for k, v in parts.items()}, "after": after}
+        return fingerprint
+
+    # General distillation: the pretrained teacher, the student's architecture and the text; not the fine-tuning.
+    architecture = {k: v for k, v in student.items() if k in GENERAL_STUDENT_FIELDS}
+    general = config.student.general_distillation
+    general_fp = (
+        stage(
+            "general_distillation",
+            data=data_fp,
+            transfer=transfer,
+            teacher=files_identity(general.get("teacher") or config.teacher.model),
+            student=architecture,
+            model=student_model,
+        )
+        if general is not None and general.get("model") is None
+        else digest(general, files_identity((general or {}).get("model")))
+    )
+    teacher_fp = stage("teacher", data=data_fp, teacher=teacher, model=files_identity(config.teacher.model))
+    stage("teacher_eval", ("teacher",), teacher=teacher_fp, threshold=config.evaluation.threshold)
+    # The cached dataset holds the student's token ids too: its tokenizer (pruned or not) is an input.
+    student_tokenizer: Any = student_model
+    if config.student.tokenizer is not None:
+        student_tokenizer = [student_tokenizer, files_identity(config.student.tokenizer)]
+    if config.student.prune_vocabulary:
+        student_tokenizer = [student_tokenizer, "pruned"]
+    logits_fp = stage(
+        "teacher_logits",
+        ("teacher",),
+        teacher=teacher_fp,
+        student_tokenizer=student_tokenizer,
+        data=data_fp,
+        transfer=transfer,
+    )
+    general_after = ("general_distillation",) if "general_distillation" in inputs else ()
+    warm_fp = stage(
+        "student_warmup",
+        ("teacher_logits", *general_after),
+        teacher_logits=logits_fp,
+        student=warmup,
+        model=student_model,
+        general=general_fp,
+    )
+    upstream = ("student_warmup",) if config.student.warmup_epochs else ("teacher_logits", *general_after)
+    student_fp = stage(
+        "student",
+        upstream,
+        upstream=warm_fp if config.student.warmup_epochs else logits_fp,
+        student=student,
+        model=student_model,
+        general=general_fp,
+    )
+    stage(
+        "evaluation",
+        ("student", "teacher_eval"),
+        student=student_fp,
+        teacher_eval=inputs["teacher_eval"]["fingerprint"],
+        evaluation=evaluation,
+    )
+    return inputs
+
+
+def write_started(stage_dir: Path, fingerprint: Mapping[str, Any]) -> None:
+    """
+    Record the fingerprint of a training stage as it starts (`STARTED.json`).
+
+    Args:
+        stage_dir (`Path`):
+            The stage's folder.
+        fingerprint (`Mapping[str, Any]`):
+            Its entry of [`stage_fingerprints`].
+    """
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    (stage_dir / STARTED_FILE).write_text(json.dumps(dict(fingerprint)), encoding="utf-8")
+
+
+def changed_stages(
+    root: Path, stages: tuple[str, ...], fingerprints: Mapping[str, Mapping[str, Any]]
+) -> list[tuple[str, list[str]]]:
+    """
+    The stages of a run folder that were made (or started) from other inputs, and every existing stage made after
+    one of them (its `after` stages in [`stage_fingerprints`]).
+
+    Args:
+        root (`Path`):
+            The run folder.
+        stages (`tuple[str, ...]`):
+            The stages, in order.
+        fingerprints (`Mapping[str, Mapping[str, Any]]`):
+            From [`stage_fingerprints`].
+
+    Returns:
+        `list[tuple[str, list[str]]]`: Each stage to recompute, with the inputs that changed (`"upstream"` when an
+        earlier stage changed).
+    """
+    removed: set[str] = set()
+    out = []
+    for name in stages:
+        if name not in fingerprints:  # a stage the recipe does not run
+            continue
+        folder = root / name
+        marker = read_marker(folder)
+        if marker is None and (folder / STARTED_FILE).is_file():
+            marker = json.loads((folder / STARTED_FILE).read_text(encoding="utf-8"))
+        expected = fingerprints[name]
+        upstream = any(before in removed for before in expected.get("after", ()))
+        if not upstream and (marker is None or marker.get("fingerprint") == expected["fingerprint"]):
+            continue
+        removed.add(name)
+        if marker is None and not folder.exists():
+            continue
+        old = (marker or {}).get("inputs", {})
+        reasons = [key for key, value in expected["inputs"].items() if old.get(key) != value] if marker else []
+        out.append((name, reasons if reasons and not upstream else ["upstream"] if upstream else reasons))
+    return out

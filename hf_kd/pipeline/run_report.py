@@ -1,0 +1,317 @@
+"""What the pipeline's evaluation stage writes: `metrics.json`, the teacher-vs-student report, its figures, the card.
+
+Only numbers, settings and label names go into these files; latency is measured on synthetic token ids.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..constants import BINARY, MULTI_LABEL
+from ..evaluation.model_stats import measure_latency, model_size
+from ..reporting.report import build_report, jsonable, print_report, write_report
+from .builders import training_args
+from .evaluation import headline, result_summary
+
+__all__ = ["push_student", "save_predictions", "write_run_report"]
+
+logger = logging.getLogger(__name__)
+
+
+def _numeric(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def write_run_report(
+    run: Any,
+    student: Any,
+    student_dir: str,
+    teacher_metrics: dict[str, dict[str, float]],
+    student_metrics: dict[str, dict[str, float]],
+    folder: Path,
+    exported: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """
+    Write the evaluation stage's files for a pipeline run (main process only).
+
+    `folder/metrics.json` (headline metrics), `report.json` / `report.md` in the run folder and in `folder` (metrics,
+    size and CPU latency of both models), the figures (`evaluation.plots`) and the student's model card
+    (`evaluation.model_card`).
+
+    Args:
+        run (`hf_kd.pipeline.run.PipelineRun`):
+            The run: its recipe, folders, tokenizers, teacher and label space.
+        student (`PreTrainedModel`):
+            The distilled student.
+        student_dir (`str`):
+            The student's folder (the card is written there).
+        teacher_metrics (`dict[str, dict[str, float]]`):
+            The teacher's metrics per split.
+        student_metrics (`dict[str, dict[str, float]]`):
+            The student's metrics per split.
+        folder (`Path`):
+            The evaluation stage's folder.
+        exported (`Mapping[str, Any]`, *optional*):
+            The exported student (`hf_kd.pipeline.stage_models.export_student`): its metrics per split, what the export
+            wrote and the loaded classifier; the report then has a third model, timed through onnxruntime.
+
+    Returns:
+        `dict[str, Any]`: The report (`hf_kd.reporting.report.build_report`).
+    """
+    config = run.config
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(
+        json.dumps(jsonable(result_summary(teacher_metrics, student_metrics)), indent=2) + "\n", encoding="utf-8"
+    )
+    teacher = run.load_teacher()
+    sides: dict[str, dict[str, Any]] = {}
+    for name, model, tokenizer, metrics, path in (
+        ("teacher", teacher, run.teacher_tokenizer, teacher_metrics, run.teacher_path),
+        ("student", student, run.student_tokenizer, student_metrics, student_dir),
+    ):
+        side: dict[str, Any] = {"metrics": headline(metrics)}
+        size = model_size(path if Path(path).is_dir() else model)
+        side.update({"parameters": size["parameters"], "size_mb": size["size_mb"]})
+        if config.evaluation.latency:
+            side["latency"] = measure_latency(
+                model,
+                tokenizer,
+                batch_sizes=tuple(config.evaluation.latency_batch_sizes),
+                seq_len=config.data.max_length or 128,
+            )
+        sides[name] = side
+    exported_side = None
+    if exported is not None:
+        from ..export.onnx_classifier import onnx_latency
+
+        info = exported["export"]
+        exported_side = {
+            "metrics": headline(exported["metrics"]),
+            "parameters": sides["student"]["parameters"],
+            "size_mb": info["size_mb"],
+            "format": f"ONNX {info['quantize'] or 'fp32'}",
+        }
+        if config.evaluation.latency:
+            exported_side["latency"] = onnx_latency(
+                exported["classifier"],
+                batch_sizes=tuple(config.evaluation.latency_batch_sizes),
+                seq_len=config.data.max_length or 128,
+            )
+    extra = {
+        "dataset": config.data.dataset,
+        "level": config.data.level,
+        "train_examples": run.n_train,
+        "teacher": run.teacher_name,
+        "student_layers": getattr(student.config, "num_hidden_layers", None),
+        "task": run.task,
+        "threshold_rule": config.evaluation.threshold if run.task in (MULTI_LABEL, BINARY) else None,
+    }
+    if config.evaluation.plots:
+        extra["figures"] = [Path(f).name for f in _plots(run, teacher_metrics, student_metrics, folder)]
+    vocabulary = getattr(student.config, "hf_kd_pruned_vocabulary", None)
+    if vocabulary:
+        extra["student_vocabulary"] = {"kept": student.config.vocab_size, **vocabulary}
+    extra["student_hidden_size"] = getattr(student.config, "hidden_size", None)
+    report = build_report(sides["teacher"], sides["student"], extra=extra, exported=exported_side)
+    write_report(report, run.root)
+    write_report(report, folder)
+    print_report(report)
+    if config.evaluation.model_card:
+        _model_card(run, student, student_dir, teacher, student_metrics, teacher_metrics, report)
+    return report
+
+
+MIN_CURVE_POINTS = 5
+"""Training curves are drawn from this many logged losses on (fewer make no curve)."""
+
+
+def _plots(run: Any, teacher_metrics: Any, student_metrics: Any, folder: Path) -> list[str]:
+    """The evaluation stage's figures: training curves, F1 per label or class, and the binary curves."""
+    import numpy as np
+
+    from ..constants import SINGLE_LABEL
+    from ..reporting.plots import plot_binary_curves, plot_per_label_f1, plot_training_curves
+
+    written: list[str] = []
+    split = run.validation_split
+    try:
+        history_file = run.root / "student" / "log_history.json"
+        history = json.loads(history_file.read_text(encoding="utf-8")) if history_file.is_file() else []
+        if sum("loss" in entry for entry in history) >= MIN_CURVE_POINTS:
+            written.append(str(plot_training_curves(history, folder / "student_training_curves.png")))
+        if run.task == BINARY:
+            sides = {}
+            for name, stage, metrics in (
+                ("teacher", "teacher_eval", teacher_metrics),
+                ("student", "evaluation", student_metrics),
+            ):
+                saved = np.load(run.stage_dir(stage) / f"predictions_{split}.npz")
+                sides[name] = (saved["probs"], saved["labels"], metrics[split]["threshold"])
+            written.append(str(plot_binary_curves(sides, folder / "binary_curves.png")))
+        elif run.task in (MULTI_LABEL, SINGLE_LABEL):
+            written.append(
+                str(
+                    plot_per_label_f1(
+                        teacher_metrics[split], student_metrics[split], run.label_names, folder / "per_label_f1.png"
+                    )
+                )
+            )
+    except Exception as error:  # noqa: BLE001 - figures are a convenience, never fatal
+        logger.warning("Could not write the plots: %s: %s", type(error).__name__, error)
+    return written
+
+
+def _model_card(
+    run: Any, student: Any, student_dir: str, teacher: Any, student_metrics: Any, teacher_metrics: Any, report: Any
+) -> None:
+    from ..reporting.card_data import card_data_from_trainer
+    from ..reporting.model_card import write_model_card
+    from ..training.distillation_trainer import DistillationTrainer
+
+    config = run.config
+    args = training_args(run.stage_dir("evaluation") / "tmp", config, config.student.training)
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args)
+    split = run.validation_split
+    card = card_data_from_trainer(
+        trainer,
+        teacher_id=run.teacher_name,
+        dataset_names=[config.data.dataset],
+        metrics=_numeric(student_metrics[split]),
+        teacher_metrics=_numeric(teacher_metrics[split]),
+        eval_split=split,
+        label_names=list(run.label_names),
+        cached_teacher_logits=not run.config.student.needs_online_teacher,
+        # The card's title: the Hub repo when the recipe names one, else the run's folder name.
+        model_name=str(args.hub_model_id).split("/")[-1] if args.hub_model_id else Path(config.output_dir).name,
+    )
+    write_model_card(student_dir, card, report)
+
+
+def save_predictions(folder: Path, outputs: Mapping[str, Mapping[str, Any]]) -> None:
+    """
+    Save an evaluation's probabilities and labels per split (`predictions_<split>.npz`, numbers only), for the figures.
+
+    Args:
+        folder (`Path`):
+            The stage's folder.
+        outputs (`Mapping[str, Mapping[str, np.ndarray]]`):
+            Split -> `{"probs", "labels"}` (from `hf_kd.pipeline.evaluation.evaluate_splits`).
+    """
+    import numpy as np
+
+    from ..training.distributed import is_main_process
+
+    if is_main_process() and outputs:
+        folder.mkdir(parents=True, exist_ok=True)
+        for split, arrays in outputs.items():
+            np.savez(folder / f"predictions_{split}.npz", **arrays)
+
+
+def write_unlabeled_predictions(
+    path: Path, logits: Any, task: str, label_names: list[str], threshold: float | None
+) -> None:
+    """
+    Write a model's predictions on an unlabeled split as JSON lines: `row` (its position in the split),
+    `prediction` (label name(s), `hf_kd.evaluation.thresholds.predicted_labels`) and `scores` (probabilities, or the
+    logits of a single-label or regression head); never the text.
+
+    Args:
+        path (`Path`):
+            The file to write.
+        logits (`np.ndarray`):
+            The logits, one row per example of the split.
+        task (`str`):
+            The task.
+        label_names (`list[str]`):
+            The label names in id order.
+        threshold (`float`, *optional*):
+            The operating threshold of a multi-label or binary task.
+    """
+    from ..evaluation.numeric import positive_scores, sigmoid
+    from ..evaluation.thresholds import predicted_labels
+
+    predictions = predicted_labels(logits, task, label_names, threshold)
+    if task == MULTI_LABEL:
+        scores = sigmoid(logits).tolist()
+    elif task == BINARY:
+        scores = positive_scores(logits).tolist()
+    else:
+        scores = logits.tolist()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for row, (prediction, score) in enumerate(zip(predictions, scores)):
+            handle.write(json.dumps({"row": row, "prediction": prediction, "scores": score}) + "\n")
+
+
+def predict_unlabeled(run: Any, student: Any, folder: Path, threshold: float | None) -> dict[str, str]:
+    """
+    The student's predictions on each unlabeled split of a run that has no metrics (an unlabeled test split),
+    written by [`write_unlabeled_predictions`] to `folder/predictions_<split>.jsonl`.
+
+    Args:
+        run (`hf_kd.pipeline.run.PipelineRun`):
+            The run.
+        student (`PreTrainedModel`):
+            The student.
+        folder (`Path`):
+            The evaluation stage's folder.
+        threshold (`float`, *optional*):
+            The student's operating threshold (multi-label and binary tasks).
+
+    Returns:
+        `dict[str, str]`: Split -> the file written.
+    """
+    from ..training.distributed import is_main_process
+    from .evaluation import predict_logits
+
+    written = {}
+    for name, dataset in run.student_predict.items():
+        batch_size = run.config.evaluation.batch_size
+        logits = predict_logits(student, run.student_tokenizer, dataset, folder / "tmp", batch_size)
+        path = folder / f"predictions_{name}.jsonl"
+        if is_main_process():
+            write_unlabeled_predictions(path, logits, run.task, run.label_names, threshold)
+        written[name] = str(path)
+    return written
+
+
+def push_student(run: Any, student_dir: str) -> str | None:
+    """
+    Push the final student folder (weights in safetensors, tokenizer, the distillation card as `README.md`; not the
+    pickled `training_args.bin`) to the Hub, once, when the student section names a `hub_model_id` or sets
+    `push_to_hub`.
+
+    Args:
+        run (`hf_kd.pipeline.run.PipelineRun`):
+            The run.
+        student_dir (`str`):
+            The student's folder, after its card was written.
+
+    Returns:
+        `str` or `None`: The repository id pushed to, or None when the recipe does not ask for a push.
+    """
+    training = run.config.student.training
+    repo_id = training.get("hub_model_id")
+    if not repo_id and not training.get("push_to_hub"):
+        return None
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    repo = api.create_repo(
+        repo_id or Path(run.config.output_dir).name,
+        token=training.get("hub_token"),
+        private=training.get("hub_private_repo"),
+        exist_ok=True,
+    )
+    api.upload_folder(
+        repo_id=repo.repo_id,
+        folder_path=student_dir,
+        commit_message="Distilled student (hf-kd)",
+        token=training.get("hub_token"),
+        ignore_patterns=["training_args.bin"],  # a pickle of the run's arguments: not part of the model
+    )
+    return str(repo.repo_id)

@@ -1,0 +1,396 @@
+"""A recipe's data: the dataset its `data:` section names, its subsets, and the tokenized columns each model reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..constants import (
+    BINARY,
+    CORPUS_LEVELS,
+    LABELS_COLUMN,
+    MODEL_COLUMNS,
+    REGRESSION,
+    SINGLE_LABEL,
+    TEACHER_SIDE_COLUMNS,
+    infer_task,
+)
+from ..data.unlabeled import UNLABELED_SPLIT, hide_labels, unlabeled_rows
+from ..recipe.config import DistillationPipelineConfig
+
+__all__ = [
+    "labelled_split",
+    "load_recipe_data",
+    "model_columns",
+    "recipe_splits",
+    "RecipeSplits",
+    "subset",
+    "tokenize_side",
+    "tokenize_splits",
+    "transfer_set",
+]
+
+
+def load_recipe_data(config: DistillationPipelineConfig, cache_dir: str | None = None) -> tuple[Any, list[str], str]:
+    """
+    Load the dataset of a recipe's `data:` section, and tell its task.
+
+    Args:
+        config ([`~hf_kd.recipe.config.DistillationPipelineConfig`]):
+            The recipe.
+        cache_dir (`str`, *optional*):
+            Where `datasets` keeps its cache files of the data (they hold copies of the text).
+
+    Returns:
+        `tuple[datasets.DatasetDict, list[str], str]`: The splits with their `labels` column (a split of `"files"`
+        without the label column has none: an unlabeled split), the label names and the task: a problem type, or
+        `"binary"` for a two-class single-label dataset (the second name is the positive class). With
+        `data.unlabeled_files` (or CodiEsp's background cases, with `data.unlabeled_from_corpus`), the split
+        [`UNLABELED_SPLIT`] holds their text columns and `labels` of `-100`.
+
+    Raises:
+        `ValueError`: When the section lacks the path its dataset needs, the data is invalid, the declared label
+            names do not fit the data, or a binary task has named classes in no declared order.
+    """
+    from ..data.corpora import load_codiesp, load_hoc
+    from ..data.loading import load_classification_dataset
+
+    data = config.data
+    declared = list(data.label_names) if data.label_names is not None else None
+    problem_type = SINGLE_LABEL if data.problem_type == BINARY else data.problem_type
+    if data.dataset in CORPUS_LEVELS:
+        if data.path is None:
+            raise ValueError(
+                f"`data.path` (the {data.dataset} directory) is required for `data.dataset: {data.dataset}`."
+            )
+        if data.dataset == "hoc":
+            raw, names = load_hoc(data.path, level=data.level, cache_dir=cache_dir)  # type: ignore[arg-type]
+        else:
+            raw, names = load_codiesp(
+                data.path,
+                level=data.level,  # type: ignore[arg-type]
+                include_unlabeled=data.unlabeled_from_corpus,
+                cache_dir=cache_dir,
+            )
+        if declared is not None and declared != [str(n) for n in names]:
+            raise ValueError(
+                f"`data.label_names` {declared} differ from the label names of `data.dataset: {data.dataset}` "
+                f"({[str(n) for n in names]})."
+            )
+    else:
+        source = data.data_files if data.data_files else data.path
+        if source is None:
+            raise ValueError("`data.path` or `data.data_files` is required for `data.dataset: files`.")
+        raw, names = load_classification_dataset(
+            source,
+            text_column=data.text_column,
+            label_column=data.label_column,
+            problem_type=problem_type,
+            label_names=declared,
+            label_delimiter=data.label_delimiter,
+            teacher_text_column=data.teacher_text_column,
+            cache_dir=cache_dir,
+            unlabeled_splits=True,
+        )
+        if UNLABELED_SPLIT in raw:
+            raise ValueError(
+                f"A split of the data files is named {UNLABELED_SPLIT!r}, the name of the transfer set: name "
+                "unlabeled files in `data.unlabeled_files` instead."
+            )
+    names = [str(n) for n in names]
+    split = "train" if "train" in raw else next(iter(raw))
+    task = infer_task(raw[split].features[LABELS_COLUMN], len(names), data.problem_type)
+    if task == BINARY:
+        if len(names) != 2:
+            raise ValueError(f"`data.problem_type: binary` needs two classes, the data has {len(names)}: {names}.")
+        ordered = declared is not None or names in (["0", "1"], ["False", "True"]) or data.level == "triage"
+        if not ordered:
+            raise ValueError(
+                f"The data has two classes {names}, scored as a binary task whose positive class is the second: "
+                "declare their order in `data.label_names: [negative, positive]` (or set `data.problem_type: "
+                "single_label_classification` to score them as two classes)."
+            )
+    elif data.problem_type == BINARY:
+        raise ValueError(f"`data.problem_type: binary` needs single-label data with two classes, got {task} labels.")
+    if data.unlabeled_files:
+        from datasets import concatenate_datasets
+
+        files = unlabeled_rows(data.unlabeled_files, data.text_column, data.teacher_text_column, cache_dir)
+        files = hide_labels(files, raw[split].features[LABELS_COLUMN], len(names))
+        if UNLABELED_SPLIT in raw:
+            files = concatenate_datasets([raw[UNLABELED_SPLIT].select_columns(files.column_names), files])
+        raw[UNLABELED_SPLIT] = files
+    return raw, names, task
+
+
+def labelled_split(raw: Any, name: str, label_column: str, why: str) -> Any:
+    """
+    The split `name` of `raw`, which must exist and have labels.
+
+    Args:
+        raw (`datasets.DatasetDict`):
+            The recipe's data ([`load_recipe_data`]).
+        name (`str`):
+            The split.
+        label_column (`str`):
+            The recipe's label column, for the message.
+        why (`str`):
+            What the labels are needed for, for the message.
+
+    Returns:
+        `datasets.Dataset`: The split.
+
+    Raises:
+        `ValueError`: Naming the split when it is missing or has no label column.
+    """
+    if name not in raw:
+        raise ValueError(f"Split {name!r} not found; splits: {[s for s in raw if s != UNLABELED_SPLIT]}.")
+    if LABELS_COLUMN not in raw[name].column_names:
+        raise ValueError(
+            f"Split {name!r} has no label column {label_column!r}, and {why} needs labels. An unlabeled split joins "
+            "the transfer set; name a labelled split here."
+        )
+    return raw[name]
+
+
+def transfer_set(raw: Any, data: Any, seed: int, num_labels: int) -> Any:
+    """
+    A recipe's transfer set: the unlabeled rows the student learns from the teacher alone (distillation term only).
+
+    They are the [`UNLABELED_SPLIT`] split (`data.unlabeled_files`, CodiEsp's background cases), every split without
+    labels (e.g. an unlabeled test split) and, with `data.unlabeled_from_corpus`, the training rows outside
+    `data.train_size`, their labels hidden.
+
+    Args:
+        raw (`datasets.DatasetDict`):
+            The recipe's data ([`load_recipe_data`]).
+        data (`hf_kd.recipe.sections.DataConfig`):
+            The recipe's `data:` section.
+        seed (`int`):
+            The recipe's seed (the draw of `train_size`).
+        num_labels (`int`):
+            The number of labels.
+
+    Returns:
+        `datasets.Dataset`: The rows, with the text column(s) and `labels` of -100 (empty when there are none).
+    """
+    from datasets import concatenate_datasets
+
+    columns = list(dict.fromkeys(c for c in (data.text_column, data.teacher_text_column) if c))
+    feature = raw["train"].features[LABELS_COLUMN]
+    parts = [raw[UNLABELED_SPLIT]] if UNLABELED_SPLIT in raw else []
+    parts += [ds for ds in raw.values() if LABELS_COLUMN not in ds.column_names]
+    if data.unlabeled_from_corpus:
+        parts.append(subset(raw["train"], data.train_size, seed, rest=True))
+    parts = [hide_labels(part.select_columns(columns), feature, num_labels) for part in parts]
+    if not parts:
+        return raw["train"].select_columns([*columns, LABELS_COLUMN]).select([])
+    return concatenate_datasets(parts)
+
+
+@dataclass
+class RecipeSplits:
+    """
+    What a pipeline run reads of its recipe's data ([`recipe_splits`]).
+
+    Args:
+        label_names (`list[str]`):
+            The label names, in id order.
+        task (`str`):
+            The task (a problem type, or `"binary"`).
+        train (`datasets.Dataset`):
+            The labelled training rows (`data.train_size` of them).
+        evals (`dict[str, datasets.Dataset]`):
+            The labelled splits evaluated: validation, and test when it has labels.
+        predict (`dict[str, datasets.Dataset]`):
+            The unlabeled test split, predicted instead of evaluated (empty when none).
+        transfer (`datasets.Dataset`):
+            The transfer set ([`transfer_set`]).
+    """
+
+    label_names: list[str]
+    task: str
+    train: Any
+    evals: dict[str, Any]
+    predict: dict[str, Any]
+    transfer: Any
+
+    @property
+    def distilled(self) -> Any:
+        """The rows the student is distilled on: the labelled training rows, then the transfer set (labels -100)."""
+        from datasets import concatenate_datasets
+
+        return concatenate_datasets([self.train.select_columns(self.transfer.column_names), self.transfer])
+
+
+def recipe_splits(config: DistillationPipelineConfig, cache_dir: str | None = None) -> RecipeSplits:
+    """
+    The splits of a recipe's data as a run uses them: the labelled training rows, the labelled splits to evaluate,
+    an unlabeled test split to predict, and the transfer set.
+
+    Args:
+        config ([`~hf_kd.recipe.config.DistillationPipelineConfig`]):
+            The recipe.
+        cache_dir (`str`, *optional*):
+            Where `datasets` keeps its cache files of the data.
+
+    Returns:
+        [`RecipeSplits`]: The splits.
+
+    Raises:
+        `ValueError`: When there is no train split, or the validation split is missing or has no labels.
+    """
+    data = config.data
+    raw, names, task = load_recipe_data(config, cache_dir=cache_dir)
+    if "train" not in raw:
+        raise ValueError(f"The dataset has no 'train' split; splits: {list(raw)}.")
+    evals = {data.validation_split: labelled_split(raw, data.validation_split, data.label_column, "the threshold")}
+    predict: dict[str, Any] = {}
+    if data.test_split and data.test_split in raw and data.test_split != data.validation_split:
+        test = raw[data.test_split]
+        (evals if LABELS_COLUMN in test.column_names else predict)[data.test_split] = test
+    transfer = transfer_set(raw, data, config.seed, len(names))
+    if task == REGRESSION and len(transfer):
+        # A regression target has no "unlabeled" value: -100 would be learnt as a target.
+        raise ValueError(
+            f"The transfer set ({len(transfer)} unlabeled rows: `data.unlabeled_files`, `data.unlabeled_from_corpus` "
+            "or a split without labels) needs a classification task; this one is regression."
+        )
+    return RecipeSplits(
+        label_names=names,
+        task=task,
+        train=subset(raw["train"], data.train_size, config.seed),
+        evals={name: subset(ds, data.eval_size, config.seed) for name, ds in evals.items()},
+        predict=predict,
+        transfer=transfer,
+    )
+
+
+def subset(dataset: Any, size: int | None, seed: int, rest: bool = False) -> Any:
+    """
+    A random subset of `size` examples, or of `size` documents when the dataset has a `group` column.
+
+    Args:
+        dataset (`datasets.Dataset`):
+            One split.
+        size (`int`, *optional*):
+            Examples (or documents) to keep; all when None or larger than the split.
+        seed (`int`):
+            Seed of the draw.
+        rest (`bool`, *optional*, defaults to `False`):
+            Return the rows the draw leaves out instead (empty when it keeps everything).
+
+    Returns:
+        `datasets.Dataset`: The subset (or the rest), in the split's order for documents.
+    """
+    everything = size is None or size >= len(
+        set(dataset["group"]) if "group" in dataset.column_names else range(len(dataset))
+    )
+    if everything:
+        return dataset.select([]) if rest else dataset
+    if "group" in dataset.column_names:
+        groups = list(dict.fromkeys(dataset["group"]))
+        rng = np.random.default_rng(seed)
+        keep = set(rng.permutation(len(groups))[:size].tolist())
+        chosen = {groups[i] for i in keep}
+        return dataset.select([i for i, g in enumerate(dataset["group"]) if (g in chosen) != rest])
+    shuffled = dataset.shuffle(seed=seed)
+    return shuffled.select(range(size, len(dataset)) if rest else range(size))
+
+
+def model_columns(dataset: Any, teacher_side: bool = True) -> Any:
+    """
+    `dataset` with only the columns a distillation trainer reads (`hf_kd.constants.MODEL_COLUMNS`).
+
+    Args:
+        dataset (`datasets.Dataset`):
+            A tokenized split.
+        teacher_side (`bool`, *optional*, defaults to `True`):
+            Keep the columns only an online teacher reads (`teacher_*` inputs, word ids).
+
+    Returns:
+        `datasets.Dataset`: The split without the other columns.
+    """
+    drop = [c for c in dataset.column_names if c not in MODEL_COLUMNS]
+    if not teacher_side:
+        drop += [c for c in dataset.column_names if c in TEACHER_SIDE_COLUMNS]
+    return dataset.remove_columns(drop) if drop else dataset
+
+
+def tokenize_side(dataset: Any, tokenizer: Any, column: str, max_length: int | None) -> Any:
+    """
+    Tokenize one model's inputs (the text column removed, no word alignment).
+
+    Args:
+        dataset (`datasets.Dataset`):
+            One split.
+        tokenizer (`PreTrainedTokenizerBase`):
+            The model's tokenizer.
+        column (`str`):
+            The text column it reads.
+        max_length (`int`, *optional*):
+            Truncation length.
+
+    Returns:
+        `datasets.Dataset`: The tokenized split.
+    """
+    from ..data.loading import tokenize_for_distillation
+
+    return tokenize_for_distillation(
+        dataset, tokenizer, text_column=column, max_length=max_length, remove_text=True, word_alignment=False
+    )
+
+
+def tokenize_splits(
+    splits: RecipeSplits, data: Any, teacher_tokenizer: Any, student_tokenizer: Any, distill_teacher_tokenizer: Any
+) -> dict[str, Any]:
+    """
+    The tokenized columns each model of a run reads, from its [`RecipeSplits`].
+
+    Args:
+        splits ([`RecipeSplits`]):
+            The run's splits.
+        data (`hf_kd.recipe.sections.DataConfig`):
+            The recipe's `data:` section (columns, lengths).
+        teacher_tokenizer (`PreTrainedTokenizerBase`):
+            The teacher's tokenizer (its fine-tuning and evaluation).
+        student_tokenizer (`PreTrainedTokenizerBase`):
+            The student's tokenizer (pruned or not).
+        distill_teacher_tokenizer (`PreTrainedTokenizerBase`):
+            The tokenizer the teacher reads during the distillation (`teacher_*` columns unless it is the student's).
+
+    Returns:
+        `dict[str, Any]`: `teacher_train` (labelled rows), `teacher_evals` and `student_evals` (split -> dataset),
+        `student_predict` (the unlabeled test split) and `student_train` ([`RecipeSplits.distilled`], with the
+        teacher's side and word alignment when the tokenizers differ).
+    """
+    from ..data.loading import tokenize_for_distillation
+
+    teacher_column = data.teacher_text_column or data.text_column
+    teacher_length = data.teacher_max_length or data.max_length
+
+    def teacher_side(dataset: Any) -> Any:
+        return tokenize_side(dataset, teacher_tokenizer, teacher_column, teacher_length)
+
+    def student_side(dataset: Any) -> Any:
+        return tokenize_side(dataset, student_tokenizer, data.text_column, data.max_length)
+
+    distilled = tokenize_for_distillation(
+        splits.distilled,
+        student_tokenizer,
+        teacher_tokenizer=distill_teacher_tokenizer,
+        text_column=data.text_column,
+        teacher_text_column=data.teacher_text_column,
+        max_length=data.max_length,
+        teacher_max_length=data.teacher_max_length,
+        remove_text=True,
+    )
+    return {
+        "teacher_train": model_columns(teacher_side(splits.train)),
+        "teacher_evals": {name: teacher_side(dataset) for name, dataset in splits.evals.items()},
+        "student_evals": {name: student_side(dataset) for name, dataset in splits.evals.items()},
+        "student_predict": {name: student_side(dataset) for name, dataset in splits.predict.items()},
+        "student_train": model_columns(distilled),
+    }
