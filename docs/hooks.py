@@ -47,17 +47,21 @@ def _resolve(dotted: str, default_module: str) -> tuple[str, str] | None:
 
 
 def _page_of(module: str) -> str | None:
+    """The API page of a module: `api/<subpackage>/<module>/`, `api/<module>/` on top, `api/search/` for search."""
     if not module.startswith("hf_kd.") and module != "hf_kd":
         return None
-    parts = module.split(".")
-    name = parts[1] if len(parts) > 1 else "index"
-    return f"api/{name}/"
+    parts = module.split(".")[1:]
+    if not parts:
+        return "api/index/"
+    if parts[0] in _API_MODULES or len(parts) == 1:
+        return f"api/{parts[0]}/"
+    return f"api/{parts[0]}/{parts[1]}/"
 
 
 def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
     """Replace every `[<code>name</code>]` of a page by a link, or by the name in code."""
     source = page.file.src_uri
-    stem = posixpath.splitext(posixpath.basename(source))[0]
+    stem = posixpath.splitext(source)[0].removeprefix("api/").replace("/", ".")
     default = f"hf_kd.{stem}" if source.startswith("api/") and stem != "index" else "hf_kd"
 
     def link(match: re.Match) -> str:

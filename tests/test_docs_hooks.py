@@ -24,29 +24,28 @@ def test_prose_reference_links_to_the_defining_module():
     html = _hooks().on_page_content(
         "see [<code>~hf_kd.recipe.config.RecipeParser</code>].", _page("api/cli.md", "api/cli/"), None, None
     )
-    assert html == 'see <a href="../recipe/#hf_kd.recipe.config.RecipeParser"><code>RecipeParser</code></a>.'
+    assert html == 'see <a href="../recipe/config/#hf_kd.recipe.config.RecipeParser"><code>RecipeParser</code></a>.'
 
 
 def test_type_column_references_are_linked_and_other_words_stay_code():
     hooks = _hooks()
-    page = _page("api/evaluation.md", "api/evaluation/")
+    page = _page("api/pipeline/evaluation.md", "api/pipeline/evaluation/")
     alone = hooks.on_page_content("<code>[`~hf_kd.recipe.config.DistillationPipelineConfig`]</code>", page, None, None)
-    assert (
-        alone
-        == '<a href="../recipe/#hf_kd.recipe.config.DistillationPipelineConfig"><code>DistillationPipelineConfig</code></a>'
-    )
+    target = "../../recipe/config/#hf_kd.recipe.config.DistillationPipelineConfig"
+    assert alone == f'<a href="{target}"><code>DistillationPipelineConfig</code></a>'
     mixed = hooks.on_page_content(
         "<code>`PreTrainedModel` or [`~hf_kd.export.onnx_classifier.OnnxClassifier`]</code>", page, None, None
     )
     assert mixed == (
         "<code>PreTrainedModel</code> or "
-        '<a href="../onnx_classifier/#hf_kd.export.onnx_classifier.OnnxClassifier"><code>OnnxClassifier</code></a>'
+        '<a href="../../export/onnx_classifier/#hf_kd.export.onnx_classifier.OnnxClassifier">'
+        "<code>OnnxClassifier</code></a>"
     )
 
 
 def test_transformers_reference_links_to_its_docs_and_unknown_names_stay_code():
     hooks = _hooks()
-    page = _page("api/trainer.md", "api/trainer/")
+    page = _page("api/training/distillation_trainer.md", "api/training/distillation_trainer/")
     html = hooks.on_page_content("[<code>~transformers.Trainer</code>] [<code>NoSuchName</code>]", page, None, None)
     assert html == (
         '<a href="https://huggingface.co/docs/transformers/main/en/main_classes/trainer#transformers.Trainer">'

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hf_kd"
+ARCHITECTURE = PACKAGE.parent / "docs" / "src" / "architecture.md"
 MAX_LINES = 500
 HEAVY = ("torch", "transformers", "matplotlib", "pyswarms", "optuna")
 
@@ -96,6 +97,65 @@ def test_package_imports_have_no_cycle():
     for module in sorted(graph):
         if module not in state:
             assert (cycle := visit(module)) is None, " -> ".join(cycle)
+
+
+def _floors() -> dict[str, int]:
+    """The floor of each subpackage (or top module), read from the table of `docs/src/architecture.md`."""
+    import re
+
+    text = ARCHITECTURE.read_text()
+    table = text[text.index("## The floors") : text.index("## The modules")]
+    floors = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0].isdigit():
+            for name in re.findall(r"`([\w]+)`", cells[1]):
+                floors[name] = int(cells[0])
+    return floors
+
+
+def _unit(module: str) -> str:
+    """The subpackage (or top module) a module belongs to; `__init__` for the package itself."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _order_violations(known: dict[str, Path], floors: dict[str, int], imports=None) -> list[str]:
+    bad = []
+    for module, path in known.items():
+        unit = _unit(module)
+        for source, _ in (imports or _imports)(module, path, known):
+            other = _unit(source if source in known else source.rpartition(".")[0] or source)
+            if other != unit and not floors[other] < floors[unit]:
+                bad.append(f"{module} (floor {floors[unit]}) imports {source} (floor {floors[other]})")
+    return bad
+
+
+def test_every_subpackage_has_a_floor_and_imports_only_from_lower_floors():
+    known, floors = _modules(), _floors()
+    units = {_unit(m) for m in known}
+    assert units == set(floors), (
+        f"subpackages without a floor: {units - set(floors)}; floors of nothing: {set(floors) - units}"
+    )
+    assert _order_violations(known, floors) == []
+
+
+def test_the_order_check_finds_an_import_upwards_and_one_beside():
+    """A lower floor importing a higher one, or a neighbour on its own floor, is reported."""
+    known = {
+        "hf_kd.data.a": PACKAGE / "x.py",
+        "hf_kd.evaluation.b": PACKAGE / "y.py",
+        "hf_kd.training.c": PACKAGE / "z.py",
+    }
+    floors = {"data": 1, "evaluation": 1, "training": 3}
+
+    def fake_imports(module, path, known):
+        return {"hf_kd.data.a": [("hf_kd.training.c", None), ("hf_kd.evaluation.b", None)]}.get(module, [])
+
+    assert _order_violations(known, floors, fake_imports) == [
+        "hf_kd.data.a (floor 1) imports hf_kd.training.c (floor 3)",
+        "hf_kd.data.a (floor 1) imports hf_kd.evaluation.b (floor 1)",
+    ]
 
 
 def test_the_checker_sees_lazy_imports_and_private_names(tmp_path):
