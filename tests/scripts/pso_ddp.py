@@ -1,4 +1,4 @@
-"""A PSO search under `torchrun` on CPU, for `test_pso.py::test_two_processes_split_the_particles`.
+"""A PSO search under `torchrun` on CPU, for `search/test_pso.py::test_two_processes_split_the_particles`.
 
 Usage: `torchrun --standalone --nproc_per_node 2 tests/scripts/pso_ddp.py OUTPUT_DIR`
 

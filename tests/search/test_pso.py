@@ -26,7 +26,7 @@ from hf_kd.search.swarm import make_optimizer, new_state, rng_from_json, tell
 
 SPACE = {"learning_rate": (1e-4, 1e-1, "log"), "alpha": (0.0, 1.0), "num_train_epochs": (1, 2, "int")}
 N_TRIALS, N_PARTICLES, SEED = 4, 2, 7
-DDP_SCRIPT = Path(__file__).resolve().parent / "scripts" / "pso_ddp.py"
+DDP_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pso_ddp.py"
 
 
 def make_args(output_dir, **kwargs) -> DistillationTrainingArguments:

@@ -18,7 +18,7 @@ from hf_kd.data.collator import DistillationDataCollator
 from hf_kd.data.corpora import load_codiesp, load_hoc
 from hf_kd.data.loading import load_classification_dataset, tokenize_for_distillation
 
-SHARED = Path(__file__).parents[1] / ".." / "shared"
+SHARED = Path(__file__).parents[2] / ".." / "shared"
 HOC_DIR = SHARED / "data" / "hoc"
 CODIESP_DIR = SHARED / "data" / "codiesp"
 MINILM_DIR = SHARED / "models" / "all-MiniLM-L6-v2"

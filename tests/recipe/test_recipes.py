@@ -17,7 +17,7 @@ from conftest import save_model_dir, tiny_bert
 from hf_kd.pipeline.run import run_pipeline
 from hf_kd.recipe.config import DistillationPipelineConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OWN_DATA = ROOT / "recipes" / "own_data"
 WORDS = ("patient", "fever", "cough", "pain", "chest", "acute", "chronic", "the", "a", "with")
 TINY = {"max_steps": 2, "per_device_train_batch_size": 8, "logging_steps": 1, "use_cpu": True}

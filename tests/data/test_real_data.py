@@ -13,7 +13,7 @@ from huggingface_hub import ModelCard
 from hf_kd.pipeline.run import run_pipeline
 from hf_kd.recipe.config import DistillationPipelineConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
 
 pytestmark = [pytest.mark.slow]

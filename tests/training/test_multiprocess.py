@@ -20,10 +20,10 @@ import yaml
 from conftest import make_tokenizer, tiny_bert
 from safetensors.torch import load_file
 
-SCRIPT = Path(__file__).parent / "scripts" / "ddp_train.py"
-TEACHER_SCRIPT = Path(__file__).parent / "scripts" / "distributed_teacher.py"
-PIPELINE_SCRIPT = Path(__file__).parent / "scripts" / "ddp_pipeline.py"
-MULTI_CPU_CONFIG = Path(__file__).resolve().parents[1] / "recipes" / "accelerate" / "multi_cpu.yaml"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ddp_train.py"
+TEACHER_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "distributed_teacher.py"
+PIPELINE_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ddp_pipeline.py"
+MULTI_CPU_CONFIG = Path(__file__).resolve().parents[2] / "recipes" / "accelerate" / "multi_cpu.yaml"
 
 
 def run(cmd, tmp_path):
