@@ -10,8 +10,8 @@ import torch
 from conftest import tiny_bert
 from safetensors.torch import save_file
 
-from hf_kd import model_stats
-from hf_kd import plots as plots_module
+from hf_kd.evaluation import model_stats
+from hf_kd.reporting import plots as plots_module
 from hf_kd.evaluation.model_stats import measure_latency, model_size, time_batch
 from hf_kd.reporting.plots import plot_per_label_f1, plot_training_curves
 from hf_kd.reporting.report import (
@@ -310,7 +310,7 @@ def test_time_batch_skips_warmup_and_reports_the_median_of_the_timed_runs(monkey
 def test_a_plot_failure_is_logged_with_its_message(tmp_path, monkeypatch, caplog):
     from types import SimpleNamespace
 
-    from hf_kd import run_report
+    from hf_kd.pipeline import run_report
 
     def failing(*args, **kwargs):
         raise ValueError("Axis limits cannot be NaN or Inf")
