@@ -436,8 +436,7 @@ def load_projections(model: nn.Module, checkpoint: str, device: str) -> None:
             Where to load them.
 
     Raises:
-        `ValueError`: When the checkpoint has no projections file (trained projections never restart from their
-        initialisation without a word).
+        `ValueError`: When the checkpoint has no projections file (trained projections never restart silently).
     """
     from safetensors.torch import load_file
 
