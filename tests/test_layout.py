@@ -204,3 +204,23 @@ def test_cli_help_loads_no_heavy_library(argv, heavy):
     loaded = _loaded_after(code)
     assert "hf_kd" in loaded
     assert loaded.isdisjoint(heavy), sorted(loaded & set(heavy))
+
+
+PUBLIC_NAMES = {  # what `from hf_kd import ...` gave before the subpackages: every name must stay
+    "DistillationCardData", "DistillationDataCollator", "DistillationPipelineConfig", "DistillationTrainer",
+    "DistillationTrainingArguments", "__version__", "build_model_card", "cache_teacher_logits", "evaluate_model",
+    "load_classification_dataset", "load_codiesp", "load_hoc", "make_compute_metrics", "run_pipeline", "run_search",
+    "student_from_teacher", "tokenize_for_distillation", "write_model_card",
+}  # fmt: skip
+
+
+def test_every_public_name_still_imports_from_hf_kd_and_from_the_module_its_table_names():
+    import importlib
+
+    import hf_kd
+
+    assert PUBLIC_NAMES <= set(hf_kd.__all__)
+    for name, module in hf_kd._EXPORTS.items():
+        value = getattr(hf_kd, name)
+        assert value is getattr(importlib.import_module(f"hf_kd.{module}"), name), name
+        assert (PACKAGE / Path(*module.split("."))).with_suffix(".py").is_file(), module

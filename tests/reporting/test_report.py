@@ -11,8 +11,8 @@ from conftest import tiny_bert
 from safetensors.torch import save_file
 
 from hf_kd.evaluation import model_stats
-from hf_kd.reporting import plots as plots_module
 from hf_kd.evaluation.model_stats import measure_latency, model_size, time_batch
+from hf_kd.reporting import plots as plots_module
 from hf_kd.reporting.plots import plot_per_label_f1, plot_training_curves
 from hf_kd.reporting.report import (
     build_report,
