@@ -133,6 +133,7 @@ def test_the_stage_trains_on_all_the_text_and_the_student_starts_from_its_encode
     assert [stage for stage, _ in trainings] == [STAGE, "teacher", "student"]
     marker = json.loads((root / STAGE / DONE_FILE).read_text())
     assert marker["num_rows"] == 24 + 8  # the labelled training text and the transfer set, labels unused
+    assert DistillationPipelineConfig.from_yaml(root / "recipe.yaml") == config  # the section round-trips
     general = load_file(str(root / STAGE / "model" / "model.safetensors"))
     assert general["bert.embeddings.word_embeddings.weight"].shape[1] == 16  # the narrow, pruned student
 
