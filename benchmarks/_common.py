@@ -6,6 +6,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -245,3 +246,22 @@ def per_seed_table(rows: list[dict[str, Any]], order: list[str], metric: str) ->
             cells.append("–" if row is None else f"{100 * row['validation']:.2f} / {100 * row['test']:.2f}")
         lines.append(f"| {arm} | {' | '.join(cells)} |")
     return lines
+
+
+def time_rows(rows: dict[str, Any], tokenizer: Any, threads: int, seq_len: int, rounds: int) -> dict[str, dict]:
+    """Median ms per example of each model (PyTorch or `OnnxClassifier`) at batch 1 and 32 on synthetic token ids,
+    the rows interleaved over `rounds` rounds (the median of each row's per-round medians)."""
+    from hf_kd.evaluation.model_stats import measure_latency
+    from hf_kd.export.onnx_classifier import onnx_latency
+
+    torch.set_num_threads(threads)
+    samples: dict[str, dict[str, list[float]]] = {name: {"1": [], "32": []} for name in rows}
+    for _ in range(rounds):
+        for name, model in rows.items():
+            if hasattr(model, "session"):
+                result = onnx_latency(model, batch_sizes=(1, 32), seq_len=seq_len, n_runs=5)
+            else:
+                result = measure_latency(model, tokenizer, batch_sizes=(1, 32), seq_len=seq_len, n_runs=5)
+            for size in ("1", "32"):
+                samples[name][size].append(result["per_batch_size"][size]["ms_per_example"])
+    return {name: {size: statistics.median(v) for size, v in by_size.items()} for name, by_size in samples.items()}

@@ -37,30 +37,13 @@ import torch
 from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, machine_line, parse_seeds, run_student_arms, teacher_model, write_results  # noqa: E402
+from _common import machine, machine_line, parse_seeds, run_student_arms, teacher_model, time_rows, write_results  # noqa: E402
 
 from hf_kd.recipe.config import DistillationPipelineConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = "student_kd_transfer"
 METRIC = "blurb_micro_f1"  # the default of --metric
-
-
-def _time_rows(rows: dict[str, Any], tokenizer: Any, threads: int, seq_len: int, rounds: int) -> dict[str, dict]:
-    from hf_kd.evaluation.model_stats import measure_latency
-    from hf_kd.export.onnx_classifier import onnx_latency
-
-    torch.set_num_threads(threads)
-    samples: dict[str, dict[str, list[float]]] = {name: {"1": [], "32": []} for name in rows}
-    for _ in range(rounds):
-        for name, model in rows.items():
-            if hasattr(model, "session"):
-                result = onnx_latency(model, batch_sizes=(1, 32), seq_len=seq_len, n_runs=5)
-            else:
-                result = measure_latency(model, tokenizer, batch_sizes=(1, 32), seq_len=seq_len, n_runs=5)
-            for size in ("1", "32"):
-                samples[name][size].append(result["per_batch_size"][size]["ms_per_example"])
-    return {name: {size: statistics.median(v) for size, v in by_size.items()} for name, by_size in samples.items()}
 
 
 def _int8_scores(config: Any, run_dir: Path, scratch: Path, quantize: str, metric: str) -> dict[str, float]:
@@ -239,7 +222,7 @@ def _timing(
         **{name: onnx_size_mb(Path(path).parent) for name, path in onnx.items()},
     }
     fused = {name: models[name].info.get("fused_operators", {}) for name in onnx}
-    latency = _time_rows(models, load_tokenizer(str(teacher_dir)), cli.threads, cli.seq_len, cli.rounds)
+    latency = time_rows(models, load_tokenizer(str(teacher_dir)), cli.threads, cli.seq_len, cli.rounds)
     rows = [
         ("teacher", "Teacher: 6 × 384, PyTorch fp32", "teacher"),
         ("teacher_fp32_onnx", "Teacher, fused fp32 ONNX (fusion alone)", None),

@@ -27,11 +27,51 @@ from pathlib import Path
 from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, machine_line, parse_seeds, per_seed_table, run_student_arms, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    machine,
+    machine_line,
+    parse_seeds,
+    per_seed_table,
+    run_student_arms,
+    teacher_model,
+    time_rows,
+    write_results,
+)
 
 from hf_kd.recipe.config import DistillationPipelineConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _speed(run_dir: Path, threads: int, rounds: int) -> dict:
+    """The fine-tuned teacher (PyTorch fp32) and the run's exported student, timed side by side; sizes on disk."""
+    from transformers import AutoModelForSequenceClassification
+
+    from hf_kd.export.onnx_classifier import OnnxClassifier
+    from hf_kd.pipeline.builders import load_tokenizer
+
+    teacher_dir = Path(teacher_model(run_dir))
+    export_dir = run_dir / "evaluation" / "export"
+    teacher = load_classifier(str(teacher_dir), [], "multi_label_classification")
+    models = {
+        "teacher, PyTorch fp32": teacher,
+        "narrow student, fused int8 ONNX": OnnxClassifier.from_pretrained(export_dir),
+    }
+    sizes = {
+        "teacher, PyTorch fp32": (teacher_dir / "model.safetensors").stat().st_size / 1e6,
+        "narrow student, fused int8 ONNX": (export_dir / "model.onnx").stat().st_size / 1e6,
+    }
+    latency = time_rows(models, load_tokenizer(str(teacher_dir)), threads, 128, rounds)
+    base = latency["teacher, PyTorch fp32"]
+    rows, lines = {}, []
+    for name, ms in latency.items():
+        size = sizes[name]
+        rows[name] = {"size_mb": size, "ms_per_example": ms, "speedup": {b: base[b] / ms[b] for b in ms}}
+        lines.append(
+            f"| {name} | {size:.1f} | {100 * size / sizes['teacher, PyTorch fp32']:.1f} % | {ms['1']:.2f} | "
+            f"{ms['32']:.2f} | {base['1'] / ms['1']:.2f}× | {base['32'] / ms['32']:.2f}× |"
+        )
+    return {"rows": rows, "lines": lines}
 
 
 def main() -> None:
@@ -48,6 +88,8 @@ def main() -> None:
         help="the general stage's teacher: the pretrained model (the arms' teacher.model is the fine-tuned one)",
     )
     parser.add_argument("--output_dir", default="runs/gd-bench")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     cli, rest = parser.parse_known_args()
     hf_logging.set_verbosity_error()
@@ -77,7 +119,9 @@ def main() -> None:
     for seed in seeds:
         marker = Path(cli.output_dir) / f"seed{seed}" / with_general / "general_distillation" / "DONE.json"
         general_seconds.append(json.loads(marker.read_text())["train_seconds"])
-    report = json.loads((Path(cli.output_dir) / f"seed{seeds[0]}" / reference / "report.json").read_text())
+    first = Path(cli.output_dir) / f"seed{seeds[0]}" / reference
+    report = json.loads((first / "report.json").read_text())
+    speed = _speed(first, cli.threads, cli.rounds)
 
     def mean(arm: str, split: str) -> float:
         return statistics.mean(r[split] for r in rows if r["arm"] == arm)
@@ -102,6 +146,13 @@ def main() -> None:
         )
     lines += [
         "",
+        f"Speed and size, seed {seeds[0]}'s models side by side, 128 tokens, {cli.threads} threads, median of "
+        f"{cli.rounds} interleaved rounds (general distillation changes no weight shape: one row for both arms):",
+        "",
+        "| model | size (MB) | size / teacher | ms/example b1 | ms/example b32 | × b1 | × b32 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *speed["lines"],
+        "",
         f"General stage: {statistics.mean(general_seconds):.0f} s of training per seed.",
         "",
         *per_seed_table(rows, ["teacher", reference, with_general], metric),
@@ -112,6 +163,7 @@ def main() -> None:
         "settings": {**vars(cli), "overrides": rest, "general": general},
         "runs": rows,
         "general_seconds": general_seconds,
+        "speed": speed["rows"],
         "reference_report": {k: v for k, v in report.items() if k != "config"},
     }
     write_results("general_distillation", payload, markdown, cli.out)
