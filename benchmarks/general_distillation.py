@@ -52,11 +52,9 @@ def _speed(run_dir: Path, threads: int, rounds: int) -> dict:
 
     teacher_dir = Path(teacher_model(run_dir))
     export_dir = run_dir / "evaluation" / "export"
-    teacher = load_classifier(str(teacher_dir), [], "multi_label_classification")
-    models = {
-        "teacher, PyTorch fp32": teacher,
-        "narrow student, fused int8 ONNX": OnnxClassifier.from_pretrained(export_dir),
-    }
+    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir, use_safetensors=True).eval()
+    student = OnnxClassifier.from_pretrained(export_dir, num_threads=threads)
+    models = {"teacher, PyTorch fp32": teacher, "narrow student, fused int8 ONNX": student}
     sizes = {
         "teacher, PyTorch fp32": (teacher_dir / "model.safetensors").stat().st_size / 1e6,
         "narrow student, fused int8 ONNX": (export_dir / "model.onnx").stat().st_size / 1e6,
