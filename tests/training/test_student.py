@@ -57,3 +57,31 @@ def test_student_of_a_frozen_teacher_is_trainable():
     student = student_from_teacher(teacher, num_layers=1)
     assert student.training and all(p.requires_grad for p in student.parameters())
     assert not any(p.requires_grad for p in teacher.parameters())
+
+
+def test_load_encoder_takes_every_encoder_weight_and_keeps_the_head(tmp_path):
+    from hf_kd.training.student import load_encoder
+
+    general, task = tiny_bert(layers=1, seed=1), tiny_bert(layers=1, seed=2)
+    general.save_pretrained(tmp_path / "general")
+    head = {k: v.clone() for k, v in task.state_dict().items() if k.startswith("classifier") or ".pooler." in k}
+    load_encoder(task, str(tmp_path / "general"))
+    for name, value in general.state_dict().items():
+        if name in head:
+            torch.testing.assert_close(task.state_dict()[name], head[name], msg=name)  # the task's own head
+        else:
+            torch.testing.assert_close(task.state_dict()[name], value, msg=name)
+    assert not torch.equal(head["classifier.weight"], general.state_dict()["classifier.weight"])
+
+
+def test_load_encoder_refuses_another_architecture_naming_what_differs(tmp_path):
+    from hf_kd.training.student import load_encoder
+
+    tiny_bert(layers=1, hidden_size=16).save_pretrained(tmp_path / "narrow")
+    with pytest.raises(
+        ValueError, match=r"does not fit this student: 0 encoder parameter\(s\) missing .* of another shape"
+    ):
+        load_encoder(tiny_bert(layers=1, hidden_size=32), str(tmp_path / "narrow"))
+    tiny_bert(layers=1).save_pretrained(tmp_path / "shallow")
+    with pytest.raises(ValueError, match=r"[1-9]\d* encoder parameter\(s\) missing"):
+        load_encoder(tiny_bert(layers=2), str(tmp_path / "shallow"))

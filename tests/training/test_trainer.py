@@ -467,3 +467,22 @@ def test_model_init_students_are_checked_against_the_teacher(tmp_path):
         DistillationTrainer(
             model_init=lambda: tiny_bert(num_labels=2), teacher_model=tiny_bert(num_labels=3), args=args_for(tmp_path)
         ).train()
+
+
+def test_with_teacher_logits_runs_the_teacher_once_per_dataset_and_keeps_an_existing_column(tmp_path):
+    from hf_kd import DistillationTrainer
+
+    teacher = tiny_bert(seed=3)
+    data = random_dataset(n=6, kind="single")
+    trainer = DistillationTrainer(model=tiny_bert(seed=4), teacher_model=teacher, args=args_for(tmp_path))
+    both = trainer.with_teacher_logits({"train": data, "validation": data.select(range(2))})
+    with torch.no_grad():
+        expected = teacher(
+            input_ids=torch.tensor(data["input_ids"]), attention_mask=torch.tensor(data["attention_mask"])
+        )
+    torch.testing.assert_close(torch.tensor(both["train"]["teacher_logits"]), expected.logits, rtol=1e-5, atol=1e-5)
+    assert len(both["validation"]) == 2
+    assert trainer.with_teacher_logits(both["train"]) is both["train"]  # already cached: returned as it is
+    no_teacher = DistillationTrainer(model=tiny_bert(seed=4), args=args_for(tmp_path / "none"))
+    with pytest.raises(ValueError, match="needs a `teacher_model`"):
+        no_teacher.with_teacher_logits(data)
