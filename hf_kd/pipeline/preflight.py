@@ -77,6 +77,7 @@ def _check_length(length: int | None, config: Any, tokenizer: Any, field: str, m
 
 def _check_general(run: Any) -> None:
     """`student.general_distillation`: its training arguments and teacher, or the reused model's folder."""
+    from ..data.alignment import same_tokenization
     from .stage_models import general_arguments
 
     settings = run.config.student.general_distillation
@@ -101,6 +102,16 @@ def _check_general(run: Any) -> None:
         raise ValueError(
             "`student.general_distillation` sets `hidden_loss_weight` and `relation_loss_weight` to 0: it would "
             "learn nothing (it has no labels and no logit term)."
+        )
+    data = run.config.data
+    if args.relation_loss_weight > 0 and (
+        data.teacher_text_column not in (None, data.text_column)
+        or not same_tokenization(run.student_tokenizer, run.distill_teacher_tokenizer)
+    ):
+        raise ValueError(
+            "`student.general_distillation`: the relation term compares token positions, but the teacher reads other "
+            "tokens than the student (another tokenizer or text column). Set `relation_loss_weight: 0` in it (the "
+            "hidden-state term is then aligned word by word)."
         )
     if settings.get("teacher") is not None:
         own = check_model_path(str(settings["teacher"]), "student.general_distillation.teacher")

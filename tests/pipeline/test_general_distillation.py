@@ -238,3 +238,18 @@ def test_a_general_teacher_of_another_architecture_is_named(general_recipe, tmp_
     general_recipe["student"]["general_distillation"]["teacher"] = other
     with pytest.raises(ValueError, match="general_distillation.teacher.*hidden_size is 16 there and 32"):
         run_pipeline(DistillationPipelineConfig.from_dict(general_recipe))
+
+
+def test_the_relation_term_is_refused_when_the_student_reads_other_tokens(general_recipe, tmp_path):
+    from conftest import WORDS, make_tokenizer
+
+    student_dir = tmp_path / "own_student"
+    tiny_bert(num_labels=3, layers=1).save_pretrained(student_dir)
+    make_tokenizer(student_dir, list(reversed(WORDS))).save_pretrained(student_dir)  # other ids for the same words
+    general_recipe["student"] = {
+        "model": str(student_dir),
+        "general_distillation": {"num_relation_heads": 2},
+        **{k: v for k, v in general_recipe["student"].items() if k in ("per_device_train_batch_size", "use_cpu")},
+    }
+    with pytest.raises(ValueError, match="relation term compares token positions.*relation_loss_weight: 0"):
+        run_pipeline(DistillationPipelineConfig.from_dict(general_recipe))
