@@ -193,3 +193,17 @@ def test_init_writes_and_prints_non_ascii_label_names_as_they_are(tmp_path, caps
     for name in names:
         assert name in printed and name in written
     assert "\\u" not in printed and "\\u" not in written
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p.relative_to(ROOT).as_posix() for d in ("hoc", "dsg_kd") for p in (ROOT / "recipes" / d).glob("*.yaml")),
+)
+def test_every_shipped_recipe_parses_and_names_a_local_run_folder(path):
+    config = DistillationPipelineConfig.from_yaml(ROOT / path)
+    assert Path(config.output_dir).parts[0] == "runs", config.output_dir
+    general = config.student.general_distillation
+    if general is not None:  # a general stage must have something to learn (the stage's own check)
+        from hf_kd.pipeline.stage_models import general_arguments
+
+        assert general_arguments(config, Path(config.output_dir)).uses_intermediate_losses
