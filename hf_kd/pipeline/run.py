@@ -211,11 +211,12 @@ class PipelineRun:
         """The fine-tuned teacher (or the given one, when stage 1 was skipped)."""
         return load_classifier(self.teacher_path, self.label_names, self.problem_type)
 
-    def distillation_teacher(self) -> Any:
-        """The teacher as the distillation reads it: on a shared pruned vocabulary, with the kept tokens' rows only."""
+    def distillation_teacher(self, teacher: Any = None) -> Any:
+        """`teacher` (default: the fine-tuned one) as the distillation reads it: on a shared pruned vocabulary, with
+        the kept tokens' rows only (pruned in place)."""
         from ..training.vocabulary import prune_embeddings
 
-        teacher = self.load_teacher()
+        teacher = self.load_teacher() if teacher is None else teacher
         shared = self.distill_teacher_tokenizer is not self.teacher_tokenizer
         return prune_embeddings(teacher, self.kept_token_ids) if shared else teacher
 

@@ -96,6 +96,7 @@ def general_recipe(recipe) -> dict:
     recipe["student"].update(hidden_size=16, prune_vocabulary=True)
     recipe["student"]["general_distillation"] = {
         "per_device_train_batch_size": 4,
+        "num_train_epochs": 1,
         "learning_rate": 1e-2,
         "num_relation_heads": 2,
         "save_steps": 3,
@@ -253,3 +254,15 @@ def test_the_relation_term_is_refused_when_the_student_reads_other_tokens(genera
     }
     with pytest.raises(ValueError, match="relation term compares token positions.*relation_loss_weight: 0"):
         run_pipeline(DistillationPipelineConfig.from_dict(general_recipe))
+
+
+def test_the_stage_takes_the_measured_defaults_under_the_recipe_s_own_fields(general_recipe):
+    from hf_kd.pipeline.stage_models import GENERAL_DEFAULTS, general_arguments
+
+    general_recipe["student"]["general_distillation"] = {"learning_rate": 2e-4, "teacher": "/somewhere/pretrained"}
+    config = DistillationPipelineConfig.from_dict(general_recipe)
+    args = general_arguments(config, Path(general_recipe["output_dir"]))
+    assert args.learning_rate == 2e-4  # the recipe's field wins
+    assert args.num_train_epochs == GENERAL_DEFAULTS["num_train_epochs"] != 1  # not the task stage's epochs
+    assert args.per_device_train_batch_size == GENERAL_DEFAULTS["per_device_train_batch_size"]
+    assert args.relation_loss_weight == args.hidden_loss_weight == 1.0 and args.alpha == 1.0
