@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from transformers import TrainingArguments
@@ -157,6 +157,34 @@ class DistillationTrainingArguments(TrainingArguments):
     num_relation_heads: int | None = field(
         default=None, metadata={"help": "Relation heads of the relation loss (default: the student's heads)."}
     )
+
+    @classmethod
+    def from_training_arguments(cls, args: TrainingArguments | None) -> DistillationTrainingArguments:
+        """
+        `args` as `DistillationTrainingArguments`: returned as it is when it already is one, converted (distillation
+        fields at their defaults) from plain `TrainingArguments`, and `Trainer`'s default (`output_dir="tmp_trainer"`)
+        when None.
+
+        Args:
+            args (`TrainingArguments`, *optional*):
+                The arguments given to the trainer.
+
+        Returns:
+            [`DistillationTrainingArguments`]: The arguments.
+
+        Raises:
+            `TypeError`: When `args` is not a `TrainingArguments` (e.g. a teacher model passed in its place).
+        """
+        if args is not None and not isinstance(args, TrainingArguments):
+            raise TypeError(
+                f"`args` must be a TrainingArguments (or DistillationTrainingArguments), got a {type(args).__name__}. "
+                "`teacher_model` is keyword-only: `DistillationTrainer(model, args, ..., teacher_model=teacher)`."
+            )
+        if args is None:
+            return cls(output_dir="tmp_trainer")
+        if isinstance(args, cls):
+            return args
+        return cls(**{f.name: getattr(args, f.name) for f in fields(args) if f.init and hasattr(args, f.name)})
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 import torch
 from accelerate.utils import extract_model_from_parallel
 from torch import nn
-from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
@@ -50,8 +49,9 @@ class DistillationTrainer(Trainer):
     r"""
     A [`~transformers.Trainer`] that trains `model` (the student) to match `teacher_model` as well as the labels.
 
-    Use it wherever a `Trainer` is used: the constructor takes the same arguments plus `teacher_model` (those not
-    listed below are passed to [`~transformers.Trainer`] unchanged), and `train`, `evaluate`, `predict`,
+    Use it wherever a `Trainer` is used: the constructor takes `Trainer`'s arguments in `Trainer`'s order, so that
+    `DistillationTrainer(model, args, collator, train, dev)` works as `Trainer(...)` does, plus the keyword-only
+    `teacher_model` (those not listed below are passed to [`~transformers.Trainer`] unchanged), and `train`, `evaluate`, `predict`,
     `push_to_hub`, callbacks, checkpoints and `accelerate launch` behave the same. The training loss is
     `alpha · hard + (1 − alpha) · distill (+ intermediate terms)` (`hf_kd.training.losses`). Evaluation and prediction
     never run the teacher unless `args.teacher_eval_metrics` asks for it. Layer projections are a submodule of the
@@ -61,14 +61,14 @@ class DistillationTrainer(Trainer):
     Args:
         model (`PreTrainedModel` or `nn.Module`, *optional*):
             The student. Either `model` or `model_init` is required, as with `Trainer`.
-        teacher_model (`PreTrainedModel` or `str`, *optional*):
-            The teacher, or a local path / Hub id loaded with `AutoModelForSequenceClassification` (safetensors only;
-            `trust_remote_code` off unless set in `args.teacher_model_init_kwargs`). May be `None` when the training
-            set carries a `teacher_logits` column (see `hf_kd.cache_teacher_logits`).
         args (`DistillationTrainingArguments` or `TrainingArguments`, *optional*):
             Training arguments. Plain `TrainingArguments` are converted, with the distillation fields at their
             defaults.
-        teacher_processing_class (`PreTrainedTokenizerBase`, *optional*):
+        teacher_model (`PreTrainedModel` or `str`, *optional*, keyword-only):
+            The teacher, or a local path / Hub id loaded with `AutoModelForSequenceClassification` (safetensors only;
+            `trust_remote_code` off unless set in `args.teacher_model_init_kwargs`). May be `None` when the training
+            set carries a `teacher_logits` column (see `hf_kd.cache_teacher_logits`).
+        teacher_processing_class (`PreTrainedTokenizerBase`, *optional*, keyword-only):
             The teacher's tokenizer, when it differs from the student's. Used by the default collator to pad the
             `teacher_*` columns and to check that the teacher never receives the student's token ids.
     """
@@ -80,8 +80,7 @@ class DistillationTrainer(Trainer):
     def __init__(
         self,
         model: PreTrainedModel | nn.Module | None = None,
-        teacher_model: PreTrainedModel | nn.Module | str | None = None,
-        args: DistillationTrainingArguments | None = None,
+        args: TrainingArguments | None = None,
         data_collator: Callable | None = None,
         train_dataset: Any = None,
         eval_dataset: Any = None,
@@ -93,14 +92,14 @@ class DistillationTrainer(Trainer):
         optimizers: tuple[Any, Any] = (None, None),
         optimizer_cls_and_kwargs: tuple[type[torch.optim.Optimizer], dict[str, Any]] | None = None,
         preprocess_logits_for_metrics: Callable | None = None,
+        *,
+        teacher_model: PreTrainedModel | nn.Module | str | None = None,
         teacher_processing_class: Any = None,
     ) -> None:
-        if args is None:
-            args = DistillationTrainingArguments(output_dir="tmp_trainer")
-        elif not isinstance(args, DistillationTrainingArguments):
-            args = DistillationTrainingArguments(
-                **{f.name: getattr(args, f.name) for f in fields(args) if f.init and hasattr(args, f.name)}
-            )
+        for name, value in (("model", model), ("teacher_model", teacher_model)):
+            if isinstance(value, TrainingArguments):
+                raise TypeError(f"`{name}` got a TrainingArguments object: `DistillationTrainer(model, args, ...)`.")
+        args = DistillationTrainingArguments.from_training_arguments(args)
         if compute_loss_func is not None:
             raise ValueError(
                 "`compute_loss_func` replaces the whole loss; DistillationTrainer computes the distillation loss "

@@ -24,6 +24,51 @@ def batch_of(dataset, n=4):
 # ----------------------------------------------------------------------------- arguments
 
 
+def test_trainer_positional_signature_is_accepted_and_trains_like_trainer(tmp_path):
+    """Every parameter of `Trainer.__init__` in Trainer's positional order; alpha=1 then gives Trainer's own run."""
+    import inspect
+
+    from transformers import default_data_collator
+
+    trainer_params = [p for p in inspect.signature(Trainer.__init__).parameters if p != "self"]
+    ours = [p for p in inspect.signature(DistillationTrainer.__init__).parameters if p != "self"]
+    assert ours[: len(trainer_params)] == trainer_params
+    kinds = inspect.signature(DistillationTrainer.__init__).parameters
+    assert kinds["teacher_model"].kind is inspect.Parameter.KEYWORD_ONLY
+
+    train = random_dataset(n=16)
+    dev = random_dataset(n=8, seed=1)
+    metrics = lambda p: {"n": float(len(p.label_ids))}  # noqa: E731
+    positional = (default_data_collator, train, dev, None, None, None, metrics, None, (None, None), None, None)
+    ours_run = DistillationTrainer(tiny_bert(), args_for(tmp_path, "a", alpha=1.0), *positional)
+    plain_run = Trainer(tiny_bert(), args_for(tmp_path, "b"), *positional)
+    assert ours_run.train_dataset is train and ours_run.eval_dataset is dev and ours_run.compute_metrics is metrics
+    ours_run.train()
+    plain_run.train()
+    for (name, a), b in zip(ours_run.model.state_dict().items(), plain_run.model.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert ours_run.evaluate()["eval_n"] == 8.0
+
+
+def test_model_args_positional_pair_and_teacher_keyword(tmp_path):
+    trainer = DistillationTrainer(tiny_bert(), args_for(tmp_path), teacher_model=tiny_bert(seed=1))
+    assert trainer.teacher_model is not None and isinstance(trainer.args, DistillationTrainingArguments)
+
+
+@pytest.mark.parametrize(
+    ("call", "pattern"),
+    [
+        (lambda m, a: DistillationTrainer(m, m, a), r"`args` must be a TrainingArguments.*got a BertForSequence"),
+        (lambda m, a: DistillationTrainer(a, m), r"`model` got a TrainingArguments"),
+        (lambda m, a: DistillationTrainer(m, teacher_model=a), r"`teacher_model` got a TrainingArguments"),
+    ],
+)
+def test_a_model_or_arguments_in_the_wrong_place_names_the_parameter(tmp_path, call, pattern):
+    with pytest.raises(TypeError, match=pattern):
+        call(tiny_bert(), args_for(tmp_path))
+
+
+
 @pytest.mark.parametrize(
     ("field", "value", "pattern"),
     [
