@@ -49,9 +49,9 @@ class DistillationTrainer(Trainer):
     r"""
     A [`~transformers.Trainer`] that trains `model` (the student) to match `teacher_model` as well as the labels.
 
-    Use it wherever a `Trainer` is used: the constructor takes `Trainer`'s arguments in `Trainer`'s order, so that
-    `DistillationTrainer(model, args, collator, train, dev)` works as `Trainer(...)` does, plus the keyword-only
-    `teacher_model` (those not listed below are passed to [`~transformers.Trainer`] unchanged), and `train`, `evaluate`, `predict`,
+    Use it wherever a `Trainer` is used: the constructor takes `Trainer`'s arguments in `Trainer`'s order
+    (`DistillationTrainer(model, args, collator, train, dev)` works), plus the keyword-only `teacher_model` (those
+    not listed below are passed to [`~transformers.Trainer`] unchanged), and `train`, `evaluate`, `predict`,
     `push_to_hub`, callbacks, checkpoints and `accelerate launch` behave the same. The training loss is
     `alpha · hard + (1 − alpha) · distill (+ intermediate terms)` (`hf_kd.training.losses`). Evaluation and prediction
     never run the teacher unless `args.teacher_eval_metrics` asks for it. Layer projections are a submodule of the
