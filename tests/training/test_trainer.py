@@ -68,7 +68,6 @@ def test_a_model_or_arguments_in_the_wrong_place_names_the_parameter(tmp_path, c
         call(tiny_bert(), args_for(tmp_path))
 
 
-
 @pytest.mark.parametrize(
     ("field", "value", "pattern"),
     [
