@@ -245,7 +245,9 @@ def stage_fingerprints(config: Any) -> dict[str, dict[str, Any]]:
     """
     # The transfer set is an input of the teacher's logits and after, not of the teacher's fine-tuning.
     transfer_fields = ("unlabeled_files", "unlabeled_from_corpus")
-    data = {k: v for k, v in asdict(config.data).items() if k not in ("keep_cache", *transfer_fields)}
+    data = {
+        k: v for k, v in asdict(config.data).items() if k not in ("keep_cache", "max_unknown_rate", *transfer_fields)
+    }
     files = {split: files_identity(path) for split, path in (config.data.data_files or {}).items()}
     data_fp = digest(data, config.seed, files_identity(config.data.path), files)
     transfer = [config.data.unlabeled_from_corpus, [files_identity(p) for p in config.data.unlabeled_files or []]]

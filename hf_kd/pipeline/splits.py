@@ -20,7 +20,13 @@ from ..constants import (
 from ..data.unlabeled import UNLABELED_SPLIT, hide_labels, unlabeled_rows
 from ..recipe.config import DistillationPipelineConfig
 
+MIN_VALIDATION_ROWS = 8
+"""The fewest rows a validation split held out of train (`data.validation_size`) may have: fewer cannot tune a
+threshold or gate a teacher."""
+
 __all__ = [
+    "MIN_VALIDATION_ROWS",
+    "hold_out_validation",
     "labelled_split",
     "load_recipe_data",
     "model_columns",
@@ -246,6 +252,20 @@ def recipe_splits(config: DistillationPipelineConfig, cache_dir: str | None = No
     raw, names, task = load_recipe_data(config, cache_dir=cache_dir)
     if "train" not in raw:
         raise ValueError(f"The dataset has no 'train' split; splits: {list(raw)}.")
+    if data.validation_size is not None:
+        if data.validation_split in raw:
+            raise ValueError(
+                f"`data.validation_size` holds a validation split out of train, but the data has its own "
+                f"{data.validation_split!r} split: remove one of them."
+            )
+        raw[data.validation_split], raw["train"] = hold_out_validation(
+            raw["train"], data.validation_size, config.seed, task
+        )
+    elif data.validation_split not in raw:
+        raise ValueError(
+            f"Split {data.validation_split!r} not found; splits: {[s for s in raw if s != UNLABELED_SPLIT]}. "
+            "Hold one out of train with `data.validation_size` (a fraction such as 0.1, or a count of rows)."
+        )
     evals = {data.validation_split: labelled_split(raw, data.validation_split, data.label_column, "the threshold")}
     predict: dict[str, Any] = {}
     if data.test_split and data.test_split in raw and data.test_split != data.validation_split:
@@ -266,6 +286,91 @@ def recipe_splits(config: DistillationPipelineConfig, cache_dir: str | None = No
         predict=predict,
         transfer=transfer,
     )
+
+
+def _stratum_keys(labels: list[Any], task: str) -> list[Any]:
+    """Each row's stratum: its class (single-label, binary), its rarest positive label (multi-label), or none."""
+    if task in (SINGLE_LABEL, BINARY):
+        return list(labels)
+    if task == REGRESSION:
+        return [0] * len(labels)
+    matrix = np.asarray(labels, dtype=np.float64) > 0.5
+    counts = matrix.sum(axis=0)
+    rarity = np.where(matrix, counts[None, :], np.inf)
+    return [int(np.argmin(row)) if np.isfinite(row).any() else -1 for row in rarity]
+
+
+def hold_out_validation(train: Any, size: float, seed: int, task: str) -> tuple[Any, Any]:
+    """
+    Hold a validation split out of `train`, stratified and seeded (`data.validation_size`).
+
+    Single-label and binary rows are stratified by class, multi-label rows by their rarest positive label (so that
+    rare labels reach both sides as far as the data allows). With a `group` column (sentences of one abstract), whole
+    documents are held out, stratified by their first row's stratum. Each stratum gives its share, rounded so that
+    the total is exact (largest remainders).
+
+    Args:
+        train (`datasets.Dataset`):
+            The training split, with `labels`.
+        size (`float` or `int`):
+            A fraction in (0, 1) of the rows (documents when grouped), or a count of them.
+        seed (`int`):
+            Seed of the draw.
+        task (`str`):
+            The task (a problem type, or `"binary"`).
+
+    Returns:
+        `tuple[datasets.Dataset, datasets.Dataset]`: The held-out validation split and the rest of train, both in
+        train's order.
+
+    Raises:
+        `ValueError`: When the held-out split would have fewer than [`MIN_VALIDATION_ROWS`] rows, or would leave no
+            training rows.
+    """
+    grouped = "group" in train.column_names
+    row_keys = _stratum_keys(list(train[LABELS_COLUMN]), task)
+    if grouped:
+        row_groups = list(train["group"])
+        groups = list(dict.fromkeys(row_groups))
+        first = {}
+        for group, key in zip(row_groups, row_keys):
+            first.setdefault(group, key)
+        unit_keys = [first[g] for g in groups]
+    else:
+        unit_keys = row_keys
+    n_units = len(unit_keys)
+    count = int(round(size * n_units)) if size < 1 else int(size)
+    what = "documents" if grouped else "rows"
+    if count >= n_units:
+        raise ValueError(
+            f"`data.validation_size` {size!r} holds out {count} of the {n_units} training {what}, leaving none to "
+            "train on: give a smaller fraction or count."
+        )
+    rng = np.random.default_rng(seed)
+    strata: dict[Any, list[int]] = {}
+    for index, key in enumerate(unit_keys):
+        strata.setdefault(key, []).append(index)
+    shares = {key: count * len(members) / n_units for key, members in strata.items()}
+    taken = {key: int(np.floor(share)) for key, share in shares.items()}
+    order = sorted(strata, key=lambda k: (-(shares[k] - taken[k]), str(k)))
+    for key in order[: count - sum(taken.values())]:
+        taken[key] += 1
+    held = set()
+    for key in sorted(strata, key=str):
+        members = strata[key]
+        held.update(members[i] for i in rng.permutation(len(members))[: taken[key]])
+    if grouped:
+        held_groups = {groups[i] for i in held}
+        held_rows = [i for i, g in enumerate(row_groups) if g in held_groups]
+    else:
+        held_rows = sorted(held)
+    if len(held_rows) < MIN_VALIDATION_ROWS:
+        raise ValueError(
+            f"`data.validation_size` {size!r} holds out {len(held_rows)} rows of {len(train)}: too few to tune a "
+            f"threshold or gate the teacher (at least {MIN_VALIDATION_ROWS}). Give a larger fraction or count."
+        )
+    kept = sorted(set(range(len(train))) - set(held_rows))
+    return train.select(held_rows), train.select(kept)
 
 
 def subset(dataset: Any, size: int | None, seed: int, rest: bool = False) -> Any:

@@ -80,6 +80,15 @@ class DataConfig:
             Likewise for the validation and test splits (for quick runs only).
         validation_split (`str`, *optional*, defaults to `"validation"`):
             Split used for thresholds and the gate.
+        validation_size (`float` or `int`, *optional*):
+            When the data has no `validation_split`: hold one out of the training split, a fraction of it (`0.1`) or
+            a count (`200`), drawn with the recipe's seed and stratified by class (multi-label: by each row's
+            rarest label; grouped rows: by document). Refused when the data has its own validation split, and when
+            the held-out split would be too small to score (`hf_kd.pipeline.splits.MIN_VALIDATION_ROWS`).
+        max_unknown_rate (`float`, *optional*, defaults to 0.1):
+            Refuse a run before any training when a tokenizer turns more than this share of the words of the
+            training text or the transfer set into its unknown token (a model that cannot read the language); above
+            1 % a warning is logged. In [0, 1]; `1` turns the refusal off.
         test_split (`str`, *optional*, defaults to `"test"`):
             Split reported as test; skipped when absent or set to null.
         unlabeled_files (`list[str]`, *optional*):
@@ -127,6 +136,14 @@ class DataConfig:
     )
     eval_size: int | None = field(default=None, metadata={"help": "Random subset of the evaluation splits."})
     validation_split: str = field(default="validation", metadata={"help": "Split for thresholds and the gate."})
+    validation_size: float | None = field(
+        default=None,
+        metadata={"help": "Hold a validation split out of train (fraction or count) when the data has none."},
+    )
+    max_unknown_rate: float = field(
+        default=0.1,
+        metadata={"help": "Refuse when a tokenizer reads more than this share of words as its unknown token."},
+    )
     test_split: str | None = field(default="test", metadata={"help": "Split reported as test (null: none)."})
     unlabeled_files: list[str] | None = field(
         default=None,
@@ -451,6 +468,19 @@ def check_data_section(data: DataConfig) -> None:
         value = getattr(data, name)
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f"`data.{name}` must be a positive integer when set, got {value!r}.")
+    size = data.validation_size
+    if size is not None and (
+        isinstance(size, bool)
+        or not isinstance(size, int | float)
+        or size <= 0
+        or (isinstance(size, float) and not size.is_integer() and size >= 1)
+    ):
+        raise ValueError(
+            f"`data.validation_size` must be a fraction in (0, 1) or a positive count of rows, got {size!r}."
+        )
+    rate = data.max_unknown_rate
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+        raise ValueError(f"`data.max_unknown_rate` must be a number in [0, 1], got {rate!r}.")
     if data.unlabeled_files is not None and (
         isinstance(data.unlabeled_files, str) or not all(isinstance(f, str) and f for f in data.unlabeled_files)
     ):
