@@ -4,7 +4,8 @@
     hf-kd evaluate --model PATH --recipe RECIPE.yaml [--split validation] [--side student] [--section.field VALUE ...]
     hf-kd search RECIPE.yaml [--n_trials N] [--n_particles P] [--section.field VALUE ...]
     hf-kd init --train FILE [--validation FILE] [--test FILE] [--unlabeled FILE ...] --model TEACHER [--text_column C]
-    hf-kd export MODEL_DIR --output OUT [--quantize int8]
+    hf-kd export MODEL_DIR --output OUT [--quantize int8] [--triton DIR]
+    hf-kd predict MODEL FILE [FILE ...] --output OUT [--text_column C] [--id_column C] [--logits]
 
 Works the same under `accelerate launch -m hf_kd.cli ...`: every process runs the command, only the main process
 prints. The module imports only the standard library at first; a command imports what it needs when it runs, so
@@ -27,6 +28,7 @@ COMMANDS = {
     "search": "Search the student's distillation hyperparameters (particle swarm, or Optuna's TPE / random).",
     "init": "Write a starting recipe for your own data files and teacher, from what the data shows.",
     "export": "Export a saved classifier to ONNX (optionally int8) with its tokenizer, labels and threshold.",
+    "predict": "Classify files of notes with a saved student or an export; writes ids, labels and probabilities.",
 }
 
 _OVERRIDES = """\
@@ -186,19 +188,69 @@ def _export(rest: list[str]) -> int:
         "--quantize", default=None, choices=("int8",), help="Quantize to dynamic int8 (default: fp32)."
     )
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17).")
+    parser.add_argument(
+        "--triton",
+        default=None,
+        metavar="DIR",
+        help="Also write a Triton model repository (onnxruntime backend, dynamic batching) in DIR.",
+    )
     parser.add_argument("--debug", action="store_true", help="Show the traceback of an error.")
     options = parser.parse_args(rest)
     try:
         from .export.onnx import export_onnx
 
         info = export_onnx(options.model_dir, options.output, quantize=options.quantize, opset=options.opset)
+        if options.triton:
+            from .export.serving import write_triton_repository
+
+            info["triton"] = str(write_triton_repository(options.output, options.triton))
     except (ValueError, OSError, ImportError) as error:
         if options.debug:
             raise
         _fail(str(error))
-    print(
-        json.dumps({k: info[k] for k in ("path", "size_mb", "quantize", "task", "label_names", "threshold")}, indent=2)
+    keys = ("path", "size_mb", "quantize", "task", "label_names", "threshold", "triton")
+    print(json.dumps({k: info[k] for k in keys if k in info}, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _predict(rest: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hf-kd predict", description=COMMANDS["predict"], allow_abbrev=False)
+    parser.add_argument("model", help="An export folder (hf-kd export) or a saved student (a run's student/model).")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="CSV, TSV, JSONL, JSON or Parquet files.")
+    parser.add_argument("--output", required=True, help="The predictions: .jsonl, .csv or .parquet.")
+    parser.add_argument("--text_column", default="text", help="Column the model reads (default: text).")
+    parser.add_argument(
+        "--id_column", default=None, help="Column identifying a row (default: id when present, else the row number)."
     )
+    parser.add_argument("--logits", action="store_true", help="Also write the logits.")
+    parser.add_argument("--batch_size", type=int, default=64, help="Rows per model run (default: 64).")
+    parser.add_argument("--chunk_rows", type=int, default=4096, help="Rows held in memory at once (default: 4096).")
+    parser.add_argument("--num_threads", type=int, default=None, help="Runtime threads (default: the runtime's).")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing output file.")
+    parser.add_argument("--debug", action="store_true", help="Show the traceback of an error.")
+    options = parser.parse_args(rest)
+    try:
+        from .export.predict import predict_files
+        from .training.distributed import leave_process_group
+
+        result = predict_files(
+            options.model,
+            options.files,
+            options.output,
+            text_column=options.text_column,
+            id_column=options.id_column,
+            batch_size=options.batch_size,
+            chunk_rows=options.chunk_rows,
+            with_logits=options.logits,
+            overwrite=options.overwrite,
+            num_threads=options.num_threads,
+        )
+    except (ValueError, OSError, ImportError) as error:
+        if options.debug:
+            raise
+        _fail(str(error))
+    _print(json.dumps(result, indent=2))
+    leave_process_group()
     return 0
 
 
@@ -235,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _init(rest)
     if command == "export":
         return _export(rest)
+    if command == "predict":
+        return _predict(rest)
     if "-h" in rest or "--help" in rest:
         build_parser(command, training_fields=False).parse_args(["--help"])
     from .pipeline.markers import RunLockedError

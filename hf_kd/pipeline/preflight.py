@@ -14,7 +14,7 @@ from typing import Any
 from ..evaluation.model_stats import usable_positions
 from ..evaluation.task_metrics import default_metric, metric_names
 
-__all__ = ["check_model_path", "check_run"]
+__all__ = ["check_language", "check_model_path", "check_run"]
 
 # Tokenizers without a real limit report a huge sentinel `model_max_length`.
 _MAX_REAL_MODEL_LENGTH = 1_000_000
@@ -48,6 +48,49 @@ def check_model_path(name: str, field: str) -> Any:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         where = "the local folder" if path.exists() else "a local folder, and the Hub"
         raise ValueError(f"`{field}`: no model config could be read from {name!r} ({where}: {first})") from None
+
+
+def check_language(config: Any, splits: Any, teacher_tokenizer: Any, student_tokenizer: Any) -> dict[str, Any]:
+    """
+    Measure each tokenizer's unknown-token rate on a sample of the training text and of the transfer set, warn above
+    1 % and refuse above `data.max_unknown_rate` (`hf_kd.data.coverage`).
+
+    Args:
+        config (`hf_kd.recipe.config.DistillationPipelineConfig`):
+            The recipe.
+        splits (`hf_kd.pipeline.splits.RecipeSplits`):
+            The run's splits.
+        teacher_tokenizer (`PreTrainedTokenizerBase`):
+            The teacher's tokenizer.
+        student_tokenizer (`PreTrainedTokenizerBase`):
+            The student's tokenizer before any pruning (the same object as the teacher's when it shares it).
+
+    Returns:
+        `dict[str, Any]`: `{"teacher": {"tokenizer", "train", "transfer set"}, "student": {...}}`, rates in [0, 1]
+        (`None` where a split has no text); the report records it.
+
+    Raises:
+        `ValueError`: Naming the tokenizer, the split and the rate, when a rate is above `data.max_unknown_rate`.
+    """
+    from ..data.coverage import check_unknown_rates, unknown_token_rate
+
+    data = config.data
+    sides = {"teacher": (teacher_tokenizer, data.teacher_text_column or data.text_column, config.teacher.tokenizer)}
+    if student_tokenizer is not teacher_tokenizer or data.text_column != sides["teacher"][1]:
+        sides["student"] = (student_tokenizer, data.text_column, config.student.tokenizer or config.student.model)
+    rates: dict[str, Any] = {}
+    for side, (tokenizer, column, name) in sides.items():
+        name = name or (config.teacher.tokenizer or config.teacher.model)
+        rates[side] = {"tokenizer": str(name)}
+        for split, dataset in (("train", splits.train), ("transfer set", splits.transfer)):
+            texts = dataset[column] if len(dataset) and column in dataset.column_names else []
+            rates[side][split] = unknown_token_rate(tokenizer, list(texts), seed=config.seed)
+    named = {
+        f"{side} tokenizer ({values['tokenizer']})": {k: v for k, v in values.items() if k != "tokenizer"}
+        for side, values in rates.items()
+    }
+    check_unknown_rates(named, data.max_unknown_rate)
+    return rates
 
 
 def _layers(config: Any) -> int | None:

@@ -89,7 +89,7 @@ class PipelineRun:
     """
 
     def __init__(self, config: DistillationPipelineConfig) -> None:
-        from .preflight import check_model_path, check_run
+        from .preflight import check_language, check_model_path, check_run
 
         self.config = config
         start_state(cpu=config.use_cpu)
@@ -113,6 +113,8 @@ class PipelineRun:
             self.student_tokenizer = load_tokenizer(config.student.tokenizer or config.student.model)
         else:
             self.student_tokenizer = self.teacher_tokenizer
+        # Before any training (and any pruning): can the tokenizers read the text? (`data.max_unknown_rate`)
+        self.unknown_rates = check_language(config, splits, self.teacher_tokenizer, self.student_tokenizer)
         self.kept_token_ids: list[int] | None = None
         # The tokenizer the teacher reads while the student is distilled (cached logits, online teacher): with a
         # pruned vocabulary it shares, the pruned one (the teacher then reads its embedding rows of the kept tokens).

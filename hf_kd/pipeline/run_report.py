@@ -69,6 +69,11 @@ def write_run_report(
     )
     teacher = run.load_teacher()
     sides: dict[str, dict[str, Any]] = {}
+    typical = typical_length(run.teacher_train)
+    max_length = config.data.max_length or 128
+    lengths = {"latency": max_length}
+    if typical is not None and typical < max_length:
+        lengths["latency_typical"] = typical
     for name, model, tokenizer, metrics, path in (
         ("teacher", teacher, run.teacher_tokenizer, teacher_metrics, run.teacher_path),
         ("student", student, run.student_tokenizer, student_metrics, student_dir),
@@ -77,12 +82,10 @@ def write_run_report(
         size = model_size(path if Path(path).is_dir() else model)
         side.update({"parameters": size["parameters"], "size_mb": size["size_mb"]})
         if config.evaluation.latency:
-            side["latency"] = measure_latency(
-                model,
-                tokenizer,
-                batch_sizes=tuple(config.evaluation.latency_batch_sizes),
-                seq_len=config.data.max_length or 128,
-            )
+            for key, length in lengths.items():
+                side[key] = measure_latency(
+                    model, tokenizer, batch_sizes=tuple(config.evaluation.latency_batch_sizes), seq_len=length
+                )
         sides[name] = side
     exported_side = None
     if exported is not None:
@@ -96,11 +99,10 @@ def write_run_report(
             "format": f"ONNX {info['quantize'] or 'fp32'}",
         }
         if config.evaluation.latency:
-            exported_side["latency"] = onnx_latency(
-                exported["classifier"],
-                batch_sizes=tuple(config.evaluation.latency_batch_sizes),
-                seq_len=config.data.max_length or 128,
-            )
+            for key, length in lengths.items():
+                exported_side[key] = onnx_latency(
+                    exported["classifier"], batch_sizes=tuple(config.evaluation.latency_batch_sizes), seq_len=length
+                )
     extra = {
         "dataset": config.data.dataset,
         "level": config.data.level,
@@ -109,9 +111,14 @@ def write_run_report(
         "student_layers": getattr(student.config, "num_hidden_layers", None),
         "task": run.task,
         "threshold_rule": config.evaluation.threshold if run.task in (MULTI_LABEL, BINARY) else None,
+        "unknown_token_rate": getattr(run, "unknown_rates", None),
     }
     if config.evaluation.plots:
         extra["figures"] = [Path(f).name for f in _plots(run, teacher_metrics, student_metrics, folder)]
+        from ..reporting.plots import label_font
+
+        if run.task != BINARY and label_font(run.label_names) is None:
+            extra["label_legend"] = list(run.label_names)  # the figures number the labels
     vocabulary = getattr(student.config, "hf_kd_pruned_vocabulary", None)
     if vocabulary:
         extra["student_vocabulary"] = {"kept": student.config.vocab_size, **vocabulary}
@@ -123,6 +130,15 @@ def write_run_report(
     if config.evaluation.model_card:
         _model_card(run, student, student_dir, teacher, student_metrics, teacher_metrics, report)
     return report
+
+
+def typical_length(dataset: Any) -> int | None:
+    """The median number of tokens of a tokenized split's rows (`input_ids`), or None when it has none."""
+    if dataset is None or not len(dataset) or "input_ids" not in dataset.column_names:
+        return None
+    import numpy as np
+
+    return int(np.median([len(ids) for ids in dataset["input_ids"]]))
 
 
 MIN_CURVE_POINTS = 5

@@ -14,7 +14,7 @@ from ..constants import IGNORE_INDEX, is_number
 from ..evaluation.numeric import metric_keys
 from .report import quality_metrics
 
-__all__ = ["plot_binary_curves", "plot_per_label_f1", "plot_training_curves"]
+__all__ = ["label_font", "plot_binary_curves", "plot_per_label_f1", "plot_training_curves"]
 
 _METRIC_PREFIXES = ("eval_", "test_", "predict_")
 
@@ -27,6 +27,46 @@ def _figure(width: float, height: float) -> Any:
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure
+
+
+_CHARMAPS: dict[str, set[int]] = {}
+
+
+def _charmap(path: str) -> set[int]:
+    if path not in _CHARMAPS:
+        from matplotlib.ft2font import FT2Font
+
+        try:
+            _CHARMAPS[path] = set(FT2Font(path).get_charmap())
+        except (OSError, RuntimeError, ValueError):
+            _CHARMAPS[path] = set()
+    return _CHARMAPS[path]
+
+
+def label_font(names: Sequence[str]) -> str | None:
+    """
+    A font file that has a glyph for every character of `names`: matplotlib's default font when it does (Latin
+    names), else the first installed font that does (e.g. a CJK font for Chinese labels), else `None` (the figure
+    then numbers its labels, and the report gives the legend).
+
+    Args:
+        names (`Sequence[str]`):
+            The label names.
+
+    Returns:
+        `str` or `None`: The font file's path.
+    """
+    from matplotlib import font_manager
+
+    needed = {ord(c) for name in names for c in str(name) if not c.isspace()}
+    default = font_manager.findfont(font_manager.FontProperties(), fallback_to_default=True)
+    if needed <= _charmap(default):
+        return default
+    for entry in font_manager.fontManager.ttflist:
+        # LastResort maps every code point to a box naming its Unicode block: glyphs, but not readable ones.
+        if "lastresort" not in Path(entry.fname).name.lower() and needed <= _charmap(entry.fname):
+            return entry.fname
+    return None
 
 
 def _series(log_history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
@@ -127,7 +167,8 @@ def plot_per_label_f1(
         student_metrics (`Mapping[str, Any]`):
             The student's metrics.
         label_names (`Sequence[str]`):
-            Label names, in the order passed to the metric function; they label the bars.
+            Label names, in the order passed to the metric function; they label the bars, drawn with a font that has
+            their glyphs ([`label_font`]), or as numbers when no installed font has them.
         path (`str` or `Path`):
             Image file to write.
 
@@ -147,7 +188,14 @@ def plot_per_label_f1(
     height = 0.4
     axes.barh([p - height / 2 for p in positions], teacher, height=height, label="teacher")
     axes.barh([p + height / 2 for p in positions], student, height=height, label="student")
-    axes.set_yticks(positions, labels=names)
+    font = label_font(names)
+    if font is None:  # no installed font draws these names: numbers, with the legend in report.md
+        axes.set_yticks(positions, labels=[str(i) for i in positions])
+        axes.set_ylabel("label number (legend in report.md)")
+    else:
+        from matplotlib.font_manager import FontProperties
+
+        axes.set_yticks(positions, labels=names, fontproperties=FontProperties(fname=font))
     axes.invert_yaxis()
     axes.set(xlim=(0, 1), xlabel="F1", title="F1 per label (validation)")
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")

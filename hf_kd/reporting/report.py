@@ -208,9 +208,9 @@ def format_table(report: Mapping[str, Any]) -> str:
                 name = key[len("metric:") :]
                 return side.get("metrics", {}).get(name), side_ratios.get("metrics", {}).get(name)
             if key.startswith("latency:"):
-                size = key[len("latency:") :]
-                mine = _latency_per_example(side.get("latency")).get(size)
-                return mine, _ratio(mine, _latency_per_example(teacher.get("latency")).get(size))
+                _, field, size = key.split(":", 2)
+                mine = _latency_per_example(side.get(field)).get(size)
+                return mine, _ratio(mine, _latency_per_example(teacher.get(field)).get(size))
             if key.startswith("speedup:"):
                 return None, side_ratios.get("speedup", {}).get(key[len("speedup:") :])
             return side.get(key), side_ratios.get({"size_mb": "size"}.get(key, key))
@@ -236,8 +236,16 @@ def format_table(report: Mapping[str, Any]) -> str:
     sizes = {size for side in sides for size in _latency_per_example(side.get("latency"))}
     sizes |= {*ratios.get("speedup", {}), *exported_ratios.get("speedup", {})}
     sizes = sorted(sizes, key=_batch_order)
+    typical = student.get("latency_typical") or teacher.get("latency_typical")
+    typical_len = typical.get("seq_len") if isinstance(typical, Mapping) else None
     for size in sizes:
-        row(f"Latency, batch {size} (ms/example)", f"latency:{size}", "latency")
+        row(f"Latency, batch {size} (ms/example)", f"latency:latency:{size}", "latency")
+        if typical_len is not None:
+            row(
+                f"Latency at {typical_len} tokens, batch {size} (ms/example)",
+                f"latency:latency_typical:{size}",
+                "latency",
+            )
     for size in sizes:
         row(f"Speed-up, batch {size} (teacher / student latency)", f"speedup:{size}", "metric", "speedup")
     table = "\n".join(lines) + "\n"
@@ -247,6 +255,22 @@ def format_table(report: Mapping[str, Any]) -> str:
             f"\nLatency: {latency.get('device', 'cpu')}, {latency.get('num_threads', '?')} thread(s), sequence length "
             f"{latency['seq_len']}, synthetic token ids, median of {latency.get('n_runs', '?')} runs.\n"
         )
+        if typical_len is not None:
+            table += f"Also timed at {typical_len} tokens, the data's median length (the rows that name it).\n"
+    extra = report.get("extra", {})
+    rates = extra.get("unknown_token_rate") if isinstance(extra, Mapping) else None
+    if rates:
+        parts = []
+        for side, values in rates.items():
+            shown = [
+                f"{split} {100 * r:.1f} %" for split, r in values.items() if split != "tokenizer" and r is not None
+            ]
+            parts.append(f"{side} tokenizer: {', '.join(shown) or 'no text'}")
+        table += f"Unknown-token rate ({'; '.join(parts)}).\n"
+    legend = extra.get("label_legend") if isinstance(extra, Mapping) else None
+    if legend:
+        table += "\nLabel numbers in the figures:\n\n| number | label |\n|---:|---|\n"
+        table += "".join(f"| {i} | {_escape(str(name))} |\n" for i, name in enumerate(legend))
     if exported and exported.get("latency"):
         table += "The exported student is timed through onnxruntime, on batches of the same shapes.\n"
     return table
