@@ -56,9 +56,8 @@ def serving_contract_problems(folder: str | Path) -> list[str]:
         if not config.get(key):
             problems.append(f"config.json has no {key}")
     tokenizer = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
-    size = len(tokenizer.get("model", {}).get("vocab", {})) + len(
-        {t["id"] for t in tokenizer.get("added_tokens", [])} - set(tokenizer.get("model", {}).get("vocab", {}).values())
-    )
+    vocabulary = tokenizer.get("model", {}).get("vocab", {})
+    size = len(vocabulary) + len({t["id"] for t in tokenizer.get("added_tokens", [])} - set(vocabulary.values()))
     if config.get("vocab_size") is not None and size > int(config["vocab_size"]):
         problems.append(f"tokenizer.json has {size} tokens, more than config.json's vocab_size {config['vocab_size']}")
     graph = onnx.load(str(folder / ONNX_FILE), load_external_data=False).graph
