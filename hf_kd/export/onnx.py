@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..constants import EXPORT_FORMATS, STUDENT_INPUT_COLUMNS, THRESHOLD_KEY, task_of_config
+from ..constants import EXPORT_FORMATS, STUDENT_INPUT_COLUMNS, THRESHOLD_KEY, problem_type_of_task, task_of_config
 from .onnx_classifier import EXPORT_FILE, ONNX_FILE
 
 __all__ = [
@@ -287,8 +287,11 @@ def export_onnx(
                 calibration = _Calibration(tokenizer, list(calibration_texts or []), names, max_length)
             _quantize(graph, target, quantize, calibration)
     tokenizer.save_pretrained(output)
-    model.config.save_pretrained(output)
     config = model.config
+    # The serving engines (TEI, optimum) read the head's task from config.json: written even where training left it
+    # unset (a single-label head), as the task hf-kd reads from the config (`task_of_config`).
+    config.problem_type = problem_type_of_task(task_of_config(config))
+    config.save_pretrained(output)
     threshold = getattr(config, THRESHOLD_KEY, None)
     import onnxruntime
 

@@ -408,7 +408,7 @@ def predict_files(
     """
     from tqdm.auto import tqdm
 
-    from ..training.distributed import barrier, state
+    from ..training.distributed import barrier, start_state, state
 
     output = Path(output)
     if output.suffix.lower() not in OUTPUT_FORMATS:
@@ -423,8 +423,15 @@ def predict_files(
             raise ValueError(f"{str(path)!r}: `hf-kd predict` reads {', '.join(INPUT_FORMATS)} files.")
         if not path.is_file():
             raise ValueError(f"{str(path)!r} does not exist.")
+        columns = file_columns(path)
+        if not columns:
+            raise ValueError(f"{str(path)!r} has no rows to predict.")
+        for column in (text_column, *([id_column] if id_column else [])):
+            if column not in columns:
+                raise ValueError(f"{str(path)!r} has no column {column!r}; its columns are {columns}.")
     if output.exists() and not overwrite:
         raise ValueError(f"{str(output)!r} exists; pass --overwrite to replace it.")
+    start_state()  # several processes under `accelerate launch` on a CPU machine, one otherwise
     process = state()
     predictor = Predictor.from_pretrained(model, num_threads=num_threads, device=process.device)
     id_key = id_column or ROW_KEY
@@ -462,29 +469,31 @@ def predict_files(
     )
     rows = chunks = resumed = 0
     part_names: list[Path] = []
-    for file_index, path in enumerate(paths):
-        position = 0
-        for chunk_index, chunk in enumerate(read_chunks(path, [text_column, *optional], chunk_rows)):
-            part = parts_dir / f"part-{file_index:04d}-{chunk_index:06d}{ext}"
-            part_names.append(part)
-            ids = [r[id_key] for r in chunk] if id_key != ROW_KEY else list(range(position, position + len(chunk)))
-            position += len(chunk)
-            rows += len(chunk)
-            mine = (len(part_names) - 1) % process.num_processes == process.process_index
-            if not mine:
-                continue
-            chunks += 1
-            if part.is_file():
-                resumed += 1
-                continue
-            texts = [_text(r[text_column], path, text_column, i) for i, r in zip(ids, chunk)]
-            logits = predictor.logits(texts, batch_size=batch_size)
-            records = prediction_records(
-                logits, predictor.task, predictor.label_names, predictor.threshold, ids, id_key, with_logits
-            )
-            _write_part(part, records, predictor.task, predictor.label_names)
-            bar.update(len(chunk))
-    bar.close()
+    try:
+        for file_index, path in enumerate(paths):
+            position = 0
+            for chunk_index, chunk in enumerate(read_chunks(path, [text_column, *optional], chunk_rows)):
+                part = parts_dir / f"part-{file_index:04d}-{chunk_index:06d}{ext}"
+                part_names.append(part)
+                ids = [r[id_key] for r in chunk] if id_key != ROW_KEY else list(range(position, position + len(chunk)))
+                position += len(chunk)
+                rows += len(chunk)
+                mine = (len(part_names) - 1) % process.num_processes == process.process_index
+                if not mine:
+                    continue
+                chunks += 1
+                if part.is_file():
+                    resumed += 1
+                    continue
+                texts = [_text(r[text_column], path, text_column, i) for i, r in zip(ids, chunk)]
+                logits = predictor.logits(texts, batch_size=batch_size)
+                records = prediction_records(
+                    logits, predictor.task, predictor.label_names, predictor.threshold, ids, id_key, with_logits
+                )
+                _write_part(part, records, predictor.task, predictor.label_names)
+                bar.update(len(chunk))
+    finally:
+        bar.close()  # before an error is printed: the bar's line ends first
     barrier()
     if process.is_main_process:
         missing = [p.name for p in part_names if not p.is_file()]
