@@ -21,7 +21,7 @@ from hf_kd.export import predict as predict_module
 from hf_kd.export.onnx import export_onnx
 from hf_kd.export.onnx_classifier import OnnxClassifier
 from hf_kd.export.predict import Predictor, predict_files, probabilities
-from hf_kd.export.serving import serving_contract_problems, write_triton_repository
+from hf_kd.export.serving import serving_contract_problems
 
 CANARY = "CANARY-7Q3X"
 WORDS = "the patient fever cough pain chest acute chronic tumor cell signal".split()
