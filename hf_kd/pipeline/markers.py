@@ -319,6 +319,7 @@ def stage_fingerprints(config: Any) -> dict[str, dict[str, Any]]:
         student=student_fp,
         teacher_eval=inputs["teacher_eval"]["fingerprint"],
         evaluation=evaluation,
+        ids=config.data.id_column,  # read by the predictions of an unlabeled test split only
     )
     return inputs
 

@@ -427,6 +427,9 @@ class PipelineRun:
             if threshold is not None:
                 student.config.update({THRESHOLD_KEY: threshold})
                 student.config.save_pretrained(student_dir)
+            if self.config.data.max_length:  # `hf-kd export` and `hf-kd predict` truncate where training did
+                self.student_tokenizer.model_max_length = int(self.config.data.max_length)
+                self.student_tokenizer.save_pretrained(student_dir)
             from .stage_models import export_student  # onnx is imported only when exporting
 
             exported = export_student(self, student_dir, folder, threshold) if self.config.evaluation.export else None

@@ -228,12 +228,18 @@ def save_predictions(folder: Path, outputs: Mapping[str, Mapping[str, Any]]) -> 
 
 
 def write_unlabeled_predictions(
-    path: Path, logits: Any, task: str, label_names: list[str], threshold: float | None
+    path: Path,
+    logits: Any,
+    task: str,
+    label_names: list[str],
+    threshold: float | None,
+    ids: list[Any] | None = None,
+    id_key: str = "row",
 ) -> None:
     """
-    Write a model's predictions on an unlabeled split as JSON lines: `row` (its position in the split),
-    `prediction` (label name(s), `hf_kd.evaluation.thresholds.predicted_labels`) and `scores` (probabilities, or the
-    logits of a single-label or regression head); never the text.
+    Write a model's predictions on an unlabeled split as JSON lines (UTF-8), as `hf-kd predict` writes them: the
+    row's id (its `id_key` value, or `row`, its position in the split), `prediction` (label name(s)) and
+    `probabilities` (softmax or sigmoid, per label; `hf_kd.export.predict.prediction_records`); never the text.
 
     Args:
         path (`Path`):
@@ -246,21 +252,19 @@ def write_unlabeled_predictions(
             The label names in id order.
         threshold (`float`, *optional*):
             The operating threshold of a multi-label or binary task.
+        ids (`list`, *optional*):
+            Each row's id; the row positions when None.
+        id_key (`str`, *optional*, defaults to `"row"`):
+            The id's field name.
     """
-    from ..evaluation.numeric import positive_scores, sigmoid
-    from ..evaluation.thresholds import predicted_labels
+    from ..export.predict import prediction_records
 
-    predictions = predicted_labels(logits, task, label_names, threshold)
-    if task == MULTI_LABEL:
-        scores = sigmoid(logits).tolist()
-    elif task == BINARY:
-        scores = positive_scores(logits).tolist()
-    else:
-        scores = logits.tolist()
+    ids = list(range(len(logits))) if ids is None else ids
+    records = prediction_records(logits, task, label_names, threshold, ids, id_key=id_key)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
-        for row, (prediction, score) in enumerate(zip(predictions, scores)):
-            handle.write(json.dumps({"row": row, "prediction": prediction, "scores": score}) + "\n")
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def predict_unlabeled(run: Any, student: Any, folder: Path, threshold: float | None) -> dict[str, str]:
@@ -289,8 +293,13 @@ def predict_unlabeled(run: Any, student: Any, folder: Path, threshold: float | N
         batch_size = run.config.evaluation.batch_size
         logits = predict_logits(student, run.student_tokenizer, dataset, folder / "tmp", batch_size)
         path = folder / f"predictions_{name}.jsonl"
+        source = run.splits.predict[name]
+        id_column = run.config.data.id_column
+        ids = list(source[id_column]) if id_column and id_column in source.column_names else None
         if is_main_process():
-            write_unlabeled_predictions(path, logits, run.task, run.label_names, threshold)
+            write_unlabeled_predictions(
+                path, logits, run.task, run.label_names, threshold, ids=ids, id_key=id_column if ids else "row"
+            )
         written[name] = str(path)
     return written
 

@@ -60,6 +60,9 @@ class DataConfig:
             Column the teacher reads (e.g. `text_en_mt`); defaults to `text_column`.
         label_column (`str`, *optional*, defaults to `"labels"`):
             Label column for `"files"`.
+        id_column (`str`, *optional*, defaults to `"id"`):
+            The column that identifies a row: the predictions for an unlabeled test split carry its value (the row's
+            position when the split has no such column).
         problem_type (`str`, *optional*):
             `"single_label_classification"`, `"multi_label_classification"`, `"regression"` or `"binary"` (two
             classes scored as triage: AUROC, sensitivity... at the operating threshold); inferred when unset, a
@@ -120,6 +123,7 @@ class DataConfig:
         default=None, metadata={"help": "Column the teacher reads (defaults to text_column)."}
     )
     label_column: str = field(default="labels", metadata={"help": "Label column (dataset: files)."})
+    id_column: str = field(default="id", metadata={"help": "Row id column carried by predictions (when present)."})
     problem_type: (
         Literal["single_label_classification", "multi_label_classification", "regression", "binary"] | None
     ) = field(default=None, metadata={"help": "The task; inferred when unset (two classes: binary)."})

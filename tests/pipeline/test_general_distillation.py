@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import StepLog, args_for, random_dataset, tiny_bert
+from conftest import WORDS, StepLog, args_for, random_dataset, tiny_bert
 from safetensors.torch import load_file
 from transformers import Trainer, TrainerCallback
 
@@ -126,7 +126,7 @@ def _encoder(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def test_the_stage_trains_on_all_the_text_and_the_student_starts_from_its_encoder(general_recipe, trainings, tmp_path):
     unlabeled = tmp_path / "unlabeled.jsonl"
-    unlabeled.write_text("".join(json.dumps({"text": f"fever cough note {i}"}) + "\n" for i in range(8)))
+    unlabeled.write_text("".join(json.dumps({"text": f"fever cough {WORDS[i]}"}) + "\n" for i in range(8)))
     general_recipe["data"]["unlabeled_files"] = [str(unlabeled)]
     config = DistillationPipelineConfig.from_dict(general_recipe)
     result = run_pipeline(config)

@@ -47,6 +47,8 @@ def test_end_to_end_then_resume_trains_nothing(recipe, count_train, tmp_path):
     student_config = json.loads((student_dir / "config.json").read_text())
     assert student_config["num_hidden_layers"] == 1
     assert list(student_config["id2label"].values()) == LABELS
+    # The tokenizer truncates where training did, so that an export and `hf-kd predict` read what the student read.
+    assert json.loads((student_dir / "tokenizer_config.json").read_text())["model_max_length"] == 32
 
     # The cached training set has the teacher's logits, one per label.
     import datasets

@@ -92,18 +92,21 @@ def test_unlabeled_test_split_gets_predictions_and_joins_the_transfer_set(recipe
     data = Path(recipe["data"]["path"])
     canary = "zebracanary"
     rows = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines()]
-    (data / "test.jsonl").write_text("".join(json.dumps({"text": f"{canary} {r['text']}"}) + "\n" for r in rows))
+    recipe["data"]["max_unknown_rate"] = 1.0  # the canary is a word the tiny vocabulary cannot spell
+    ids = [f"case-{900 - i}" for i in range(len(rows))]  # the file's own ids, not in row order
+    text = "".join(json.dumps({"id": i, "text": f"{canary} {r['text']}"}) + "\n" for i, r in zip(ids, rows))
+    (data / "test.jsonl").write_text(text)
     result = run_pipeline(DistillationPipelineConfig.from_dict(recipe))
 
     assert set(result["teacher"]) == {"validation"} and set(result["student"]) == {"validation"}
     assert train_sizes == [("teacher", 24), ("student", 24 + len(rows))]
     folder = Path(recipe["output_dir"]) / "evaluation"
     predictions = [json.loads(line) for line in (folder / "predictions_test.jsonl").read_text().splitlines()]
-    assert [p["row"] for p in predictions] == list(range(len(rows)))
+    assert [p["id"] for p in predictions] == ids
     threshold = result["student"]["validation"]["threshold"]
-    for p in predictions:  # label names at the student's threshold, with the scores they come from
-        assert set(p) == {"row", "prediction", "scores"} and len(p["scores"]) == len(CLINICAL_LABELS)
-        assert p["prediction"] == [n for n, s in zip(CLINICAL_LABELS, p["scores"]) if s >= threshold]
+    for p in predictions:  # label names at the student's threshold, with the probabilities they come from
+        assert set(p) == {"id", "prediction", "probabilities"} and list(p["probabilities"]) == list(CLINICAL_LABELS)
+        assert p["prediction"] == [n for n, s in p["probabilities"].items() if s >= threshold]
     # No text outside the run's cache: the canary is in no file the run keeps.
     for file in Path(recipe["output_dir"]).rglob("*"):
         if file.is_file() and "teacher_logits" not in file.parts:

@@ -297,6 +297,7 @@ def test_no_example_text_in_any_message_or_output(recipe, tmp_path, capsys, capl
         rows = [{"text": f"{CANARY} {labels[i % 3]}", "labels": [labels[i % 3]]} for i in range(n)]
         (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     recipe["data"]["path"] = str(data)
+    recipe["data"]["max_unknown_rate"] = 1.0  # the canary is a word the tiny vocabulary cannot spell
     recipe["evaluation"]["plots"] = True
     with caplog.at_level("INFO"):
         assert cli.main(["distill", _write(recipe, tmp_path)]) == 0
@@ -334,6 +335,7 @@ def test_no_copy_of_the_text_outside_the_run_folder_after_a_run(recipe, tmp_path
         rows = [{"text": f"{CANARY} {i} fever", "labels": ["fever"] if i % 2 else ["cough"]} for i in range(n)]
         (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     recipe["data"]["path"] = str(data)
+    recipe["data"]["max_unknown_rate"] = 1.0  # the canary and numbers are words the tiny vocabulary cannot spell
     started = time.time()
     run_pipeline(DistillationPipelineConfig.from_dict(recipe))
     root = Path(recipe["output_dir"]).resolve()
