@@ -3,7 +3,7 @@
     hf-kd distill RECIPE.yaml [--section.field VALUE ...]
     hf-kd evaluate --model PATH --recipe RECIPE.yaml [--split validation] [--side student] [--section.field VALUE ...]
     hf-kd search RECIPE.yaml [--n_trials N] [--n_particles P] [--section.field VALUE ...]
-    hf-kd init --train FILE [--validation FILE] [--test FILE] [--unlabeled FILE ...] --model TEACHER [--text_column C]
+    hf-kd init --train FILE [--validation FILE] [--test FILE] [--unlabeled FILE ...] --model TEACHER [--target T]
     hf-kd export MODEL_DIR --output OUT [--quantize int8] [--triton DIR]
     hf-kd predict MODEL FILE [FILE ...] --output OUT [--text_column C] [--id_column C] [--logits]
 
@@ -148,6 +148,19 @@ def _init_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--label_delimiter", default=None, help="Separator of several labels in one cell.")
     parser.add_argument("--positive", default=None, help="For two named classes: the positive one.")
+    parser.add_argument(
+        "--target",
+        default="deploy",
+        choices=("accurate", "deploy", "smallest"),
+        help="The student: accurate (half depth), deploy (2 layers, pruned vocabulary, transfer set, int8 export; "
+        "the default) or smallest (deploy at half width, with general distillation).",
+    )
+    parser.add_argument(
+        "--validation_size",
+        type=float,
+        default=0.1,
+        help="Without --validation: the share of train held out as validation (default: 0.1).",
+    )
     parser.add_argument("--output", default="recipe.yaml", help="The recipe to write (default: recipe.yaml).")
     parser.add_argument("--force", action="store_true", help="Replace an existing recipe file.")
     parser.add_argument("--debug", action="store_true", help="Show the traceback of an error.")
@@ -170,8 +183,10 @@ def _init(rest: list[str]) -> int:
             label_delimiter=options.label_delimiter,
             positive_label=options.positive,
             unlabeled_files=options.unlabeled,
+            target=options.target,
+            validation_size=options.validation_size,
         )
-        path = write_starting_recipe(options.output, recipe, overwrite=options.force)
+        path = write_starting_recipe(options.output, recipe, overwrite=options.force, target=options.target)
     except (ValueError, OSError) as error:
         if options.debug:
             raise

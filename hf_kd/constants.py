@@ -32,6 +32,7 @@ __all__ = [
     "TEACHER_LOGITS_COLUMN",
     "TEACHER_SIDE_COLUMNS",
     "WORD_ID_COLUMNS",
+    "MIN_VALIDATION_ROWS",
     "THRESHOLD_KEY",
     "CORPUS_LEVELS",
     "EXPORT_FORMATS",
@@ -185,6 +186,10 @@ def problem_type_of_task(task: str) -> str:
     """The `config.problem_type` of a task's models (a binary task has a two-logit single-label head)."""
     return SINGLE_LABEL if task == BINARY else task
 
+
+MIN_VALIDATION_ROWS = 8
+"""The fewest rows a validation split held out of train (`data.validation_size`) may have: fewer cannot tune a
+threshold or gate a teacher."""
 
 CORPUS_LEVELS: dict[str, tuple[str, ...]] = {"hoc": ("abstract", "sentence"), "codiesp": ("chapter", "triage")}
 """The corpora of the source papers (`hf_kd.data.corpora`) and their levels; the first level is the default."""

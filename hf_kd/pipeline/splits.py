@@ -11,6 +11,7 @@ from ..constants import (
     BINARY,
     CORPUS_LEVELS,
     LABELS_COLUMN,
+    MIN_VALIDATION_ROWS,
     MODEL_COLUMNS,
     REGRESSION,
     SINGLE_LABEL,
@@ -19,10 +20,6 @@ from ..constants import (
 )
 from ..data.unlabeled import UNLABELED_SPLIT, hide_labels, unlabeled_rows
 from ..recipe.config import DistillationPipelineConfig
-
-MIN_VALIDATION_ROWS = 8
-"""The fewest rows a validation split held out of train (`data.validation_size`) may have: fewer cannot tune a
-threshold or gate a teacher."""
 
 __all__ = [
     "MIN_VALIDATION_ROWS",

@@ -87,7 +87,7 @@ class DataConfig:
             When the data has no `validation_split`: hold one out of the training split, a fraction of it (`0.1`) or
             a count (`200`), drawn with the recipe's seed and stratified by class (multi-label: by each row's
             rarest label; grouped rows: by document). Refused when the data has its own validation split, and when
-            the held-out split would be too small to score (`hf_kd.pipeline.splits.MIN_VALIDATION_ROWS`).
+            the held-out split would be too small to score (`hf_kd.constants.MIN_VALIDATION_ROWS`).
         max_unknown_rate (`float`, *optional*, defaults to 0.1):
             Refuse a run before any training when a tokenizer turns more than this share of the words of the
             training text or the transfer set into its unknown token (a model that cannot read the language); above

@@ -13,9 +13,23 @@ from typing import Any
 
 import yaml
 
-from ..constants import BINARY, LABELS_COLUMN, MULTI_LABEL, REGRESSION, infer_task, problem_type_of_task
+from ..constants import (
+    BINARY,
+    LABELS_COLUMN,
+    MIN_VALIDATION_ROWS,
+    MULTI_LABEL,
+    REGRESSION,
+    infer_task,
+    problem_type_of_task,
+)
+from ..data.coverage import UNKNOWN_WARN_RATE
 
-__all__ = ["starting_recipe", "write_starting_recipe"]
+__all__ = ["DEFAULT_TARGET", "TARGETS", "starting_recipe", "write_starting_recipe"]
+
+TARGETS = ("accurate", "deploy", "smallest")
+"""The students `hf-kd init --target` aims for: half the teacher's depth; two layers, a pruned vocabulary, the
+transfer set and an int8 export; the same at half the width after a general-distillation stage."""
+DEFAULT_TARGET = "deploy"
 
 
 def starting_recipe(
@@ -29,6 +43,8 @@ def starting_recipe(
     positive_label: str | None = None,
     output_dir: str | None = None,
     unlabeled_files: list[str] | None = None,
+    target: str = DEFAULT_TARGET,
+    validation_size: float = 0.1,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """
     A recipe for `data_files` and `teacher`, and a summary of the data (task, label count, split sizes).
@@ -56,18 +72,27 @@ def starting_recipe(
             Files of unlabeled text (with `text_column`) for the transfer set: the student learns the teacher's
             outputs on them (`data.unlabeled_files`). A `validation` or `test` file without the label column is
             accepted too: a test file without labels joins the transfer set and gets predictions instead of metrics.
+        target (`str`, *optional*, defaults to `"deploy"`):
+            The student to aim for, one of [`TARGETS`]: `accurate` (half the teacher's depth), `deploy` (two of its
+            layers, a pruned vocabulary, the transfer set, an int8 ONNX export) or `smallest` (`deploy` at half the
+            width, with a general-distillation stage first).
+        validation_size (`float`, *optional*, defaults to 0.1):
+            When there is no validation file: the share of train held out as validation (`data.validation_size`).
 
     Returns:
         `tuple[dict, dict]`: The recipe (nested sections) and the summary, whose `transfer_set` says what happens to
         the unlabeled text.
 
     Raises:
-        `ValueError`: When the data cannot be read as labelled text, or two named classes have no `positive_label`.
+        `ValueError`: When the data cannot be read as labelled text, two named classes have no `positive_label`, the
+            target is unknown, or the teacher's tokenizer and config cannot be read.
     """
     from ..data.loading import load_classification_dataset
 
     if "train" not in data_files:
         raise ValueError("A recipe needs a `train` file.")
+    if target not in TARGETS:
+        raise ValueError(f"`--target` must be one of {list(TARGETS)}, got {target!r}.")
     loader_type = problem_type_of_task(problem_type) if problem_type else None
     dataset, names = load_classification_dataset(
         dict(data_files),
@@ -84,11 +109,12 @@ def starting_recipe(
             f"The validation file has no label column {label_column!r}: thresholds and the teacher's gate need "
             "labels. Pass an unlabeled file with --unlabeled instead."
         )
-    unlabeled_rows_count = 0
+    unlabeled_texts: list[str] = []
     if unlabeled_files:
         from ..data.unlabeled import unlabeled_rows
 
-        unlabeled_rows_count = len(unlabeled_rows(unlabeled_files, text_column, teacher_text_column))
+        unlabeled_texts = list(unlabeled_rows(unlabeled_files, text_column, teacher_text_column)[text_column])
+    unlabeled_rows_count = len(unlabeled_texts)
     task = problem_type or infer_task(dataset["train"].features[LABELS_COLUMN], len(names))
     if task == BINARY and names not in (["0", "1"], ["False", "True"]):
         if positive_label is None:
@@ -107,24 +133,59 @@ def starting_recipe(
         data["label_delimiter"] = label_delimiter
     if unlabeled_files:
         data["unlabeled_files"] = list(unlabeled_files)
-    data["max_length"] = 256
+    chosen: list[str] = []
+    if "validation" not in data_files:
+        held: float | int = validation_size
+        if round(validation_size * len(dataset["train"])) < MIN_VALIDATION_ROWS:
+            held = MIN_VALIDATION_ROWS  # a count: the fewest rows that can tune a threshold
+        data["validation_size"] = held
+        chosen.append(
+            f"data.validation_size {held}: no validation file, so a stratified, seeded "
+            f"{'share' if held < 1 else 'count'} of train is held out for the threshold and the teacher's gate"
+        )
+    tokenizer, model_config = _teacher_files(teacher)
+    teacher_column = teacher_text_column or text_column
+    train_texts = [t for t in dataset["train"][teacher_column] if isinstance(t, str)]
+    max_length, p99 = _max_length(tokenizer, train_texts, model_config)
+    data["max_length"] = max_length
+    chosen.append(f"data.max_length {max_length}: the 99th percentile of the training texts' lengths is {p99} tokens")
+    transfer_texts = unlabeled_texts + [
+        t for split in labelless for t in dataset[split][teacher_column] if isinstance(t, str)
+    ]
+    from ..data.coverage import unknown_token_rate
+
+    rates = {"train": unknown_token_rate(tokenizer, train_texts)}
+    if transfer_texts:
+        rates["transfer set"] = unknown_token_rate(tokenizer, transfer_texts)
     training = {"learning_rate": 5.0e-5, "head_learning_rate": 1.0e-3, "warmup_steps": 0.1}
     training.update(per_device_train_batch_size=16, num_train_epochs=3)
+    student, evaluation, why = _target_sections(target, model_config, has_transfer=bool(transfer_texts))
+    chosen += why
+    if task in (MULTI_LABEL, BINARY):
+        evaluation = {"threshold": "f1", **evaluation}
     recipe = {
         "data": {k: v for k, v in data.items() if v is not None},
         "teacher": {"model": teacher, **training},
-        "student": {"num_layers": None, **training, "alpha": 0.5, "temperature": 2.0},
-        "evaluation": {"threshold": "f1"} if task in (MULTI_LABEL, BINARY) else {},
+        "student": {**student, **training, "alpha": 0.5, "temperature": 2.0},
+        "evaluation": evaluation,
         "output_dir": output_dir or f"runs/{Path(data_files['train']).stem}",
         "seed": 42,
     }
-    recipe["student"].pop("num_layers")
     summary = {
         "task": task,
         "labels": len(names),
         "splits": {split: len(ds) for split, ds in dataset.items()},
         "label_names": names if len(names) <= 20 else f"{len(names)} names",
+        "target": target,
+        "unknown_token_rate": {k: None if v is None else round(v, 4) for k, v in rates.items()},
+        "chosen": chosen,
     }
+    worst = max((v for v in rates.values() if v is not None), default=0.0)
+    if worst > UNKNOWN_WARN_RATE:
+        summary["warning"] = (
+            f"The teacher's tokenizer reads {worst:.1%} of the tokens as unknown: it may not read this language "
+            f"(`hf-kd distill` refuses above data.max_unknown_rate, 10 % by default)."
+        )
     transfer = {split: len(dataset[split]) for split in labelless}
     if unlabeled_rows_count:
         transfer["unlabeled_files"] = unlabeled_rows_count
@@ -139,18 +200,91 @@ def starting_recipe(
     return recipe, summary
 
 
+def _teacher_files(teacher: str) -> tuple[Any, Any]:
+    """The teacher's tokenizer and config (local files, or the Hub when it can be reached)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(teacher), AutoConfig.from_pretrained(teacher)
+    except (OSError, ValueError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(
+            f"`--model {teacher}`: `hf-kd init` reads the teacher's tokenizer and config (for max_length, the "
+            f"student's layers and the unknown-token rate), and could not: {first}"
+        ) from None
+
+
+def _max_length(tokenizer: Any, texts: list[str], config: Any) -> tuple[int, int]:
+    """`max_length`: the 99th percentile of the texts' token counts, rounded up to a multiple of 8, within the model's
+    positions; and the percentile itself."""
+    import numpy as np
+
+    sample = texts[:: max(1, len(texts) // 5000)]
+    lengths = [len(ids) for ids in tokenizer(sample, truncation=False)["input_ids"]] or [8]
+    p99 = int(np.ceil(np.percentile(lengths, 99)))
+    positions = int(getattr(config, "max_position_embeddings", 512) or 512)
+    return int(min(max(8, -(-p99 // 8) * 8), positions, 512)), p99
+
+
+def _layers(config: Any) -> int:
+    for name in ("num_hidden_layers", "n_layers", "num_layers"):
+        if getattr(config, name, None):
+            return int(getattr(config, name))
+    return 2
+
+
+def _target_sections(target: str, config: Any, has_transfer: bool) -> tuple[dict, dict, list[str]]:
+    """The student and evaluation sections of a target, and why each setting was chosen."""
+    depth = _layers(config)
+    why: list[str] = []
+    if target == "accurate":
+        half = max(1, depth // 2)
+        why.append(f"target accurate: {half} of the teacher's {depth} layers (evenly spaced), full vocabulary")
+        return {"num_layers": half}, {}, why
+    layers = [0, depth // 2] if depth > 1 else [0]
+    student: dict[str, Any] = {"from_teacher_layers": layers, "prune_vocabulary": True}
+    why.append(
+        f"target {target}: {len(layers)} of the teacher's {depth} layers {layers}; the vocabulary pruned to the "
+        "tokens of the run's text (smaller embeddings, same tokenization of that text)"
+    )
+    if target == "smallest":
+        width = int(getattr(config, "hidden_size", 384)) // 2
+        student["hidden_size"] = width
+        student["general_distillation"] = {
+            "num_train_epochs": 3,
+            "learning_rate": 1.0e-3,
+            "per_device_train_batch_size": 32,
+            "warmup_steps": 0.1,
+        }
+        why.append(
+            f"student.hidden_size {width} (half the teacher's width), after a general-distillation stage on all "
+            "the run's text (hidden states and self-attention relations of the pretrained teacher)"
+        )
+    why.append(
+        "the transfer set (unlabeled rows: --unlabeled files, a test file without labels) is distilled into the "
+        "student"
+        if has_transfer
+        else "no transfer set: give unlabeled notes with --unlabeled (or a test file without labels); on HoC a "
+        "transfer set is what closed the gap to the teacher"
+    )
+    why.append("evaluation.export int8: a fused int8 ONNX export, evaluated and timed beside the student")
+    return student, {"export": "int8"}, why
+
+
 _HEADER = """\
 # A starting recipe written by `hf-kd init` from the data it names. Check it, then:
 #   hf-kd distill {path}
 # Fields: `hf-kd distill --help`; the guide: docs/src/guides/own-data.md.
 # - data: the files and columns; the task and the label names (in id order{binary}) were read from the data.
 # - teacher: fine-tuned on the labels first (skipped when it is already a classifier of these labels).
-# - student: by default half the teacher's layers; `from_teacher_layers: [0, 2, 4]` or `model: <id>` to choose.
+# - student: the `--target {target}` preset (docs/src/guides/own-data.md lists the targets and their measured figures).
 # - evaluation: `min_teacher_metric` stops a run before distilling from a weak teacher.
 """
 
 
-def write_starting_recipe(path: str | os.PathLike, recipe: dict[str, Any], overwrite: bool = False) -> Path:
+def write_starting_recipe(
+    path: str | os.PathLike, recipe: dict[str, Any], overwrite: bool = False, target: str = DEFAULT_TARGET
+) -> Path:
     """
     Write a recipe from [`starting_recipe`] as YAML, with a header saying what to check.
 
@@ -161,6 +295,8 @@ def write_starting_recipe(path: str | os.PathLike, recipe: dict[str, Any], overw
             The recipe.
         overwrite (`bool`, *optional*, defaults to `False`):
             Replace an existing file.
+        target (`str`, *optional*, defaults to `"deploy"`):
+            The target the recipe was written for (named in its header).
 
     Returns:
         `Path`: The file written.
@@ -173,6 +309,8 @@ def write_starting_recipe(path: str | os.PathLike, recipe: dict[str, Any], overw
         raise FileExistsError(f"{str(out)!r} exists; pass --force to replace it.")
     binary = "; binary: negative, then positive" if recipe["data"].get("problem_type") == BINARY else ""
     out.parent.mkdir(parents=True, exist_ok=True)
-    text = _HEADER.format(path=out, binary=binary) + yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True)
+    text = _HEADER.format(path=out, binary=binary, target=target) + yaml.safe_dump(
+        recipe, sort_keys=False, allow_unicode=True
+    )
     out.write_text(text, encoding="utf-8")
     return out

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from conftest import save_model_dir, tiny_bert
+from conftest import MINILM, save_model_dir, tiny_bert
 
 from hf_kd.pipeline.run import run_pipeline
 from hf_kd.recipe.config import DistillationPipelineConfig
@@ -190,12 +190,16 @@ def test_init_writes_and_prints_non_ascii_label_names_as_they_are(tmp_path, caps
         )
     out = tmp_path / "recipe.yaml"
     args = ["init", "--train", str(tmp_path / "train.jsonl"), "--validation", str(tmp_path / "validation.jsonl")]
-    assert main([*args, "--label_column", "label", "--model", "m", "--output", str(out)]) == 0
+    assert main([*args, "--label_column", "label", "--model", str(MINILM), "--output", str(out)]) == 0
     printed = capsys.readouterr().out
     written = out.read_text(encoding="utf-8")
     for name in names:
         assert name in printed and name in written
     assert "\\u" not in printed and "\\u" not in written
+    # The English teacher cannot read 患者: init says so, with the rate, without the text.
+    summary = json.loads(printed)
+    assert summary["unknown_token_rate"]["train"] > 0.1 and "may not read this language" in summary["warning"]
+    assert "患者" not in printed
 
 
 @pytest.mark.parametrize(
