@@ -93,20 +93,28 @@ def predict_logits(model: Any, tokenizer: Any, dataset: Any, output_dir: Path, b
             Examples per forward pass.
 
     Returns:
-        `np.ndarray`: float64 logits, one row per example.
+        `np.ndarray`: float64 logits, one row per example, in the split's order.
     """
     from ..training.distillation_trainer import DistillationTrainer
 
+    # Rows are run sorted by length (each batch padded to its own longest row: less padding), then put back.
+    columns = model_columns(dataset, teacher_side=False)
+    order = np.argsort([len(ids) for ids in columns["input_ids"]], kind="stable") if len(columns) else np.arange(0)
+    columns = columns.select(order.tolist())
     # An exported model (`hf_kd.export.onnx_classifier.OnnxClassifier`) computes its own logits.
     if callable(getattr(model, "dataset_logits", None)):
-        return model.dataset_logits(model_columns(dataset, teacher_side=False), batch_size)
-    args = DistillationTrainingArguments(
-        output_dir=str(output_dir), per_device_eval_batch_size=batch_size, report_to="none", use_cpu=on_cpu()
-    )
-    trainer = DistillationTrainer(model=model, args=args, processing_class=tokenizer)
-    output = trainer.predict(model_columns(dataset, teacher_side=False))
-    predictions = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-    return np.asarray(predictions, dtype=np.float64)
+        logits = model.dataset_logits(columns, batch_size)
+    else:
+        args = DistillationTrainingArguments(
+            output_dir=str(output_dir), per_device_eval_batch_size=batch_size, report_to="none", use_cpu=on_cpu()
+        )
+        trainer = DistillationTrainer(model=model, args=args, processing_class=tokenizer)
+        output = trainer.predict(columns)
+        predictions = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+        logits = np.asarray(predictions, dtype=np.float64)
+    restored = np.empty_like(logits)
+    restored[order] = logits
+    return restored
 
 
 def _probabilities(logits: np.ndarray, task: str) -> np.ndarray:

@@ -154,7 +154,7 @@ def test_hoc_transfer_set_is_the_training_abstracts_outside_train_size(tmp_path)
 
 
 def test_init_accepts_an_unlabeled_test_file_and_unlabeled_files(tmp_path, capsys):
-    from conftest import write_label_files
+    from conftest import MINILM, write_label_files
 
     data = write_label_files(tmp_path / "data")
     rows = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines()]
@@ -163,7 +163,7 @@ def test_init_accepts_an_unlabeled_test_file_and_unlabeled_files(tmp_path, capsy
     out = tmp_path / "recipe.yaml"
     code = main(
         ["init", "--train", str(data / "train.jsonl"), "--validation", str(data / "validation.jsonl")]
-        + ["--test", str(data / "test.jsonl"), "--unlabeled", str(extra), "--model", "m", "--output", str(out)]
+        + ["--test", str(data / "test.jsonl"), "--unlabeled", str(extra), "--model", str(MINILM), "--output", str(out)]
     )
     summary = json.loads(capsys.readouterr().out)
     assert code == 0
