@@ -43,6 +43,13 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     try:
+        with open("/proc/cpuinfo") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+        wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+        info["cpu_features"] = [f for f in wanted if f in flags]
+    except OSError:
+        pass
+    try:
         info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         pass
@@ -50,8 +57,9 @@ def machine() -> dict[str, Any]:
 
 
 def machine_line(info: dict[str, Any]) -> str:
+    features = f" ({', '.join(info['cpu_features'])})" if info.get("cpu_features") else ""
     return (
-        f"{info.get('cpu_model', info['processor'])}, {info['cpu_count']} CPUs, torch {info['torch']} with "
+        f"{info.get('cpu_model', info['processor'])}{features}, {info['cpu_count']} CPUs, torch {info['torch']} with "
         f"{info['torch_threads']} threads, {info['platform']}"
     )
 

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -400,7 +401,8 @@ def predict_files(
 
     Returns:
         `dict[str, Any]`: `output`, `rows`, `chunks`, `resumed_chunks` (skipped because already written), `model`
-        (`onnx` or `pytorch`), `task`, `id` (the id field).
+        (`onnx` or `pytorch`), `task`, `id` (the id field) and `seconds` (reading, predicting, writing and joining the
+        parts; the model's loading left out).
 
     Raises:
         `ValueError`: For an unknown format, a missing column, an empty file, a model folder without labels, an
@@ -469,6 +471,7 @@ def predict_files(
     )
     rows = chunks = resumed = 0
     part_names: list[Path] = []
+    started = time.perf_counter()
     try:
         for file_index, path in enumerate(paths):
             position = 0
@@ -502,6 +505,7 @@ def predict_files(
         _join_parts(part_names, output)
         shutil.rmtree(parts_dir)
     barrier()
+    seconds = time.perf_counter() - started
     return {
         "output": str(output),
         "rows": rows,
@@ -510,6 +514,7 @@ def predict_files(
         "model": predictor.kind,
         "task": predictor.task,
         "id": id_key,
+        "seconds": round(seconds, 3),
     }
 
 

@@ -321,3 +321,46 @@ def test_a_plot_failure_is_logged_with_its_message(tmp_path, monkeypatch, caplog
     metrics = {"validation": {"f1_a": 0.5, "f1_b": 0.2}}
     assert run_report._plots(run, metrics, metrics, tmp_path) == []
     assert "Could not write the plots: ValueError: Axis limits cannot be NaN or Inf" in caplog.text
+
+
+def test_labels_no_installed_font_draws_are_numbered_with_a_legend_in_the_report(tmp_path, captured_figures):
+    from hf_kd.reporting.plots import label_font
+
+    names = ["胸痛", "发热"]
+    assert label_font(["Sustaining proliferative signaling"]) is not None  # Latin: the default font
+    assert label_font(names) is None  # no CJK font on these machines (LastResort's boxes do not count)
+    from hf_kd.evaluation.numeric import metric_keys
+
+    keys = metric_keys(names, 2)
+    teacher = {f"f1_{k}": 0.9 for k in keys}
+    student = {f"f1_{k}": 0.8 for k in keys}
+    plot_per_label_f1(teacher, student, names, tmp_path / "f1.png")
+    axes = captured_figures[0].axes[0]
+    assert [t.get_text() for t in axes.get_yticklabels()] == ["0", "1"]
+    report = build_report({"metrics": {"a": 1.0}}, {"metrics": {"a": 0.9}}, extra={"label_legend": names})
+    table = format_table(report)
+    assert "| 0 | 胸痛 |" in table and "| 1 | 发热 |" in table
+
+
+def test_a_font_that_draws_the_labels_is_used(tmp_path, captured_figures, monkeypatch):
+    names = ["胸痛", "发热"]
+    default = plots_module.label_font(["a"])
+    monkeypatch.setattr(plots_module, "label_font", lambda n: default)  # as on a machine with a CJK font
+    from hf_kd.evaluation.numeric import metric_keys
+
+    keys = metric_keys(names, 2)
+    plot_per_label_f1({f"f1_{k}": 0.9 for k in keys}, {f"f1_{k}": 0.8 for k in keys}, names, tmp_path / "f1.png")
+    assert [t.get_text() for t in captured_figures[0].axes[0].get_yticklabels()] == names
+
+
+def test_report_shows_latency_at_the_data_length_and_the_unknown_token_rates():
+    teacher = {"metrics": {"a": 1.0}, "latency": latency_of(b32=3.0)}
+    student = {"metrics": {"a": 0.9}, "latency": latency_of(b32=1.0)}
+    teacher["latency_typical"] = {**latency_of(b32=1.5), "seq_len": 24}
+    student["latency_typical"] = {**latency_of(b32=0.3), "seq_len": 24}
+    rates = {"teacher": {"tokenizer": "t", "train": 0.348, "transfer set": None}}
+    report = build_report(teacher, student, extra={"unknown_token_rate": rates})
+    rows = _rows(format_table(report))
+    assert rows["Latency at 24 tokens, batch 32 (ms/example)"] == ["1.50", "0.30", "0.200"]
+    assert rows["Latency, batch 32 (ms/example)"] == ["3.00", "1.00", "0.333"]
+    assert "Unknown-token rate (teacher tokenizer: train 34.8 %)" in format_table(report)

@@ -1,0 +1,136 @@
+"""The README's main job, timed and summarized: `hf-kd distill recipes/hoc/deploy_offline.yaml` on a fresh folder.
+
+    python benchmarks/main_job.py [--recipe recipes/hoc/deploy_offline.yaml] [--output_dir runs/hoc-deploy]
+    python benchmarks/main_job.py --summarize runs/hoc-deploy --time_log LOG   # a run made by hand, its time log
+
+Runs the command under `/usr/bin/time -v` (wall time, CPU time, peak resident memory), then reads the run's
+`report.json` and stage markers, and writes `benchmarks/results/main_job.json` and `main_job.md`: the wall time, each
+stage's seconds, and the teacher / fp32 student / int8 export table of validation and test BLURB micro-F1, size on disk
+and latency (the report's own: synthetic token ids, median of 5 runs, 2 threads). With `--summarize` it reads a run
+made earlier (the command's `/usr/bin/time -v` output saved in `--time_log`) instead of running it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, machine_line, write_results  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _time_fields(text: str) -> dict[str, float]:
+    """Wall, user and system seconds and peak RSS (MB) from `/usr/bin/time -v` output."""
+    fields: dict[str, float] = {}
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", text)
+    if wall:
+        parts = [float(p) for p in wall.group(1).split(":")]
+        fields["wall_seconds"] = sum(p * 60**i for i, p in enumerate(reversed(parts)))
+    for key, pattern in (
+        ("user_seconds", r"User time \(seconds\): ([\d.]+)"),
+        ("system_seconds", r"System time \(seconds\): ([\d.]+)"),
+    ):
+        found = re.search(pattern, text)
+        if found:
+            fields[key] = float(found.group(1))
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    if rss:
+        fields["peak_rss_mb"] = int(rss.group(1)) / 1000
+    return fields
+
+
+def _latency(side: dict, key: str, batch: str) -> float | None:
+    entry = (side.get(key) or {}).get("per_batch_size", {}).get(batch)
+    return None if entry is None else float(entry["ms_per_example"])
+
+
+def summarize(run: Path, timing: dict[str, float], recipe: str) -> tuple[dict, str]:
+    report = json.loads((run / "report.json").read_text())
+    stages = {}
+    for stage in ("teacher", "teacher_eval", "teacher_logits", "student", "evaluation"):
+        marker = run / stage / "DONE.json"
+        if marker.is_file():
+            done = json.loads(marker.read_text())
+            seconds = done.get("train_seconds", done.get("seconds"))
+            stages[stage] = None if seconds is None else round(float(seconds), 1)
+    sides = {"teacher": report["teacher"], "student (PyTorch fp32)": report["student"]}
+    if report.get("exported"):
+        sides[f"student ({report['exported'].get('format', 'exported')})"] = report["exported"]
+    teacher = report["teacher"]
+    rows = {}
+    for name, side in sides.items():
+        metrics = side.get("metrics", {})
+        rows[name] = {
+            "validation_blurb_micro_f1": metrics.get("validation_blurb_micro_f1"),
+            "test_blurb_micro_f1": metrics.get("test_blurb_micro_f1"),
+            "size_mb": side.get("size_mb"),
+            "size_share": side["size_mb"] / teacher["size_mb"] if side.get("size_mb") else None,
+            "ms_batch_1": _latency(side, "latency", "1"),
+            "ms_batch_32": _latency(side, "latency", "32"),
+            "speedup_batch_32": (_latency(teacher, "latency", "32") or 0) / (_latency(side, "latency", "32") or 1),
+        }
+        rows[name]["test_share"] = rows[name]["test_blurb_micro_f1"] / teacher["metrics"]["test_blurb_micro_f1"]
+    host = machine()
+    lines = [
+        f"Machine: {machine_line(host)}.",
+        f"Command: `hf-kd distill {recipe}` on a fresh folder, alone on the machine. Wall "
+        f"{timing.get('wall_seconds', float('nan')) / 60:.1f} min ({timing.get('wall_seconds', float('nan')):.0f} s; "
+        f"CPU {timing.get('user_seconds', 0) + timing.get('system_seconds', 0):.0f} s; peak RSS "
+        f"{timing.get('peak_rss_mb', float('nan')):.0f} MB). Stage seconds: "
+        + ", ".join(f"{k} {v}" for k, v in stages.items() if v is not None)
+        + ".",
+        "",
+        "| model | validation BLURB micro-F1 | test BLURB micro-F1 | % of teacher (test) | size (MB) | size / teacher "
+        "| ms/example, batch 1 | ms/example, batch 32 | × teacher, batch 32 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"| {name} | {100 * row['validation_blurb_micro_f1']:.2f} | {100 * row['test_blurb_micro_f1']:.2f} | "
+            f"{100 * row['test_share']:.1f} % | {row['size_mb']:.1f} | {100 * row['size_share']:.1f} % | "
+            f"{row['ms_batch_1']:.2f} | {row['ms_batch_32']:.2f} | {row['speedup_batch_32']:.2f}× |"
+        )
+    lines += [
+        "",
+        "Latency is the report's: synthetic token ids of 64 tokens, 2 threads, the median of 5 runs in one pass (no "
+        "interleaved rounds; `benchmarks/deploy.py` times the models in interleaved rounds).",
+    ]
+    payload = {"machine": host, "recipe": recipe, "timing": timing, "stages": stages, "models": rows}
+    return payload, "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default="recipes/hoc/deploy_offline.yaml")
+    parser.add_argument("--output_dir", default="runs/hoc-deploy-bench")
+    parser.add_argument("--summarize", default=None, help="Summarize this run folder instead of running.")
+    parser.add_argument("--time_log", default=None, help="With --summarize: the command's /usr/bin/time -v output.")
+    parser.add_argument("--name", default="main_job")
+    parser.add_argument("--out", default=None)
+    options = parser.parse_args()
+    if options.summarize:
+        run = Path(options.summarize)
+        timing = _time_fields(Path(options.time_log).read_text()) if options.time_log else {}
+    else:
+        run = Path(options.output_dir)
+        if run.exists():
+            raise SystemExit(f"{run} exists: the main job is timed on a fresh folder.")
+        command = ["/usr/bin/time", "-v", "hf-kd", "distill", options.recipe, "--output_dir", str(run)]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, check=False)
+        if done.returncode != 0:
+            raise SystemExit(done.stderr[-3000:])
+        timing = _time_fields(done.stderr)
+    payload, markdown = summarize(run, timing, options.recipe)
+    write_results(options.name, payload, markdown, options.out)
+
+
+if __name__ == "__main__":
+    main()
