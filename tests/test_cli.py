@@ -121,3 +121,43 @@ def test_override_without_value_is_an_error(recipe_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["distill", recipe_path, "--student.alpha"])
     assert "--student.alpha" in capsys.readouterr().err
+
+
+def test_shared_cpu_sets_passive_waits_half_the_cores_and_no_onnxruntime_spinning(tmp_path, monkeypatch):
+    import os
+
+    import torch
+    from conftest import save_model_dir, tiny_bert
+
+    from hf_kd.cli import SHARED_CPU_ENV, share_cpu
+    from hf_kd.export.onnx import export_onnx
+    from hf_kd.export.onnx_classifier import OnnxClassifier
+
+    for name in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", SHARED_CPU_ENV):
+        monkeypatch.delenv(name, raising=False)
+    before = torch.get_num_threads()
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    try:
+        assert share_cpu() == 4
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["OMP_NUM_THREADS"] == "4"
+        assert torch.get_num_threads() == 4
+        folder = save_model_dir(tiny_bert(num_labels=2, id2label={0: "a", 1: "b"}), tmp_path / "m", tmp_path)
+        export_onnx(folder, tmp_path / "onnx")
+        options = OnnxClassifier.from_pretrained(tmp_path / "onnx").session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert options.intra_op_num_threads == 4
+        monkeypatch.delenv(SHARED_CPU_ENV)
+        plain = OnnxClassifier.from_pretrained(tmp_path / "onnx").session.get_session_options()
+        assert not plain.has_config_entry("session.intra_op.allow_spinning")
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_shared_cpu_flag_is_taken_anywhere_on_the_line(monkeypatch, capsys):
+    import hf_kd.cli as cli_module
+
+    called = []
+    monkeypatch.setattr(cli_module, "share_cpu", lambda: called.append(1) or 1)
+    with pytest.raises(SystemExit):
+        cli_module.main(["predict", "--shared-cpu", "--help"])
+    assert called == [1] and "hf-kd predict" in capsys.readouterr().out

@@ -62,13 +62,27 @@ def _shown(names: Sequence[Any]) -> str:
     return f"[{shown}]" if len(names) <= _MAX_NAMES_SHOWN else f"[{shown}, ... ({len(names)} in all)]"
 
 
-def _unknown_label(vocabulary: Sequence[Any], label: Any, split: str, row: int, column: str) -> ValueError:
-    # A value from the data is quoted only when it cannot be a piece of note text: a number, or one short token.
-    token = isinstance(label, str) and 0 < len(label) <= 40 and not any(c.isspace() for c in label)
-    shown = _label_repr(label) if token or isinstance(label, int | float) else "(not shown: it may be patient text)"
+def _quotable(label: Any) -> bool:
+    """Whether a value read from the data may be quoted in a message: a number, or one short token (no space)."""
+    if isinstance(label, bool):
+        return False
+    if isinstance(label, int | float):
+        return True
+    return isinstance(label, str) and 0 < len(label) <= 40 and not any(c.isspace() for c in label)
+
+
+def _unknown_label(
+    vocabulary: Sequence[Any], label: Any, split: str, row: int, column: str, declared: bool = False
+) -> ValueError:
+    # A value from the data is quoted only when it cannot be a piece of note text: a number, or one short token. The
+    # known labels likewise, unless the recipe declared them (`label_names`): otherwise their count only.
+    shown = _label_repr(label) if _quotable(label) else "(not shown: it may be patient text)"
+    if declared or all(_quotable(name) for name in vocabulary):
+        known = _shown(vocabulary)
+    else:
+        known = f"{len(vocabulary)} read from the training split (not shown: some may be patient text)"
     return ValueError(
-        f"Unknown label {shown} in column '{column}' of split '{split}' (row {row}); known labels: "
-        f"{_shown(vocabulary)}."
+        f"Unknown label {shown} in column '{column}' of split '{split}' (row {row}); known labels: {known}."
     )
 
 
@@ -210,12 +224,12 @@ def _id_encoder(column: str, width: int, multi: bool) -> Callable[[Any, str, int
     return encode
 
 
-def _name_encoder(column: str, vocabulary: Sequence[Any]) -> Callable[[Any, str, int], int]:
+def _name_encoder(column: str, vocabulary: Sequence[Any], declared: bool = False) -> Callable[[Any, str, int], int]:
     index = {name: i for i, name in enumerate(vocabulary)}
 
     def encode(value: Any, split: str, row: int) -> int:
         if value not in index:
-            raise _unknown_label(vocabulary, value, split, row, column)
+            raise _unknown_label(vocabulary, value, split, row, column, declared)
         return index[value]
 
     return encode
@@ -424,7 +438,7 @@ def encode_labels(
 
     if kind == "names":
         vocabulary = _vocabulary(values, column, label_names, default_order)
-        encode = _name_encoder(column, vocabulary)
+        encode = _name_encoder(column, vocabulary, declared=label_names is not None)
 
         def named(value: Any, split: str, row: int) -> int:
             return IGNORE_INDEX if value is None else encode(value, split, row)
@@ -452,7 +466,7 @@ def encode_labels(
 
     if kind in ("multi_names", "multi_values"):
         vocabulary = _vocabulary(values, column, label_names, default_order)
-        encode = _to_multi_hot(len(vocabulary), _name_encoder(column, vocabulary))
+        encode = _to_multi_hot(len(vocabulary), _name_encoder(column, vocabulary, declared=label_names is not None))
         return _apply(dataset, column, problem_type, encode, prepare), vocabulary, problem_type
 
     raise ValueError(f"Unknown label format {kind!r}.")

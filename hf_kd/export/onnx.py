@@ -246,10 +246,14 @@ def export_onnx(
     if not model_dir.is_dir():
         raise ValueError(f"`model_dir` must be a local folder with a saved classifier; {str(model_dir)!r} is not one.")
     _require_onnx()
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, use_safetensors=True, attn_implementation="eager"
-    ).eval()
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or model_dir)
+    from ..training.model_files import named_load_errors
+
+    with named_load_errors(model_dir, f"the model at {str(model_dir)!r}"):
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, use_safetensors=True, attn_implementation="eager"
+        ).eval()
+    with named_load_errors(tokenizer_dir or model_dir, "the tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or model_dir)
     names = [n for n in tokenizer.model_input_names if n in STUDENT_INPUT_COLUMNS]
     if "token_type_ids" in names and not getattr(model.config, "type_vocab_size", 0):
         names.remove("token_type_ids")

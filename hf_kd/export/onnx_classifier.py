@@ -5,6 +5,7 @@ text."""
 from __future__ import annotations
 
 import json
+import os
 import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -67,6 +68,10 @@ class OnnxClassifier:
             if not (folder / name).is_file():
                 raise ValueError(f"{str(folder)!r} is not an hf-kd export: it has no {name!r} (see `hf-kd export`).")
         options = onnxruntime.SessionOptions()
+        if os.environ.get("HF_KD_SHARED_CPU") == "1":  # `hf-kd --shared-cpu`: threads sleep instead of spinning
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+            num_threads = num_threads or int(os.environ.get("OMP_NUM_THREADS", "1"))
         if num_threads is not None:
             if num_threads < 1:
                 raise ValueError(f"`num_threads` must be >= 1, got {num_threads}.")

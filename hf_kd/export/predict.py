@@ -130,14 +130,18 @@ class Predictor:
 
         if num_threads is not None:
             torch.set_num_threads(num_threads)
-        model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True).eval()
+        from ..training.model_files import named_load_errors
+
+        with named_load_errors(folder, f"the model at {str(folder)!r}"):
+            model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True).eval()
         if device is not None:
             model.to(device)
         config = model.config
         names = [str(config.id2label[i]) for i in range(config.num_labels)]
         task = task_of_config(config)
         _check_labels(folder, names, task)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        with named_load_errors(folder, f"the tokenizer at {str(folder)!r}"):
+            tokenizer = AutoTokenizer.from_pretrained(folder)
         positions = int(getattr(config, "max_position_embeddings", 512))
         limit = tokenizer.model_max_length if tokenizer.model_max_length <= 1_000_000 else positions
         inputs = [n for n in tokenizer.model_input_names if n in ("input_ids", "attention_mask", "token_type_ids")]

@@ -7,7 +7,6 @@ from the recipe's seed, so that a recipe gives the same models whatever ran befo
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,10 @@ def load_tokenizer(name: str) -> Any:
     """
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(name)
+    from ..training.model_files import named_load_errors
+
+    with named_load_errors(name, f"the tokenizer at {name!r}"):
+        return AutoTokenizer.from_pretrained(name)
 
 
 def label_kwargs(label_names: Sequence[str], problem_type: str) -> dict[str, Any]:
@@ -111,7 +113,12 @@ def load_classifier(name: str, label_names: Sequence[str], problem_type: str, se
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+    from ..training.model_files import named_load_errors
+
+    with (
+        torch.random.fork_rng(devices=[], enabled=seed is not None),
+        named_load_errors(name, f"the model at {name!r}"),
+    ):
         if seed is not None:
             torch.manual_seed(seed)
         return AutoModelForSequenceClassification.from_pretrained(
@@ -200,17 +207,18 @@ def train_resuming(trainer: Any) -> None:
         `ValueError`: For a LoRA model under DeepSpeed or FSDP (the adapter is merged into unsharded weights).
     """
     from peft import PeftModel
-    from transformers.trainer_utils import get_last_checkpoint
 
     if isinstance(trainer.model, PeftModel) and (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):
         raise ValueError(
             "`teacher.lora` / `student.lora` are not supported with DeepSpeed or FSDP in the pipeline (the adapter is "
             "merged into unsharded weights); run it single-process or with DDP, or use `DistillationTrainer` directly."
         )
-    checkpoint = None
-    if os.path.isdir(trainer.args.output_dir):
-        checkpoint = get_last_checkpoint(trainer.args.output_dir)
-    trainer.train(resume_from_checkpoint=checkpoint)
+    from ..training.checkpoints import last_complete_checkpoint
+
+    if is_main_process():
+        last_complete_checkpoint(trainer.args.output_dir)  # names and removes a checkpoint cut off midway
+    barrier()
+    trainer.train(resume_from_checkpoint=last_complete_checkpoint(trainer.args.output_dir, remove_incomplete=False))
 
 
 def save_trained(trainer: Any, folder: Path) -> str | None:

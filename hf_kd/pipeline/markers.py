@@ -25,6 +25,7 @@ __all__ = [
     "RunLockedError",
     "digest",
     "files_identity",
+    "read_json_file",
     "read_marker",
     "write_marker",
 ]
@@ -101,8 +102,39 @@ def read_marker(stage_dir: Path) -> dict[str, Any] | None:
     """
     marker = stage_dir / DONE_FILE
     if marker.is_file():
-        return json.loads(marker.read_text(encoding="utf-8"))
+        return read_json_file(marker, f"the {stage_dir.name!r} stage's marker")
     return None
+
+
+def read_json_file(path: Path, what: str) -> dict[str, Any]:
+    """
+    A marker or fingerprint file of a run, with an error that names the file and what to do when it is damaged.
+
+    Args:
+        path (`Path`):
+            The JSON file.
+        what (`str`):
+            What it is, for the message (e.g. "the 'teacher' stage's marker").
+
+    Returns:
+        `dict[str, Any]`: Its content.
+
+    Raises:
+        `ValueError`: When the file is not a JSON object: naming it, and saying that deleting it recomputes the stage.
+    """
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        reason = getattr(error, "msg", None) or type(error).__name__
+        raise ValueError(
+            f"{str(path)!r} ({what}) is damaged ({reason}): delete it, and the next run recomputes that stage."
+        ) from None
+    if not isinstance(content, dict):
+        raise ValueError(
+            f"{str(path)!r} ({what}) is damaged (not a JSON object): delete it, and the next run recomputes that "
+            "stage."
+        )
+    return content
 
 
 def write_marker(stage_dir: Path, info: Mapping[str, Any]) -> None:
@@ -365,7 +397,7 @@ def changed_stages(
         folder = root / name
         marker = read_marker(folder)
         if marker is None and (folder / STARTED_FILE).is_file():
-            marker = json.loads((folder / STARTED_FILE).read_text(encoding="utf-8"))
+            marker = read_json_file(folder / STARTED_FILE, f"the {name!r} stage's fingerprint")
         expected = fingerprints[name]
         upstream = any(before in removed for before in expected.get("after", ()))
         if not upstream and (marker is None or marker.get("fingerprint") == expected["fingerprint"]):

@@ -38,10 +38,14 @@ def check_model_path(name: str, field: str) -> Any:
     """
     from transformers import AutoConfig
 
+    from ..training.model_files import diagnose_model_folder
+
     path = Path(os.path.expanduser(name))
     looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
     if not path.exists() and looks_local:
         raise ValueError(f"`{field}`: the path {name!r} does not exist.")
+    if path.is_dir() and (problem := diagnose_model_folder(path)) is not None:
+        raise ValueError(f"`{field}`: {problem}.")
     try:
         return AutoConfig.from_pretrained(str(path) if path.exists() else name)
     except (OSError, ValueError) as error:
@@ -136,6 +140,10 @@ def _check_general(run: Any) -> None:
             )
         if not (Path(settings["model"]) / "model.safetensors").is_file():
             raise ValueError(f"`student.general_distillation.model`: no model.safetensors in {settings['model']!r}.")
+        from ..training.model_files import diagnose_model_folder
+
+        if (problem := diagnose_model_folder(settings["model"])) is not None:
+            raise ValueError(f"`student.general_distillation.model`: {problem}.")
         return
     try:
         args = general_arguments(run.config, Path(run.config.output_dir))

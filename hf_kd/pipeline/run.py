@@ -298,8 +298,22 @@ class PipelineRun:
         folder = self.stage_dir("teacher_logits")
         data_dir = folder / "dataset"
         if self.done("teacher_logits") is not None:
-            self.skip("teacher_logits", "done")
-            return datasets.load_from_disk(str(data_dir))
+            try:
+                kept = datasets.load_from_disk(str(data_dir))
+                kept[len(kept) - 1 :]  # noqa: B018 - reads the last Arrow chunk: a truncated file fails here
+                self.skip("teacher_logits", "done")
+                return kept
+            except (OSError, ValueError) as error:  # damaged or missing Arrow files: computed again, and said so
+                logger.warning(
+                    "The cached teacher logits in %s cannot be read (%s): computing them again.",
+                    data_dir,
+                    type(error).__name__,
+                )
+                barrier()
+                if is_main_process():
+                    (folder / DONE_FILE).unlink(missing_ok=True)
+                    shutil.rmtree(data_dir, ignore_errors=True)
+                barrier()
         transfer = (
             f" and {len(self.splits.transfer)} unlabeled rows of the transfer set" if self.splits.transfer else ""
         )

@@ -16,6 +16,7 @@ from transformers.utils import logging
 
 from ..constants import DISTILLATION_COLUMNS, TEACHER_LOGITS_COLUMN, problem_type_of_config
 from ..data.label_checks import check_label_column
+from .checkpoints import last_complete_checkpoint, mark_checkpoint_complete
 from .distillation_config import DistillationTrainingArguments
 from .intermediate import PROJECTIONS_MODULE, attach_intermediate, load_projections, save_projections
 from .losses import distillation_loss, hard_label_loss, labelled_counts, validate_labels
@@ -337,7 +338,12 @@ class DistillationTrainer(Trainer):
         ignore_keys_for_eval: list[str] | None = None,
         **kwargs: Any,
     ) -> Any:
-        """`Trainer.train`, after checking the labels and caching the teacher's logits when asked."""
+        """`Trainer.train`, after checking the labels and caching the teacher's logits when asked; with
+        `resume_from_checkpoint=True`, from the last complete checkpoint (`hf_kd.training.checkpoints`)."""
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir, remove_incomplete=False)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"No complete checkpoint in {self.args.output_dir!r} to resume from.")
         self._check_teacher_logits(self.train_dataset)
         if self.model is not None and self.model_init is None and hasattr(self.train_dataset, "column_names"):
             check_label_column(self.train_dataset, self.accelerator.unwrap_model(self.model).config)
@@ -379,10 +385,15 @@ class DistillationTrainer(Trainer):
         )
 
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        """`Trainer._save_checkpoint`, plus the projections, then `COMPLETE_FILE`: written last, so that a save that
+        stopped midway (a full disk, a kill) leaves a checkpoint without it, which resuming skips."""
         super()._save_checkpoint(model, trial)
+        folder = os.path.join(self._get_output_dir(trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         if self.intermediate is not None and self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
             save_projections(self.intermediate, folder)
+        self.accelerator.wait_for_everyone()  # every process's part of the checkpoint is written
+        if self.args.should_save:
+            mark_checkpoint_complete(folder)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)

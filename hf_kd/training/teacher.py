@@ -53,7 +53,10 @@ def load_teacher(name_or_path: str, init_kwargs: dict | None = None) -> PreTrain
     """
     kwargs = {"use_safetensors": True, "trust_remote_code": False, **(init_kwargs or {})}
     logger.info(f"Loading the teacher from {name_or_path}.")
-    return AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
+    from .model_files import named_load_errors
+
+    with named_load_errors(name_or_path, f"the teacher at {name_or_path!r}"):
+        return AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
 
 
 def prepare_teacher(teacher: nn.Module, accelerator: Any, dtype: str = "auto", deepspeed: bool = False) -> nn.Module:
