@@ -354,7 +354,8 @@ def share_cpu(threads: int | None = None) -> int:
     Settings for a CPU that other processes use too (`--shared-cpu`): OpenMP waits passively instead of spinning
     (`OMP_WAIT_POLICY=PASSIVE`, read when torch loads: the flag is handled before), torch and OpenMP use half the
     cores, and onnxruntime's threads do not spin (`hf-kd predict`, the latency of an export). With OpenMP's default
-    active wait, a training step on a busy 2-core machine was measured 4.7× slower than alone (docs: troubleshooting).
+    active wait, a training step beside one busy process on a 2-core machine was measured 2.85× slower than alone,
+    and 1.75× with these settings (`benchmarks/results/shared_cpu.md`).
 
     Args:
         threads (`int`, *optional*):

@@ -155,6 +155,21 @@ class Predictor:
         threshold = getattr(config, THRESHOLD_KEY, None)
         return cls(run_torch, tokenizer, task, names, threshold, int(min(limit, positions)), inputs, "pytorch")
 
+    def warm_up(self, batch_size: int = 64) -> None:
+        """
+        Run the model on a few batches of dummy token ids at growing lengths (up to `max_length`), so that the
+        runtime's first-run costs (allocations, kernel choices) are paid before the rows are timed.
+
+        Args:
+            batch_size (`int`, *optional*, defaults to 64):
+                The batch size the rows will run at.
+        """
+        for length in sorted({min(8, self.max_length), min(32, self.max_length), self.max_length}):
+            batch = {name: np.ones((batch_size, length), dtype=np.int64) for name in self.input_names}
+            if "token_type_ids" in batch:
+                batch["token_type_ids"][:] = 0
+            self.run(batch)
+
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """
         The logits of `texts`, run in batches of similar length (sorted by token count, then put back in order).
@@ -406,7 +421,7 @@ def predict_files(
     Returns:
         `dict[str, Any]`: `output`, `rows`, `chunks`, `resumed_chunks` (skipped because already written), `model`
         (`onnx` or `pytorch`), `task`, `id` (the id field) and `seconds` (reading, predicting, writing and joining the
-        parts; the model's loading left out).
+        parts; the model's loading and warm-up left out).
 
     Raises:
         `ValueError`: For an unknown format, a missing column, an empty file, a model folder without labels, an
@@ -473,6 +488,7 @@ def predict_files(
     bar = tqdm(
         unit=" rows", unit_scale=True, desc="predict", disable=not (progress and process.is_main_process), smoothing=0
     )
+    predictor.warm_up(batch_size)
     rows = chunks = resumed = 0
     part_names: list[Path] = []
     started = time.perf_counter()

@@ -104,12 +104,12 @@ def _labels(values_by_split: dict[str, list]):
 
 
 def test_known_labels_read_from_the_data_are_counted_not_quoted_when_they_may_be_text():
-    notes = [f"{CANARY} patient {i} said" for i in range(3)]
+    notes = [f"{CANARY} reported {i} said" for i in range(3)]
     data = _labels({"train": notes * 4, "validation": [f"{CANARY} other note"]})
     with pytest.raises(ValueError) as error:
         encode_labels(data, "label", problem_type="single_label_classification")
     message = str(error.value)
-    assert CANARY not in message and "patient" not in message
+    assert CANARY not in message and "reported" not in message
     assert "known labels: 3 read from the training split (not shown" in message and "(row 0)" in message
 
 

@@ -61,7 +61,7 @@ def test_two_processes_match_one_process_and_teacher_is_not_wrapped(tmp_path):
 
 
 LABELS = ("cough", "fever", "pain")
-FILLER = ("patient", "the", "a", "with", "chest", "acute", "chronic")
+FILLER = ("patient", "the", "a", "tumor", "chest", "acute", "chronic")
 
 
 def _free_port() -> int:
