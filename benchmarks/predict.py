@@ -4,14 +4,14 @@ onnxruntime session on pre-tokenized batches in the same process.
     python benchmarks/predict.py [--model runs/hoc-deploy/evaluation/export] [--sizes 10000 100000 1000000]
                                  [--threads 2] [--rounds 5] [--compare_rows 20000]
 
-The rows are HoC's sentences (the BLURB train, dev and test TSVs of ../shared/data/hoc) repeated to each size, written
-as JSON Lines with an `id` column under `runs/predict-bench/`. Each size is one `hf-kd predict` command in its own
-process, run under `/usr/bin/time` for its peak resident memory; its rows per second are the command's own (reading,
-tokenizing, predicting and writing: `seconds` in its result) and, for comparison, over the whole command's wall time
-(start-up included). The comparison runs in this process, in interleaved rounds: the bare session (the export's
-`model.onnx`, the same threads) on batches tokenized beforehand (length-sorted batches of the same size, the best case
-for it), against `hf_kd.export.predict.predict_files` on a file of the same rows; the ratio is reported as the median
-over rounds with its min-max. Writes `benchmarks/results/predict.json` and `predict.md`.
+The rows are HoC's sentences (the BLURB train, dev and test TSVs of ../shared/data/hoc) drawn uniformly (seeded) to
+each size, written as JSON Lines with an `id` column under `runs/predict-bench/`. Each size is one `hf-kd predict`
+command in its own process, run under `/usr/bin/time` for its peak resident memory; its rows per second are the
+command's own (reading, tokenizing, predicting and writing: `seconds` in its result) and, for comparison, over the
+whole command's wall time (start-up included). The comparison runs in this process, in interleaved rounds: the bare
+session (the export's `model.onnx`, the same threads) on batches tokenized beforehand (length-sorted batches of the
+same size, the best case for it), against `hf_kd.export.predict.predict_files` on a file of the same rows; the ratio
+is reported as the median over rounds with its min-max. Writes `benchmarks/results/predict.json` and `predict.md`.
 """
 
 from __future__ import annotations
@@ -46,12 +46,15 @@ def hoc_sentences(shared: Path) -> list[str]:
     return texts
 
 
-def write_rows(path: Path, texts: list[str], n: int) -> Path:
+def write_rows(path: Path, texts: list[str], n: int, seed: int = 0) -> Path:
+    """`n` rows drawn uniformly (seeded) from all the sentences: every size has the same length distribution (the
+    first 10k sentences of train are not the corpus's mix)."""
     if path.is_file():
         return path
+    picks = np.random.default_rng(seed).integers(0, len(texts), size=n)
     with open(path, "w", encoding="utf-8") as handle:
-        for i in range(n):
-            handle.write(json.dumps({"id": f"n{i}", "text": texts[i % len(texts)]}) + "\n")
+        for i, j in enumerate(picks):
+            handle.write(json.dumps({"id": f"n{i}", "text": texts[int(j)]}) + "\n")
     return path
 
 
@@ -79,7 +82,8 @@ def compare(model: str, texts: list[str], rows: int, threads: int, batch_size: i
     from hf_kd.export.predict import predict_files
 
     folder = Path(model)
-    sample = [texts[i % len(texts)] for i in range(rows)]
+    picks = np.random.default_rng(1).integers(0, len(texts), size=rows)
+    sample = [texts[int(j)] for j in picks]
     tokenizer = AutoTokenizer.from_pretrained(folder)
     info = json.loads((folder / "hf_kd_export.json").read_text())
     options = onnxruntime.SessionOptions()
@@ -103,7 +107,8 @@ def compare(model: str, texts: list[str], rows: int, threads: int, batch_size: i
             feed[name] = array
         batches.append(feed)
     scratch = Path(tempfile.mkdtemp(prefix="predict_bench_"))
-    source = write_rows(scratch / "rows.jsonl", texts, rows)
+    source = scratch / "rows.jsonl"
+    source.write_text("".join(json.dumps({"id": f"n{i}", "text": t}) + "\n" for i, t in enumerate(sample)))
     bare, tool = [], []
     for _ in range(rounds):
         started = time.perf_counter()
