@@ -29,6 +29,8 @@ import numpy as np
 
 from ..constants import MULTI_LABEL, REGRESSION, THRESHOLD_KEY, task_of_config
 from ..data.streaming import INPUT_FORMATS, file_columns, read_chunks
+from ..evaluation.numeric import sigmoid, softmax
+from ..evaluation.thresholds import predicted_labels  # imported here: not inside the timed loop (scikit-learn)
 
 __all__ = [
     "OUTPUT_FORMATS",
@@ -238,8 +240,6 @@ def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
         `np.ndarray`: One row of probabilities per example, one column per label (the logits themselves for
         regression).
     """
-    from ..evaluation.numeric import sigmoid, softmax
-
     logits = np.asarray(logits, dtype=np.float64)
     if task == MULTI_LABEL:
         return sigmoid(logits)
@@ -283,8 +283,6 @@ def prediction_records(
         `list[dict[str, Any]]`: `{id_key, "prediction", "probabilities": {label: p}}` (regression: no
         probabilities), plus `"logits"`.
     """
-    from ..evaluation.thresholds import predicted_labels
-
     predictions = predicted_labels(logits, task, list(label_names), threshold)
     probs = probabilities(logits, task)
     records = []
