@@ -171,7 +171,8 @@ def main() -> None:
         f"Machine: {machine_line(host)}.",
         f"Model: `{shown}`"
         f" ({json.loads((Path(options.model) / 'hf_kd_export.json').read_text())['quantize'] or 'fp32'} ONNX), "
-        f"{options.threads} threads, batch {options.batch_size}, HoC sentences drawn uniformly (seeded), JSON Lines in and out.",
+        f"{options.threads} threads, batch {options.batch_size}, HoC sentences drawn uniformly (seeded), JSON Lines "
+        "in and out.",
         "",
         "| rows | rows/s (predict) | rows/s (whole command) | wall (s) | peak RSS (MB) |",
         "| ---: | ---: | ---: | ---: | ---: |",
