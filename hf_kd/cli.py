@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["SHARED_CPU_ENV", "SHARED_CPU_FLAG", "build_parser", "main", "share_cpu"]
+__all__ = ["SHARED_CPU_FLAG", "build_parser", "main", "share_cpu"]
 
 COMMANDS = {
     "distill": "Run (or resume) a distillation recipe: teacher fine-tuning, gate, cached logits, student, report.",
@@ -345,8 +345,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 SHARED_CPU_FLAG = "--shared-cpu"
 """The flag (any command, anywhere on the line) for a server whose cores other work uses too: [`share_cpu`]."""
-SHARED_CPU_ENV = "HF_KD_SHARED_CPU"
-"""Set to `1` by [`share_cpu`]; `OnnxClassifier` then turns onnxruntime's spinning off."""
 
 
 def share_cpu(threads: int | None = None) -> int:
@@ -365,6 +363,8 @@ def share_cpu(threads: int | None = None) -> int:
         `int`: The thread count set.
     """
     import os
+
+    from .constants import SHARED_CPU_ENV
 
     threads = threads or max(1, (os.cpu_count() or 2) // 2)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

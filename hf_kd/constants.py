@@ -33,6 +33,7 @@ __all__ = [
     "TEACHER_SIDE_COLUMNS",
     "WORD_ID_COLUMNS",
     "MIN_VALIDATION_ROWS",
+    "SHARED_CPU_ENV",
     "THRESHOLD_KEY",
     "CORPUS_LEVELS",
     "EXPORT_FORMATS",
@@ -186,6 +187,9 @@ def problem_type_of_task(task: str) -> str:
     """The `config.problem_type` of a task's models (a binary task has a two-logit single-label head)."""
     return SINGLE_LABEL if task == BINARY else task
 
+
+SHARED_CPU_ENV = "HF_KD_SHARED_CPU"
+"""Set to `1` by `hf-kd --shared-cpu` (`hf_kd.cli.share_cpu`): onnxruntime's threads then do not spin."""
 
 MIN_VALIDATION_ROWS = 8
 """The fewest rows a validation split held out of train (`data.validation_size`) may have: fewer cannot tune a

@@ -129,7 +129,8 @@ def test_shared_cpu_sets_passive_waits_half_the_cores_and_no_onnxruntime_spinnin
     import torch
     from conftest import save_model_dir, tiny_bert
 
-    from hf_kd.cli import SHARED_CPU_ENV, share_cpu
+    from hf_kd.cli import share_cpu
+    from hf_kd.constants import SHARED_CPU_ENV
     from hf_kd.export.onnx import export_onnx
     from hf_kd.export.onnx_classifier import OnnxClassifier
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..constants import SHARED_CPU_ENV
 from ..evaluation.model_stats import time_batch
 
 __all__ = ["EXPORT_FILE", "ONNX_FILE", "OnnxClassifier", "onnx_latency", "onnx_size_mb"]
@@ -68,7 +69,7 @@ class OnnxClassifier:
             if not (folder / name).is_file():
                 raise ValueError(f"{str(folder)!r} is not an hf-kd export: it has no {name!r} (see `hf-kd export`).")
         options = onnxruntime.SessionOptions()
-        if os.environ.get("HF_KD_SHARED_CPU") == "1":  # `hf-kd --shared-cpu`: threads sleep instead of spinning
+        if os.environ.get(SHARED_CPU_ENV) == "1":  # `hf-kd --shared-cpu`: threads sleep instead of spinning
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
             num_threads = num_threads or int(os.environ.get("OMP_NUM_THREADS", "1"))

@@ -37,6 +37,7 @@ __all__ = [
     "Predictor",
     "predict_files",
     "prediction_records",
+    "write_records",
 ]
 
 OUTPUT_FORMATS = (".jsonl", ".csv", ".parquet")
@@ -308,8 +309,21 @@ def _flat(record: dict[str, Any], task: str, label_names: Sequence[str], nested:
     return flat
 
 
-def _write_part(path: Path, records: list[dict[str, Any]], task: str, label_names: Sequence[str]) -> None:
-    """Write one chunk's records (a temporary name, then renamed: a part on disk is always complete)."""
+def write_records(path: Path, records: list[dict[str, Any]], task: str, label_names: Sequence[str]) -> None:
+    """
+    Write prediction records ([`prediction_records`]) as JSON Lines (UTF-8), CSV or Parquet, chosen by the file's
+    extension; under a temporary name, then renamed, so that a file on disk is always complete.
+
+    Args:
+        path (`Path`):
+            The file (`.jsonl`, `.csv` or `.parquet`).
+        records (`list[dict[str, Any]]`):
+            The records.
+        task (`str`):
+            The task (a multi-label prediction is `|`-joined in CSV).
+        label_names (`Sequence[str]`):
+            The label names in id order (the `logit_<label>` columns).
+    """
     temporary = path.with_name(path.name + ".tmp")
     suffix = path.suffix
     if suffix == ".jsonl":
@@ -511,7 +525,7 @@ def predict_files(
                 records = prediction_records(
                     logits, predictor.task, predictor.label_names, predictor.threshold, ids, id_key, with_logits
                 )
-                _write_part(part, records, predictor.task, predictor.label_names)
+                write_records(part, records, predictor.task, predictor.label_names)
                 bar.update(len(chunk))
     finally:
         bar.close()  # before an error is printed: the bar's line ends first

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..evaluation.model_stats import usable_positions
 from ..evaluation.task_metrics import default_metric, metric_names
+from ..training.intermediate import layer_count
 
 __all__ = ["check_language", "check_model_path", "check_run"]
 
@@ -95,13 +96,6 @@ def check_language(config: Any, splits: Any, teacher_tokenizer: Any, student_tok
     }
     check_unknown_rates(named, data.max_unknown_rate)
     return rates
-
-
-def _layers(config: Any) -> int | None:
-    for name in ("num_hidden_layers", "n_layers", "num_layers"):
-        if getattr(config, name, None) is not None:
-            return int(getattr(config, name))
-    return None
 
 
 def _check_length(length: int | None, config: Any, tokenizer: Any, field: str, model: str) -> None:
@@ -201,7 +195,7 @@ def check_run(run: Any) -> None:
             raise ValueError(f"`{section}` section: {error}") from None
     _check_general(run)
     teacher_config = check_model_path(str(config.teacher.model), "teacher.model")
-    n_teacher = _layers(teacher_config)
+    n_teacher = layer_count(teacher_config)
     student = config.student
     if student.model is not None:
         student_config = check_model_path(student.model, "student.model")

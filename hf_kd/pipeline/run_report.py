@@ -257,14 +257,12 @@ def write_unlabeled_predictions(
         id_key (`str`, *optional*, defaults to `"row"`):
             The id's field name.
     """
-    from ..export.predict import prediction_records
+    from ..export.predict import prediction_records, write_records
 
     ids = list(range(len(logits))) if ids is None else ids
-    records = prediction_records(logits, task, label_names, threshold, ids, id_key=id_key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    records = prediction_records(logits, task, label_names, threshold, ids, id_key=id_key)
+    write_records(path, records, task, label_names)
 
 
 def predict_unlabeled(run: Any, student: Any, folder: Path, threshold: float | None) -> dict[str, str]:

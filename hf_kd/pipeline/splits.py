@@ -22,7 +22,6 @@ from ..data.unlabeled import UNLABELED_SPLIT, hide_labels, unlabeled_rows
 from ..recipe.config import DistillationPipelineConfig
 
 __all__ = [
-    "MIN_VALIDATION_ROWS",
     "hold_out_validation",
     "labelled_split",
     "load_recipe_data",

@@ -23,6 +23,7 @@ from ..constants import (
     problem_type_of_task,
 )
 from ..data.coverage import UNKNOWN_WARN_RATE
+from .sections import DataConfig
 
 __all__ = ["DEFAULT_TARGET", "TARGETS", "starting_recipe", "write_starting_recipe"]
 
@@ -184,7 +185,7 @@ def starting_recipe(
     if worst > UNKNOWN_WARN_RATE:
         summary["warning"] = (
             f"The teacher's tokenizer reads {worst:.1%} of the tokens as unknown: it may not read this language "
-            f"(`hf-kd distill` refuses above data.max_unknown_rate, 10 % by default)."
+            f"(`hf-kd distill` refuses above data.max_unknown_rate, {DataConfig().max_unknown_rate:.0%} by default)."
         )
     transfer = {split: len(dataset[split]) for split in labelless}
     if unlabeled_rows_count:
@@ -226,16 +227,11 @@ def _max_length(tokenizer: Any, texts: list[str], config: Any) -> tuple[int, int
     return int(min(max(8, -(-p99 // 8) * 8), positions, 512)), p99
 
 
-def _layers(config: Any) -> int:
-    for name in ("num_hidden_layers", "n_layers", "num_layers"):
-        if getattr(config, name, None):
-            return int(getattr(config, name))
-    return 2
-
-
 def _target_sections(target: str, config: Any, has_transfer: bool) -> tuple[dict, dict, list[str]]:
     """The student and evaluation sections of a target, and why each setting was chosen."""
-    depth = _layers(config)
+    from ..training.intermediate import layer_count
+
+    depth = layer_count(config) or 2
     why: list[str] = []
     if target == "accurate":
         half = max(1, depth // 2)

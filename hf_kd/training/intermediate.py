@@ -29,11 +29,13 @@ from .losses import attention_kl_loss, attention_relation_loss, hidden_cosine_lo
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "LAYER_COUNT_ATTRS",
     "PROJECTIONS_FILE",
     "PROJECTIONS_MODULE",
     "IntermediateDistiller",
     "attach_intermediate",
     "attention_projections",
+    "layer_count",
     "load_projections",
     "save_projections",
     "uniform_layers",
@@ -114,11 +116,32 @@ def attention_projections(model: nn.Module, layer: int) -> tuple[nn.Module, nn.M
     )
 
 
-def _num_layers(config: Any) -> int:
-    for name in ("num_hidden_layers", "n_layers", "num_layers"):
+LAYER_COUNT_ATTRS = ("num_hidden_layers", "n_layers", "num_layers")
+"""The config attributes that hold an encoder's number of layers (BERT, DistilBERT, others)."""
+
+
+def layer_count(config: Any) -> int | None:
+    """
+    The number of transformer layers a model config declares, or None when it names none.
+
+    Args:
+        config (`PretrainedConfig`):
+            The config.
+
+    Returns:
+        `int` or `None`: The number of layers.
+    """
+    for name in LAYER_COUNT_ATTRS:
         if getattr(config, name, None) is not None:
             return int(getattr(config, name))
-    raise ValueError(f"Cannot tell the number of layers of a `{type(config).__name__}`.")
+    return None
+
+
+def _num_layers(config: Any) -> int:
+    count = layer_count(config)
+    if count is None:
+        raise ValueError(f"Cannot tell the number of layers of a `{type(config).__name__}`.")
+    return count
 
 
 def _hidden_size(config: Any) -> int:

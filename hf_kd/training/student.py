@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 from transformers import PreTrainedModel
 
-from .intermediate import uniform_layers
+from .intermediate import LAYER_COUNT_ATTRS, uniform_layers
 
 __all__ = [
     "head_parameter_ids",
@@ -20,8 +20,6 @@ __all__ = [
     "student_from_teacher",
     "uniform_layers",
 ]
-
-_LAYER_COUNT_ATTRS = ("num_hidden_layers", "n_layers", "num_layers")
 
 
 def layer_list(model: nn.Module, n_layers: int) -> tuple[nn.Module, str]:
@@ -70,7 +68,7 @@ def student_from_teacher(
         `PreTrainedModel`: the student, with `config.num_hidden_layers` (or the architecture's equivalent) updated.
     """
     config = teacher.config
-    attr = next((a for a in _LAYER_COUNT_ATTRS if getattr(config, a, None) is not None), None)
+    attr = next((a for a in LAYER_COUNT_ATTRS if getattr(config, a, None) is not None), None)
     if attr is None:
         raise ValueError(f"Cannot tell how many layers a `{type(config).__name__}` has.")
     n_teacher = int(getattr(config, attr))

@@ -259,7 +259,7 @@ def test_a_crash_midway_resumes_without_duplicates_or_gaps(tmp_path, monkeypatch
     model_dir, _ = _model(tmp_path, "multi_label_classification")
     source = _write(tmp_path / "a.jsonl", _rows(50))
     predict_files(model_dir, [source], tmp_path / "full.jsonl", chunk_rows=8, progress=False)
-    original = predict_module._write_part
+    original = predict_module.write_records
     written = []
 
     def crashing(path, records, task, names):
@@ -268,11 +268,11 @@ def test_a_crash_midway_resumes_without_duplicates_or_gaps(tmp_path, monkeypatch
         original(path, records, task, names)
         written.append(path)
 
-    monkeypatch.setattr(predict_module, "_write_part", crashing)
+    monkeypatch.setattr(predict_module, "write_records", crashing)
     with pytest.raises(KeyboardInterrupt):
         predict_files(model_dir, [source], tmp_path / "out.jsonl", chunk_rows=8, progress=False)
     assert not (tmp_path / "out.jsonl").exists() and (tmp_path / "out.jsonl.parts").is_dir()
-    monkeypatch.setattr(predict_module, "_write_part", original)
+    monkeypatch.setattr(predict_module, "write_records", original)
     result = predict_files(model_dir, [source], tmp_path / "out.jsonl", chunk_rows=8, progress=False)
     assert result["resumed_chunks"] == 3
     assert _read(tmp_path / "out.jsonl") == _read(tmp_path / "full.jsonl")
