@@ -30,6 +30,7 @@ __all__ = [
     "TASK_TYPES",
     "TEACHER_INPUT_COLUMNS",
     "TEACHER_LOGITS_COLUMN",
+    "TEACHER_LOGITS_DTYPES",
     "TEACHER_SIDE_COLUMNS",
     "WORD_ID_COLUMNS",
     "MIN_VALIDATION_ROWS",
@@ -67,6 +68,9 @@ THRESHOLD_KEY = "hf_kd_threshold"
 
 LABELS_COLUMN = "labels"
 TEACHER_LOGITS_COLUMN = "teacher_logits"
+TEACHER_LOGITS_DTYPES: tuple[str, ...] = ("float32", "float16")
+"""How the teacher-logit store keeps the logits (`student.teacher_logits_dtype`)."""
+
 STUDENT_INPUT_COLUMNS: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
 TEACHER_INPUT_COLUMNS: tuple[str, ...] = tuple(f"teacher_{name}" for name in STUDENT_INPUT_COLUMNS)
 WORD_ID_COLUMNS: tuple[str, ...] = ("word_ids", "teacher_word_ids")

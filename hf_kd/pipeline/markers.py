@@ -284,7 +284,11 @@ def stage_fingerprints(config: Any) -> dict[str, dict[str, Any]]:
     data_fp = digest(data, config.seed, files_identity(config.data.path), files)
     transfer = [config.data.unlabeled_from_corpus, [files_identity(p) for p in config.data.unlabeled_files or []]]
     teacher = asdict(config.teacher)
-    student = {k: v for k, v in asdict(config.student).items() if k != "training"} | dict(config.student.training)
+    # `teacher_logits_dtype` is an input of the logits' stage (and so of the later ones) only when it is not the
+    # default: the fingerprints of float32 runs stay what they were before the field existed.
+    logits_dtype = config.student.teacher_logits_dtype
+    skipped = ("training", "teacher_logits_dtype")
+    student = {k: v for k, v in asdict(config.student).items() if k not in skipped} | dict(config.student.training)
     warmup = {k: v for k, v in student.items() if k not in DISTILLATION_ONLY}
     gate = ("gate_metric", "min_teacher_metric")  # read after the teacher's evaluation, not inputs of a stage
     evaluation = {k: v for k, v in asdict(config.evaluation).items() if k not in gate}
@@ -326,6 +330,7 @@ def stage_fingerprints(config: Any) -> dict[str, dict[str, Any]]:
         student_tokenizer=student_tokenizer,
         data=data_fp,
         transfer=transfer,
+        **({} if logits_dtype == "float32" else {"logits_dtype": logits_dtype}),
     )
     general_after = ("general_distillation",) if "general_distillation" in inputs else ()
     warm_fp = stage(

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import sys
 import time
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import BINARY, MULTI_LABEL, TEACHER_LOGITS_COLUMN, THRESHOLD_KEY, problem_type_of_task
+from ..data.leakage import leakage_message
 from ..evaluation.task_metrics import default_metric, trainer_compute_metrics, user_metric
 from ..recipe.config import DistillationPipelineConfig
 from ..training.distributed import barrier, is_main_process, start_state, state
@@ -131,6 +133,8 @@ class PipelineRun:
                 self.distill_teacher_tokenizer = pruned
             self.student_tokenizer = pruned
         check_run(self)
+        if is_main_process():
+            print(f"[hf-kd] {leakage_message(splits.leakage)}", file=sys.stderr, flush=True)
         sides = tokenize_splits(
             splits, data_config, self.teacher_tokenizer, self.student_tokenizer, self.distill_teacher_tokenizer
         )
@@ -326,10 +330,13 @@ class PipelineRun:
             cache_dir=str(folder / "cache"),
             accelerator=state(),
             teacher_tokenizer=self.distill_teacher_tokenizer,
+            logits_dtype=self.config.student.teacher_logits_dtype,
         )
-        if is_main_process():
+        barrier()
+        if is_main_process():  # the store itself becomes the stage's dataset: moved, not copied
             shutil.rmtree(data_dir, ignore_errors=True)
-            cached.save_to_disk(str(data_dir))
+            os.replace(Path(cached.cache_files[0]["filename"]).parent, data_dir)
+            shutil.rmtree(folder / "cache", ignore_errors=True)
         barrier()
         self.mark_done(
             "teacher_logits",

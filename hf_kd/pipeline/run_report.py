@@ -112,6 +112,7 @@ def write_run_report(
         "task": run.task,
         "threshold_rule": config.evaluation.threshold if run.task in (MULTI_LABEL, BINARY) else None,
         "unknown_token_rate": getattr(run, "unknown_rates", None),
+        "leakage": dict(run.splits.leakage),
     }
     if config.evaluation.plots:
         extra["figures"] = [Path(f).name for f in _plots(run, teacher_metrics, student_metrics, folder)]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,8 +19,10 @@ from ..constants import (
     TEACHER_SIDE_COLUMNS,
     infer_task,
 )
+from ..data.leakage import guard_leakage
 from ..data.unlabeled import UNLABELED_SPLIT, hide_labels, unlabeled_rows
 from ..recipe.config import DistillationPipelineConfig
+from ..training.distributed import state
 
 __all__ = [
     "hold_out_validation",
@@ -31,8 +34,14 @@ __all__ = [
     "subset",
     "tokenize_side",
     "tokenize_splits",
+    "tokenizer_processes",
+    "TOKENIZE_ROWS_PER_PROCESS",
     "transfer_set",
 ]
+
+
+TOKENIZE_ROWS_PER_PROCESS = 50_000
+"""Rows below which a process of its own for tokenizing costs more than it saves."""
 
 
 def load_recipe_data(config: DistillationPipelineConfig, cache_dir: str | None = None) -> tuple[Any, list[str], str]:
@@ -209,7 +218,10 @@ class RecipeSplits:
         predict (`dict[str, datasets.Dataset]`):
             The unlabeled test split, predicted instead of evaluated (empty when none).
         transfer (`datasets.Dataset`):
-            The transfer set ([`transfer_set`]).
+            The transfer set ([`transfer_set`]), without its rows equal to a validation or test row.
+        leakage (`dict[str, int]`, *optional*):
+            The leakage guard's counts: `transfer_rows_dropped` (transfer rows equal to a validation or test row,
+            dropped before the teacher's logits) and `train_rows_in_evaluation` (training rows equal to one, kept).
     """
 
     label_names: list[str]
@@ -218,6 +230,7 @@ class RecipeSplits:
     evals: dict[str, Any]
     predict: dict[str, Any]
     transfer: Any
+    leakage: dict[str, int] = field(default_factory=dict)
 
     @property
     def distilled(self) -> Any:
@@ -274,13 +287,17 @@ def recipe_splits(config: DistillationPipelineConfig, cache_dir: str | None = No
             f"The transfer set ({len(transfer)} unlabeled rows: `data.unlabeled_files`, `data.unlabeled_from_corpus` "
             "or a split without labels) needs a classification task; this one is regression."
         )
+    train = subset(raw["train"], data.train_size, config.seed)
+    columns = [data.text_column, data.teacher_text_column]
+    transfer, leakage = guard_leakage(train, transfer, list(evals.values()), columns)
     return RecipeSplits(
         label_names=names,
         task=task,
-        train=subset(raw["train"], data.train_size, config.seed),
+        train=train,
         evals={name: subset(ds, data.eval_size, config.seed) for name, ds in evals.items()},
         predict=predict,
         transfer=transfer,
+        leakage=leakage,
     )
 
 
@@ -444,6 +461,24 @@ def tokenize_side(dataset: Any, tokenizer: Any, column: str, max_length: int | N
     )
 
 
+def tokenizer_processes(rows: int) -> int | None:
+    """
+    Processes for tokenizing `rows` rows with `datasets.map`: the cores this process may use (its share when
+    several processes run), one per [`TOKENIZE_ROWS_PER_PROCESS`] rows; None (in this process) below that.
+
+    Args:
+        rows (`int`):
+            The rows to tokenize.
+
+    Returns:
+        `int` or `None`: The `num_proc` of the map.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores //= max(state().num_processes, 1)
+    processes = min(cores, rows // TOKENIZE_ROWS_PER_PROCESS)
+    return processes if processes > 1 else None
+
+
 def tokenize_splits(
     splits: RecipeSplits, data: Any, teacher_tokenizer: Any, student_tokenizer: Any, distill_teacher_tokenizer: Any
 ) -> dict[str, Any]:
@@ -478,8 +513,9 @@ def tokenize_splits(
     def student_side(dataset: Any) -> Any:
         return tokenize_side(dataset, student_tokenizer, data.text_column, data.max_length)
 
+    distilled_rows = splits.distilled
     distilled = tokenize_for_distillation(
-        splits.distilled,
+        distilled_rows,
         student_tokenizer,
         teacher_tokenizer=distill_teacher_tokenizer,
         text_column=data.text_column,
@@ -487,6 +523,7 @@ def tokenize_splits(
         max_length=data.max_length,
         teacher_max_length=data.teacher_max_length,
         remove_text=True,
+        num_proc=tokenizer_processes(len(distilled_rows)),
     )
     return {
         "teacher_train": model_columns(teacher_side(splits.train)),

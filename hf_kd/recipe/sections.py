@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from ..constants import CORPUS_LEVELS, NARROW_INITS
+from ..constants import CORPUS_LEVELS, NARROW_INITS, TEACHER_LOGITS_DTYPES
 
 __all__ = [
     "SEARCH_BACKENDS",
@@ -236,6 +236,9 @@ class StudentConfig:
             Run the teacher at every training step of the distillation instead of reading the logits cached in stage
             3 (e.g. to compare both; they give the same student). Implied by hidden-state and attention losses,
             which need the teacher's activations.
+        teacher_logits_dtype (`str`, *optional*, defaults to `"float32"`):
+            How stage 3 stores the teacher's logits: `"float32"`, or `"float16"` (half that column; the loss reads
+            them as float32 either way).
         lora (`dict[str, Any]`, *optional*):
             Train the student with LoRA (in the warm-up, the distillation and the search): `peft.LoraConfig` keyword
             arguments, as for the teacher (`task_type` is always `SEQ_CLS`, the head is trained in full). Each stage
@@ -275,6 +278,9 @@ class StudentConfig:
     warmup_epochs: float = field(default=0.0, metadata={"help": "Epochs of hard-label training before distilling."})
     online_teacher: bool = field(
         default=False, metadata={"help": "Run the teacher at every step instead of reading the cached logits."}
+    )
+    teacher_logits_dtype: str = field(
+        default="float32", metadata={"help": "How the cached teacher logits are stored: float32 or float16."}
     )
     lora: dict[str, Any] | None = field(
         default=None, metadata={"help": "Train with LoRA: peft.LoraConfig keyword arguments (YAML mapping)."}
@@ -511,6 +517,11 @@ def check_student_section(student: StudentConfig) -> None:
         raise ValueError("`student.intermediate_size` is set without `student.hidden_size` (a narrow student).")
     if student.narrow_init not in NARROW_INITS:
         raise ValueError(f"`student.narrow_init` must be one of {list(NARROW_INITS)}, got {student.narrow_init!r}.")
+    if student.teacher_logits_dtype not in TEACHER_LOGITS_DTYPES:
+        raise ValueError(
+            f"`student.teacher_logits_dtype` must be one of {list(TEACHER_LOGITS_DTYPES)}, got "
+            f"{student.teacher_logits_dtype!r}."
+        )
     if student.warmup_epochs < 0:
         raise ValueError(f"`student.warmup_epochs` must be >= 0, got {student.warmup_epochs!r}.")
 

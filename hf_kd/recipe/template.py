@@ -111,10 +111,12 @@ def starting_recipe(
             "labels. Pass an unlabeled file with --unlabeled instead."
         )
     unlabeled_texts: list[str] = []
+    unlabeled = None
     if unlabeled_files:
         from ..data.unlabeled import unlabeled_rows
 
-        unlabeled_texts = list(unlabeled_rows(unlabeled_files, text_column, teacher_text_column)[text_column])
+        unlabeled = unlabeled_rows(unlabeled_files, text_column, teacher_text_column)
+        unlabeled_texts = list(unlabeled[text_column])
     unlabeled_rows_count = len(unlabeled_texts)
     task = problem_type or infer_task(dataset["train"].features[LABELS_COLUMN], len(names))
     if task == BINARY and names not in (["0", "1"], ["False", "True"]):
@@ -187,6 +189,12 @@ def starting_recipe(
             f"The teacher's tokenizer reads {worst:.1%} of the tokens as unknown: it may not read this language "
             f"(`hf-kd distill` refuses above data.max_unknown_rate, {DataConfig().max_unknown_rate:.0%} by default)."
         )
+    summary["leakage"] = _leakage_counts(dataset, labelless, unlabeled, [text_column, teacher_text_column])
+    if summary["leakage"]["train_rows_in_evaluation"]:
+        summary["leakage"]["warning"] = (
+            "training rows equal to a validation or test row (case, whitespace and punctuation folded): kept, but "
+            "their scores are not held out"
+        )
     transfer = {split: len(dataset[split]) for split in labelless}
     if unlabeled_rows_count:
         transfer["unlabeled_files"] = unlabeled_rows_count
@@ -199,6 +207,19 @@ def starting_recipe(
         if "test" in labelless:
             summary["transfer_set"]["test"] = "no labels: the student's predictions are written instead of metrics"
     return recipe, summary
+
+
+def _leakage_counts(dataset: Any, labelless: list[str], unlabeled: Any, columns: list[Any]) -> dict[str, int]:
+    """What `hf-kd distill`'s leakage guard will find: unlabeled rows equal to a labelled validation or test row
+    (dropped from the transfer set) and training rows equal to one (kept, warned about)."""
+    from ..data.leakage import count_leaked_rows, text_digests
+
+    evaluated = [dataset[s] for s in ("validation", "test") if s in dataset and s not in labelless]
+    references = text_digests(evaluated, columns)
+    return {
+        "transfer_rows_dropped": count_leaked_rows(unlabeled, references) if unlabeled is not None else 0,
+        "train_rows_in_evaluation": count_leaked_rows(dataset["train"], references),
+    }
 
 
 def _teacher_files(teacher: str) -> tuple[Any, Any]:

@@ -4,9 +4,9 @@
     torchrun --standalone --nproc_per_node 2 distributed_teacher.py OUT
 
 Writes OUT/info-<rank>.json: how many examples this process's teacher ran over while caching logits (in memory and
-with a cache folder), the cached logits, and, with several processes, the parameter count this process holds of an
-FSDP2-sharded teacher, the teacher's full count, whether the sharded logits equal the unsharded ones, and what
-`prepare_teacher` made of a teacher under an FSDP run.
+with a cache folder), the cached logits, the store's files and the object gathers made, and, with several processes,
+the parameter count this process holds of an FSDP2-sharded teacher, the teacher's full count, whether the sharded
+logits equal the unsharded ones, and what `prepare_teacher` made of a teacher under an FSDP run.
 """
 
 from __future__ import annotations
@@ -52,12 +52,23 @@ def main() -> None:
         lambda m, a, k, o: seen.__setitem__("examples", seen["examples"] + k["input_ids"].shape[0]), with_kwargs=True
     )
     info: dict = {"processes": state.num_processes}
+    gathers = {"count": 0}
+    if state.num_processes > 1:  # the shards are joined on disk: no object gather of the logits
+        original_gather = dist.all_gather_object
+
+        def counting_gather(*args, **kwargs):
+            gathers["count"] += 1
+            return original_gather(*args, **kwargs)
+
+        dist.all_gather_object = counting_gather
     memory = cache_teacher_logits(teacher, _dataset(), batch_size=4, accelerator=state, map_batch_size=8)
     info["memory_examples"], seen["examples"] = seen["examples"], 0
     on_disk = cache_teacher_logits(teacher, _dataset(), batch_size=4, cache_dir=out / "cache", accelerator=state)
     info["disk_examples"], seen["examples"] = seen["examples"], 0
     again = cache_teacher_logits(teacher, _dataset(), batch_size=4, cache_dir=out / "cache", accelerator=state)
     info["cached_examples"] = seen["examples"]
+    info["object_gathers"] = gathers["count"]
+    info["store_files"] = sorted(p.name for store in (out / "cache").iterdir() for p in store.iterdir())
     info["memory_logits"] = memory["teacher_logits"][:]
     info["disk_logits"] = on_disk["teacher_logits"][:]
     info["again_logits"] = again["teacher_logits"][:]

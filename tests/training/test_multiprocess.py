@@ -199,7 +199,14 @@ def test_teacher_pass_is_shared_and_fsdp_shards_the_teacher(tmp_path):
     # One process runs the teacher over all 41 examples; two run it over 21 each (20 + 1 padding row for one).
     assert single["memory_examples"] == single["disk_examples"] == 41
     assert [i["memory_examples"] for i in pair] == [21, 21] and [i["disk_examples"] for i in pair] == [21, 21]
-    assert [i["cached_examples"] for i in pair] == [0, 0]  # the cache file written once is read by both
+    assert [i["cached_examples"] for i in pair] == [0, 0]  # the store written once is read by both
+    # Each process wrote its own shard file; they are joined on disk, not gathered through the process group.
+    assert single["store_files"] == ["data-00000-of-00001.arrow", "dataset_info.json", "state.json"]
+    assert (
+        pair[0]["store_files"]
+        == ["data-00000-of-00002.arrow", "data-00001-of-00002.arrow"] + single["store_files"][1:]
+    )
+    assert [i["object_gathers"] for i in pair] == [0, 0]
     for info in pair:
         for key in ("memory_logits", "disk_logits", "again_logits"):  # gathered in order: the 1-process cache
             torch.testing.assert_close(torch.tensor(info[key]), torch.tensor(single[key]), rtol=0, atol=1e-6)

@@ -1,0 +1,208 @@
+"""Transfer sets at a hospital's scale: `hf-kd distill` with 10k to 10M unlabeled rows, peak memory and the store.
+
+    python benchmarks/transfer_scale.py                       # tiny teacher at 10k, 100k and 1M rows, MiniLM at 100k
+    python benchmarks/transfer_scale.py --sizes 10000000 --no_minilm --name transfer_scale_10m   # the 10M run, alone
+
+Each run is the whole pipeline on a fresh folder: 200 labelled HoC abstracts (sentence level, BLURB splits) and N
+synthetic unlabeled notes of 64 tokens (`data.max_length: 64`; words drawn from the teacher's vocabulary, seeded) as
+`data.unlabeled_files`. The teacher is a tiny random 2-layer BERT (hidden size 64) with the MiniLM tokenizer, so
+that the teacher itself costs little and the pipeline's own costs show; one more run uses the MiniLM teacher itself
+at 100k rows. The student is the teacher's first layer, trained for a fixed 300 steps at every size (the student
+stage reads the whole memory-mapped store through its sampler, but its time does not grow with N).
+
+Measured per run: the wall time; the peak resident memory of the process tree (`hf-kd distill` and its tokenizing
+workers, summed, sampled every 0.2 s); the teacher pass's rows per second (its stage marker: rows / seconds); the
+store's bytes per row (`teacher_logits/dataset/*.arrow`); the seconds of each stage. Writes
+`benchmarks/results/<name>.json` and `.md`. Run it alone on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, machine_line, write_results  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MINILM = ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2"
+HOC = ROOT.parent / "shared" / "data" / "hoc"
+STAGES = ("teacher", "teacher_eval", "teacher_logits", "student", "evaluation")
+
+
+def write_notes(path: Path, rows: int, seed: int = 0) -> Path:
+    """`rows` JSON lines of 80 words from the MiniLM vocabulary's whole words (more than 64 tokens each)."""
+    if path.is_file() and sum(1 for _ in open(path, "rb")) == rows:
+        return path
+    words = [w for w in (MINILM / "vocab.txt").read_text().split("\n") if w.isalpha() and w.isascii() and len(w) > 2]
+    rng = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for _ in range(rows):
+            handle.write(json.dumps({"text": " ".join(rng.choices(words, k=80))}) + "\n")
+    return path
+
+
+def tiny_teacher(folder: Path) -> Path:
+    """A random 2-layer BERT (hidden 64) with the MiniLM tokenizer, saved as a local model folder."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    if (folder / "config.json").is_file():
+        return folder
+    config = BertConfig(
+        vocab_size=30_522, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(str(MINILM)).save_pretrained(folder)
+    return folder
+
+
+def recipe(notes: Path, teacher: Path, output_dir: Path) -> dict[str, Any]:
+    common = {"per_device_train_batch_size": 32, "learning_rate": 1e-4, "head_learning_rate": 1e-2}
+    return {
+        "data": {
+            "dataset": "hoc",
+            "path": str(HOC),
+            "level": "sentence",
+            "max_length": 64,
+            "train_size": 200,
+            "unlabeled_files": [str(notes)],
+        },
+        "teacher": {"model": str(teacher), "num_train_epochs": 1, **common},
+        "student": {"from_teacher_layers": [0], "max_steps": 300, "alpha": 0.5, "temperature": 2.0, **common},
+        "evaluation": {"plots": False, "latency": False, "batch_size": 64},
+        "output_dir": str(output_dir),
+        "seed": 42,
+    }
+
+
+class TreeRSS:
+    """Peak of the summed resident memory of a process and its descendants, sampled every `interval` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self.root, self.interval, self.peak = psutil.Process(pid), interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = 0
+            try:
+                for proc in [self.root, *self.root.children(recursive=True)]:
+                    try:
+                        total += proc.memory_info().rss
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                pass
+            self.peak = max(self.peak, total)
+            time.sleep(self.interval)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak / 1e9
+
+
+def run_once(rows: int, teacher: Path, label: str, work: Path) -> dict[str, Any]:
+    notes = write_notes(work / f"notes-{rows}.jsonl", rows)
+    run_dir = work / f"run-{label}-{rows}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    recipe_path = run_dir.with_suffix(".yaml")
+    recipe_path.write_text(yaml.safe_dump(recipe(notes, teacher, run_dir)))
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hf_kd.cli", "distill", str(recipe_path)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(run_dir.with_suffix(".log"), "w"),
+    )
+    sampler = TreeRSS(proc.pid)
+    code = proc.wait()
+    wall = time.perf_counter() - started
+    peak = sampler.stop()
+    if code != 0:
+        raise SystemExit(f"hf-kd distill failed at {rows} rows ({label}); see {run_dir.with_suffix('.log')}")
+    stages = {}
+    for stage in STAGES:
+        marker = run_dir / stage / "DONE.json"
+        if marker.is_file():
+            done = json.loads(marker.read_text())
+            stages[stage] = done.get("seconds") or done.get("train_runtime")
+    logits = json.loads((run_dir / "teacher_logits" / "DONE.json").read_text())
+    store = run_dir / "teacher_logits" / "dataset"
+    store_bytes = sum(f.stat().st_size for f in store.glob("*.arrow"))
+    result = {
+        "teacher": label,
+        "unlabeled_rows": rows,
+        "store_rows": logits["num_rows"],
+        "wall_seconds": round(wall, 1),
+        "peak_rss_gb": round(peak, 3),
+        "teacher_pass_seconds": round(logits["seconds"], 1),
+        "teacher_rows_per_second": round(logits["num_rows"] / logits["seconds"], 1),
+        "store_bytes": store_bytes,
+        "store_bytes_per_row": round(store_bytes / logits["num_rows"], 1),
+        "store_arrow_files": len(list((run_dir / "teacher_logits").rglob("*.arrow"))),
+        "stage_seconds": {k: None if v is None else round(float(v), 1) for k, v in stages.items()},
+    }
+    print(json.dumps(result), flush=True)
+    shutil.rmtree(run_dir, ignore_errors=True)  # the run's caches (GBs at 1M rows and more)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="Unlabeled rows per run (comma-separated).")
+    parser.add_argument("--no_minilm", action="store_true", help="Skip the MiniLM-teacher run at 100k rows.")
+    parser.add_argument("--work", default="/tmp/hf_kd_transfer_scale", help="Folder for notes and runs.")
+    parser.add_argument("--name", default="transfer_scale", help="Results file name.")
+    args = parser.parse_args()
+    work = Path(args.work)
+    info = machine()
+    teacher = tiny_teacher(work / "tiny_teacher")
+    runs = [run_once(int(n), teacher, "tiny", work) for n in args.sizes.split(",")]
+    if not args.no_minilm:
+        runs.append(run_once(100_000, MINILM, "MiniLM-L6", work))
+    tiny = [r for r in runs if r["teacher"] == "tiny"]
+    summary: dict[str, Any] = {}
+    by_rows = {r["unlabeled_rows"]: r for r in tiny}
+    if 100_000 in by_rows and 1_000_000 in by_rows:
+        ratio = by_rows[1_000_000]["peak_rss_gb"] / by_rows[100_000]["peak_rss_gb"]
+        summary["peak_rss_1m_over_100k"] = round(ratio, 3)
+    if len(tiny) > 1:
+        speeds = [r["teacher_rows_per_second"] for r in tiny]
+        summary["rows_per_second_spread"] = round((max(speeds) - min(speeds)) / max(speeds), 3)
+    lines = [
+        f"Machine: {machine_line(info)}.",
+        "`hf-kd distill` on a fresh folder: 200 labelled HoC abstracts + N synthetic unlabeled notes of 64 tokens; "
+        "student: the teacher's first layer, 300 steps. Peak RSS: the process tree, summed.",
+        "",
+        "| teacher | unlabeled rows | wall | peak RSS (GB) | teacher rows/s | store (bytes/row) | store files |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r['teacher']} | {r['unlabeled_rows']:,} | {r['wall_seconds'] / 60:.1f} min | "
+            f"{r['peak_rss_gb']:.2f} | {r['teacher_rows_per_second']:,.0f} | {r['store_bytes_per_row']:.0f} | "
+            f"{r['store_arrow_files']} |"
+        )
+    if summary:
+        lines += ["", ", ".join(f"{k}: {v}" for k, v in summary.items())]
+    write_results(args.name, {"machine": info, "runs": runs, "summary": summary}, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
