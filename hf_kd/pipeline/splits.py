@@ -198,7 +198,36 @@ def transfer_set(raw: Any, data: Any, seed: int, num_labels: int) -> Any:
     parts = [hide_labels(part.select_columns(columns), feature, num_labels) for part in parts]
     if not parts:
         return raw["train"].select_columns([*columns, LABELS_COLUMN]).select([])
-    return concatenate_datasets(parts)
+    return concatenate_datasets(same_text_types(parts))
+
+
+def same_text_types(parts: list[Any]) -> list[Any]:
+    """
+    `parts` with one string type per column: `large_string` wherever one part has it (`datasets` reads large JSON
+    files as `large_string`), so that they concatenate. Only the parts of the other type are cast.
+
+    Args:
+        parts (`list[datasets.Dataset]`):
+            Datasets with the same columns.
+
+    Returns:
+        `list[datasets.Dataset]`: The parts, cast where needed.
+    """
+    from datasets import Value
+
+    large = {
+        name
+        for part in parts
+        for name, feature in part.features.items()
+        if isinstance(feature, Value) and feature.dtype == "large_string"
+    }
+    out = []
+    for part in parts:
+        for name in large:
+            if part.features[name] != Value("large_string"):
+                part = part.cast_column(name, Value("large_string"))
+        out.append(part)
+    return out
 
 
 @dataclass
@@ -237,7 +266,9 @@ class RecipeSplits:
         """The rows the student is distilled on: the labelled training rows, then the transfer set (labels -100)."""
         from datasets import concatenate_datasets
 
-        return concatenate_datasets([self.train.select_columns(self.transfer.column_names), self.transfer])
+        return concatenate_datasets(
+            same_text_types([self.train.select_columns(self.transfer.column_names), self.transfer])
+        )
 
 
 def recipe_splits(config: DistillationPipelineConfig, cache_dir: str | None = None) -> RecipeSplits:
