@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from hf_kd.evaluation.model_stats import cpu_description
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -34,21 +36,8 @@ def machine() -> dict[str, Any]:
         info["transformers"] = transformers.__version__
     except Exception:  # pragma: no cover
         pass
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    info["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
-        wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
-        info["cpu_features"] = [f for f in wanted if f in flags]
-    except OSError:
-        pass
+    cpu = cpu_description()  # the product's own record of the CPU (reports, hf_kd_export.json)
+    info["cpu_model"], info["cpu_features"] = cpu["model"], cpu["features"] or []
     try:
         info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:

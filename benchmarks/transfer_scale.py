@@ -10,10 +10,11 @@ that the teacher itself costs little and the pipeline's own costs show; one more
 at 100k rows. The student is the teacher's first layer, trained for a fixed 300 steps at every size (the student
 stage reads the whole memory-mapped store through its sampler, but its time does not grow with N).
 
-Measured per run: the wall time; the peak resident memory of the process tree (`hf-kd distill` and its tokenizing
-workers, summed, sampled every 0.2 s); the teacher pass's rows per second (its stage marker: rows / seconds); the
-store's bytes per row (`teacher_logits/dataset/*.arrow`); the seconds of each stage. Writes
-`benchmarks/results/<name>.json` and `.md`. Run it alone on the machine.
+Measured per run: the wall time; the peak resident memory (RSS) of `hf-kd distill`, its anonymous part (RSS less the
+page cache of memory-mapped files, which the kernel can drop), and the peak proportional memory (PSS) of it and its
+tokenizing workers together (sampled every 0.2 s); the teacher pass's rows per second (its
+stage marker: rows / seconds); the store's bytes per row (`teacher_logits/dataset/*.arrow`); the seconds of each
+stage. Writes `benchmarks/results/<name>.json` and `.md`. Run it alone on the machine.
 """
 
 from __future__ import annotations
@@ -87,33 +88,50 @@ def recipe(notes: Path, teacher: Path, output_dir: Path) -> dict[str, Any]:
     }
 
 
-class TreeRSS:
-    """Peak of the summed resident memory of a process and its descendants, sampled every `interval` seconds."""
+class TreeMemory:
+    """Peak memory of a process and its descendants, sampled every `interval` seconds: the process's own resident
+    set (RSS), and the tree's proportional set size (PSS: a page shared by k processes, such as the forked tokenizing
+    workers' copy-on-write memory, counts 1/k in each, so that the sum is the memory the tree really holds)."""
 
     def __init__(self, pid: int, interval: float = 0.2) -> None:
-        self.root, self.interval, self.peak = psutil.Process(pid), interval, 0
+        self.root, self.interval = psutil.Process(pid), interval
+        self.peak_rss = self.peak_pss = self.peak_anon = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            total = 0
             try:
+                self.peak_rss = max(self.peak_rss, self.root.memory_info().rss)
+                self.peak_anon = max(self.peak_anon, _anonymous_rss(self.root.pid))
+                total = 0
                 for proc in [self.root, *self.root.children(recursive=True)]:
                     try:
-                        total += proc.memory_info().rss
+                        total += proc.memory_full_info().pss
                     except psutil.Error:
                         pass
+                self.peak_pss = max(self.peak_pss, total)
             except psutil.Error:
                 pass
-            self.peak = max(self.peak, total)
             time.sleep(self.interval)
 
-    def stop(self) -> float:
+    def stop(self) -> tuple[float, float, float]:
         self._stop.set()
         self._thread.join()
-        return self.peak / 1e9
+        return self.peak_rss / 1e9, self.peak_anon / 1e9, self.peak_pss / 1e9
+
+
+def _anonymous_rss(pid: int) -> int:
+    """`RssAnon` of /proc/<pid>/status in bytes: the resident memory that is not pages of mapped files (the page cache
+    of memory-mapped Arrow files counts in RSS, but the kernel can drop it)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def run_once(rows: int, teacher: Path, label: str, work: Path) -> dict[str, Any]:
@@ -130,10 +148,10 @@ def run_once(rows: int, teacher: Path, label: str, work: Path) -> dict[str, Any]
         stdout=subprocess.DEVNULL,
         stderr=open(run_dir.with_suffix(".log"), "w"),
     )
-    sampler = TreeRSS(proc.pid)
+    sampler = TreeMemory(proc.pid)
     code = proc.wait()
     wall = time.perf_counter() - started
-    peak = sampler.stop()
+    peak_rss, peak_anon, peak_pss = sampler.stop()
     if code != 0:
         raise SystemExit(f"hf-kd distill failed at {rows} rows ({label}); see {run_dir.with_suffix('.log')}")
     stages = {}
@@ -150,7 +168,9 @@ def run_once(rows: int, teacher: Path, label: str, work: Path) -> dict[str, Any]
         "unlabeled_rows": rows,
         "store_rows": logits["num_rows"],
         "wall_seconds": round(wall, 1),
-        "peak_rss_gb": round(peak, 3),
+        "peak_rss_gb": round(peak_rss, 3),
+        "peak_anon_rss_gb": round(peak_anon, 3),
+        "peak_pss_tree_gb": round(peak_pss, 3),
         "teacher_pass_seconds": round(logits["seconds"], 1),
         "teacher_rows_per_second": round(logits["num_rows"] / logits["seconds"], 1),
         "store_bytes": store_bytes,
@@ -180,24 +200,27 @@ def main() -> None:
     summary: dict[str, Any] = {}
     by_rows = {r["unlabeled_rows"]: r for r in tiny}
     if 100_000 in by_rows and 1_000_000 in by_rows:
-        ratio = by_rows[1_000_000]["peak_rss_gb"] / by_rows[100_000]["peak_rss_gb"]
-        summary["peak_rss_1m_over_100k"] = round(ratio, 3)
+        for key in ("peak_rss_gb", "peak_anon_rss_gb", "peak_pss_tree_gb"):
+            ratio = by_rows[1_000_000][key] / by_rows[100_000][key]
+            summary[f"{key.removesuffix('_gb')}_1m_over_100k"] = round(ratio, 3)
     if len(tiny) > 1:
         speeds = [r["teacher_rows_per_second"] for r in tiny]
         summary["rows_per_second_spread"] = round((max(speeds) - min(speeds)) / max(speeds), 3)
     lines = [
         f"Machine: {machine_line(info)}.",
         "`hf-kd distill` on a fresh folder: 200 labelled HoC abstracts + N synthetic unlabeled notes of 64 tokens; "
-        "student: the teacher's first layer, 300 steps. Peak RSS: the process tree, summed.",
+        "student: the teacher's first layer, 300 steps. Peak RSS: `hf-kd distill`; peak PSS: it and its workers.",
         "",
-        "| teacher | unlabeled rows | wall | peak RSS (GB) | teacher rows/s | store (bytes/row) | store files |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| teacher | unlabeled rows | wall | peak RSS (GB) | anonymous (GB) | peak PSS, all (GB) | teacher rows/s "
+        "| store bytes/row |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in runs:
         lines.append(
             f"| {r['teacher']} | {r['unlabeled_rows']:,} | {r['wall_seconds'] / 60:.1f} min | "
-            f"{r['peak_rss_gb']:.2f} | {r['teacher_rows_per_second']:,.0f} | {r['store_bytes_per_row']:.0f} | "
-            f"{r['store_arrow_files']} |"
+            f"{r['peak_rss_gb']:.2f} | {r['peak_anon_rss_gb']:.2f} | {r['peak_pss_tree_gb']:.2f} | "
+            f"{r['teacher_rows_per_second']:,.0f} | "
+            f"{r['store_bytes_per_row']:.0f} |"
         )
     if summary:
         lines += ["", ", ".join(f"{k}: {v}" for k, v in summary.items())]

@@ -9,12 +9,19 @@ reported, never a text.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["UNKNOWN_WARN_RATE", "UNKNOWN_SAMPLE_SIZE", "check_unknown_rates", "unknown_token_rate"]
+__all__ = [
+    "UNKNOWN_WARN_RATE",
+    "UNKNOWN_SAMPLE_SIZE",
+    "check_unknown_rates",
+    "column_texts",
+    "sample_texts",
+    "unknown_token_rate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +29,52 @@ UNKNOWN_WARN_RATE = 0.01
 """Above this share of unknown tokens a run logs a warning (the refusal is `data.max_unknown_rate`)."""
 UNKNOWN_SAMPLE_SIZE = 2000
 """Texts drawn (seeded) from a split to measure the rate; all of them when the split is smaller."""
+
+
+def sample_texts(dataset: Any, column: str, sample_size: int = UNKNOWN_SAMPLE_SIZE, seed: int = 0) -> list[Any]:
+    """
+    At most `sample_size` values of a dataset's text column, drawn at random (seeded, in row order), reading only
+    those rows: a transfer set of millions of notes is never read whole.
+
+    Args:
+        dataset (`datasets.Dataset`):
+            The split.
+        column (`str`):
+            The text column (no values when the split lacks it).
+        sample_size (`int`, *optional*, defaults to [`UNKNOWN_SAMPLE_SIZE`]):
+            How many.
+        seed (`int`, *optional*, defaults to 0):
+            Seed of the draw ([`unknown_token_rate`] draws the same rows from the whole column).
+
+    Returns:
+        `list`: The values, non-strings included (the rate leaves them out).
+    """
+    if not len(dataset) or column not in dataset.column_names:
+        return []
+    if len(dataset) <= sample_size:
+        return list(dataset[column])
+    picked = np.random.default_rng(seed).choice(len(dataset), size=sample_size, replace=False)
+    return list(dataset.select(sorted(picked.tolist()))[column])
+
+
+def column_texts(datasets: Sequence[Any], column: str, batch_size: int = 10_000) -> Iterator[Any]:
+    """
+    The values of a text column of several datasets, one after the other, read in batches (never a whole column).
+
+    Args:
+        datasets (`Sequence[datasets.Dataset]`):
+            The splits.
+        column (`str`):
+            The column.
+        batch_size (`int`, *optional*, defaults to 10,000):
+            Rows read at a time.
+
+    Yields:
+        The values, in order.
+    """
+    for dataset in datasets:
+        for batch in dataset.select_columns([column]).iter(batch_size=batch_size):
+            yield from batch[column]
 
 
 def unknown_token_rate(

@@ -6,6 +6,7 @@ No function here reads example text: latency batches are random token ids framed
 from __future__ import annotations
 
 import math
+import os
 import platform
 import statistics
 import tempfile
@@ -19,10 +20,49 @@ from torch import nn
 
 from ..constants import STUDENT_INPUT_COLUMNS
 
-__all__ = ["BYTES_PER_MB", "measure_latency", "model_size", "time_batch", "usable_positions"]
+__all__ = [
+    "BYTES_PER_MB",
+    "CPU_FEATURES",
+    "cpu_description",
+    "measure_latency",
+    "model_size",
+    "time_batch",
+    "usable_positions",
+]
 
 BYTES_PER_MB = 1_000_000
 """Sizes are reported in megabytes of 10^6 bytes, as the Hugging Face Hub displays file sizes."""
+
+CPU_FEATURES: tuple[str, ...] = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+"""The instruction sets that decide CPU speed, int8 speed above all (VNNI, AMX), as `/proc/cpuinfo` names them."""
+
+
+def cpu_description() -> dict[str, Any]:
+    """
+    The CPU that timings and exports ran on: its model name, logical CPU count and which of [`CPU_FEATURES`] it has.
+
+    Returns:
+        `dict[str, Any]`: `model` (`platform.processor()` where `/proc/cpuinfo` is absent), `cpus` and `features`
+        (None where they cannot be read).
+    """
+    model, flags = None, None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if model is None and line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                elif flags is None and line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                if model is not None and flags is not None:
+                    break
+    except OSError:
+        pass
+    return {
+        "model": model or platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "features": None if flags is None else [f for f in CPU_FEATURES if f in flags],
+    }
+
 
 # Models whose position ids start after the padding index, so that `max_position_embeddings - pad_token_id - 1`
 # positions are usable (RoBERTa and its descendants).
@@ -264,6 +304,7 @@ def measure_latency(
         "inputs": "synthetic token ids",
         "torch_version": torch.__version__,
         "machine": platform.machine(),
+        "cpu": cpu_description(),
         "per_batch_size": per_batch_size,
     }
 

@@ -236,7 +236,7 @@ def export_onnx(
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from ..evaluation.model_stats import BYTES_PER_MB
+    from ..evaluation.model_stats import BYTES_PER_MB, cpu_description
 
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"`quantize` must be one of {list(QUANTIZATIONS)}, got {quantize!r}.")
@@ -312,6 +312,7 @@ def export_onnx(
         "fused_operators": fused_operator_counts(target),
         "torch_version": torch.__version__,
         "onnxruntime_version": onnxruntime.__version__,
+        "built_on_cpu": cpu_description(),  # dynamic int8 speed depends on the CPU that runs it (VNNI, AMX)
     }
     (output / EXPORT_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return {**info, "path": str(target), "size_mb": target.stat().st_size / BYTES_PER_MB}

@@ -77,7 +77,7 @@ def check_language(config: Any, splits: Any, teacher_tokenizer: Any, student_tok
     Raises:
         `ValueError`: Naming the tokenizer, the split and the rate, when a rate is above `data.max_unknown_rate`.
     """
-    from ..data.coverage import check_unknown_rates, unknown_token_rate
+    from ..data.coverage import check_unknown_rates, sample_texts, unknown_token_rate
 
     data = config.data
     sides = {"teacher": (teacher_tokenizer, data.teacher_text_column or data.text_column, config.teacher.tokenizer)}
@@ -88,8 +88,7 @@ def check_language(config: Any, splits: Any, teacher_tokenizer: Any, student_tok
         name = name or (config.teacher.tokenizer or config.teacher.model)
         rates[side] = {"tokenizer": str(name)}
         for split, dataset in (("train", splits.train), ("transfer set", splits.transfer)):
-            texts = dataset[column] if len(dataset) and column in dataset.column_names else []
-            rates[side][split] = unknown_token_rate(tokenizer, list(texts), seed=config.seed)
+            rates[side][split] = unknown_token_rate(tokenizer, sample_texts(dataset, column, seed=config.seed))
     named = {
         f"{side} tokenizer ({values['tokenizer']})": {k: v for k, v in values.items() if k != "tokenizer"}
         for side, values in rates.items()

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import BINARY, MULTI_LABEL, TEACHER_LOGITS_COLUMN, THRESHOLD_KEY, problem_type_of_task
+from ..data.coverage import column_texts
 from ..data.leakage import leakage_message
 from ..evaluation.task_metrics import default_metric, trainer_compute_metrics, user_metric
 from ..recipe.config import DistillationPipelineConfig
@@ -125,7 +126,7 @@ class PipelineRun:
             from ..data.alignment import same_tokenization
             from ..training.vocabulary import prune_tokenizer, pruned_token_ids
 
-            texts = [*train[data_config.text_column], *splits.transfer[data_config.text_column]]
+            texts = column_texts([train, splits.transfer], data_config.text_column)  # read in batches
             self.kept_token_ids = pruned_token_ids(self.student_tokenizer, texts, extra_texts=self.label_names)
             pruned = prune_tokenizer(self.student_tokenizer, self.kept_token_ids)
             same_text = data_config.teacher_text_column in (None, data_config.text_column)

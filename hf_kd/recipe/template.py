@@ -110,14 +110,15 @@ def starting_recipe(
             f"The validation file has no label column {label_column!r}: thresholds and the teacher's gate need "
             "labels. Pass an unlabeled file with --unlabeled instead."
         )
-    unlabeled_texts: list[str] = []
+    unlabeled_texts: list[str] = []  # a seeded sample: an archive of notes is never read whole
     unlabeled = None
     if unlabeled_files:
+        from ..data.coverage import sample_texts
         from ..data.unlabeled import unlabeled_rows
 
         unlabeled = unlabeled_rows(unlabeled_files, text_column, teacher_text_column)
-        unlabeled_texts = list(unlabeled[text_column])
-    unlabeled_rows_count = len(unlabeled_texts)
+        unlabeled_texts = sample_texts(unlabeled, text_column)
+    unlabeled_rows_count = 0 if unlabeled is None else len(unlabeled)
     task = problem_type or infer_task(dataset["train"].features[LABELS_COLUMN], len(names))
     if task == BINARY and names not in (["0", "1"], ["False", "True"]):
         if positive_label is None:

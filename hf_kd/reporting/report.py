@@ -255,6 +255,10 @@ def format_table(report: Mapping[str, Any]) -> str:
             f"\nLatency: {latency.get('device', 'cpu')}, {latency.get('num_threads', '?')} thread(s), sequence length "
             f"{latency['seq_len']}, synthetic token ids, median of {latency.get('n_runs', '?')} runs.\n"
         )
+        cpu = latency.get("cpu")
+        if isinstance(cpu, Mapping):
+            features = ", ".join(cpu.get("features") or []) or "none of AVX2, AVX-512, VNNI, AMX"
+            table += f"CPU: {cpu.get('model')}, {cpu.get('cpus')} logical CPUs ({features}).\n"
         if typical_len is not None:
             table += f"Also timed at {typical_len} tokens, the data's median length (the rows that name it).\n"
     extra = report.get("extra", {})

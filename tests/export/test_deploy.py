@@ -229,7 +229,11 @@ def test_onnx_export_matches_pytorch_at_any_batch_and_length(tmp_path):
     model_dir, model = _saved(tmp_path, num_labels=3, id2label={0: "low", 1: "mid", 2: "high"})
     info = export_onnx(model_dir, tmp_path / "onnx")
     assert info["task"] == "single_label_classification" and info["label_names"] == ["low", "mid", "high"]
-    assert json.loads((tmp_path / "onnx" / EXPORT_FILE).read_text())["quantize"] is None
+    written = json.loads((tmp_path / "onnx" / EXPORT_FILE).read_text())
+    assert written["quantize"] is None
+    from hf_kd.evaluation.model_stats import cpu_description
+
+    assert written["built_on_cpu"] == cpu_description()  # int8 speed depends on it: the export says where it was made
     classifier = OnnxClassifier.from_pretrained(tmp_path / "onnx", num_threads=1)
     for texts in (TEXTS, TEXTS[:1], TEXTS * 4):  # batch sizes 3, 1, 12 and other lengths than the traced ones
         encoded = classifier.tokenizer(texts, padding=True, return_tensors="pt")

@@ -364,3 +364,31 @@ def test_report_shows_latency_at_the_data_length_and_the_unknown_token_rates():
     assert rows["Latency at 24 tokens, batch 32 (ms/example)"] == ["1.50", "0.30", "0.200"]
     assert rows["Latency, batch 32 (ms/example)"] == ["3.00", "1.00", "0.333"]
     assert "Unknown-token rate (teacher tokenizer: train 34.8 %)" in format_table(report)
+
+
+def test_timings_name_the_cpu_and_its_instruction_sets(tokenizer, monkeypatch, tmp_path):
+    import builtins
+
+    from hf_kd.evaluation import model_stats
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu sse avx2 avx512f avx512_vnni amx_int8\n"
+        "processor\t: 1\nmodel name\t: Test CPU 9000\nflags\t\t: fpu sse avx2 avx512f avx512_vnni amx_int8\n"
+    )
+    real_open = builtins.open
+    monkeypatch.setattr(
+        builtins, "open", lambda f, *a, **k: real_open(cpuinfo if f == "/proc/cpuinfo" else f, *a, **k)
+    )
+    cpu = model_stats.cpu_description()
+    assert cpu["model"] == "Test CPU 9000" and cpu["features"] == ["avx2", "avx512f", "avx512_vnni", "amx_int8"]
+    latency = measure_latency(tiny_bert(), tokenizer, batch_sizes=(1,), seq_len=8, n_warmup=0, n_runs=1)
+    assert latency["cpu"] == cpu
+    report = build_report({"metrics": {"a": 1.0}, "latency": latency}, {"metrics": {"a": 0.9}, "latency": latency})
+    assert "CPU: Test CPU 9000, " in format_table(report) and "(avx2, avx512f, avx512_vnni, amx_int8)" in format_table(
+        report
+    )
+    # Without any of the listed sets, the report says so rather than print an empty list.
+    cpuinfo.write_text("model name\t: Old CPU\nflags\t\t: fpu sse sse2\n")
+    bare = {**latency, "cpu": model_stats.cpu_description()}
+    assert "none of AVX2, AVX-512, VNNI, AMX" in format_table(build_report({"metrics": {}, "latency": bare}, {}))
