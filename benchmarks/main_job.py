@@ -2,12 +2,16 @@
 
     python benchmarks/main_job.py [--recipe recipes/hoc/deploy_offline.yaml] [--output_dir runs/hoc-deploy]
     python benchmarks/main_job.py --summarize runs/hoc-deploy --time_log LOG   # a run made by hand, its time log
+    python benchmarks/main_job.py --output_dir runs/hoc-deploy-fp16 --reuse runs/hoc-deploy-bench \
+        --name main_job_float16_logits -- --student.teacher_logits_dtype float16      # one field changed
 
 Runs the command under `/usr/bin/time -v` (wall time, CPU time, peak resident memory), then reads the run's
 `report.json` and stage markers, and writes `benchmarks/results/main_job.json` and `main_job.md`: the wall time, each
 stage's seconds, and the teacher / fp32 student / int8 export table of validation and test BLURB micro-F1, size on disk
 and latency (the report's own: synthetic token ids, median of 5 runs, 2 threads). With `--summarize` it reads a run
-made earlier (the command's `/usr/bin/time -v` output saved in `--time_log`) instead of running it.
+made earlier (the command's `/usr/bin/time -v` output saved in `--time_log`) instead of running it. Arguments after
+`--` are recipe overrides; with `--reuse RUN` the output folder starts as a copy of RUN, so that the stages the
+overrides do not touch (the teacher) are the same ones, and only the others run (the wall time is then theirs).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +119,8 @@ def main() -> None:
     parser.add_argument("--time_log", default=None, help="With --summarize: the command's /usr/bin/time -v output.")
     parser.add_argument("--name", default="main_job")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--reuse", default=None, help="Start the output folder as a copy of this run folder.")
+    parser.add_argument("overrides", nargs="*", help="Recipe overrides (after --), e.g. --student.alpha 0.7.")
     options = parser.parse_args()
     if options.summarize:
         run = Path(options.summarize)
@@ -122,13 +129,17 @@ def main() -> None:
         run = Path(options.output_dir)
         if run.exists():
             raise SystemExit(f"{run} exists: the main job is timed on a fresh folder.")
+        if options.reuse:
+            shutil.copytree(options.reuse, run, ignore=shutil.ignore_patterns(".hf-kd.lock"))
         command = ["/usr/bin/time", "-v", "hf-kd", "distill", options.recipe, "--output_dir", str(run)]
+        command += options.overrides
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, check=False)
         if done.returncode != 0:
             raise SystemExit(done.stderr[-3000:])
         timing = _time_fields(done.stderr)
-    payload, markdown = summarize(run, timing, options.recipe)
+    recipe = " ".join([options.recipe, *options.overrides])
+    payload, markdown = summarize(run, timing, recipe)
     write_results(options.name, payload, markdown, options.out)
 
 

@@ -228,10 +228,13 @@ def require_text_column(dataset: Dataset, column: str, split: str) -> None:
     feature = dataset.features[column]
     if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
         raise ValueError(f"Text column '{column}' of split '{split}' must hold strings, found {feature}.")
-    table = dataset.with_format("arrow")[column]
-    if table.null_count:
-        row = pc.index(pc.is_null(table), True).as_py()
-        raise ValueError(f"Missing text in column '{column}' of split '{split}' at row {row}.")
+    start = 0
+    for table in dataset.select_columns([column]).with_format("arrow").iter(batch_size=100_000):
+        values = table.column(column)  # one slice at a time: a column of millions of notes is never copied whole
+        if values.null_count:
+            row = start + pc.index(pc.is_null(values), True).as_py()
+            raise ValueError(f"Missing text in column '{column}' of split '{split}' at row {row}.")
+        start += len(values)
 
 
 def load_classification_dataset(

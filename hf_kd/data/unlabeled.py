@@ -73,4 +73,13 @@ def hide_labels(dataset: Any, feature: Any, num_labels: int) -> Any:
         value: Any = IGNORE_INDEX if feature.dtype.startswith("int") else float(IGNORE_INDEX)
     else:
         value = [float(IGNORE_INDEX)] * num_labels
-    return dataset.add_column(LABELS_COLUMN, [value] * len(dataset), feature=feature)
+    features = dataset.features.copy()
+    features[LABELS_COLUMN] = feature
+    # A batched map (written beside the data's own cache files, not held in memory as `add_column` would).
+    return dataset.map(
+        lambda batch: {LABELS_COLUMN: [value] * len(next(iter(batch.values())))},
+        batched=True,
+        batch_size=10_000,
+        features=features,
+        desc="Hiding labels",
+    )

@@ -323,9 +323,10 @@ class PipelineRun:
             f" and {len(self.splits.transfer)} unlabeled rows of the transfer set" if self.splits.transfer else ""
         )
         self.banner("teacher_logits", f"caching the teacher's logits over {self.n_train} training rows{transfer}")
-        started = time.perf_counter()
+        teacher = self.distillation_teacher()
+        started = time.perf_counter()  # the pass itself: the store's scan, the teacher's batches, the writes
         cached = cache_teacher_logits(
-            self.distillation_teacher(),
+            teacher,
             self.student_train,
             batch_size=self.config.evaluation.batch_size,
             cache_dir=str(folder / "cache"),

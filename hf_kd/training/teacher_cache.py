@@ -126,8 +126,8 @@ def _store_features(dataset: datasets.Dataset, logits_dtype: str) -> tuple[datas
 
 
 def _chunks(dataset: datasets.Dataset, start: int, stop: int, padding: int, size: int) -> Iterator[tuple[dict, int]]:
-    """Rows `start..stop` of `dataset`, then `padding` copies of its last row, in chunks of `size`: (chunk, how many
-    of its rows are real)."""
+    """Rows `start..stop` of `dataset`, then `padding` copies of its last row, in chunks of `size`: (chunk as Python
+    lists, how many of its rows are real)."""
     last = dataset[len(dataset) - 1 : len(dataset)] if padding else None
     total = stop - start + padding
     for offset in range(0, total, size):
@@ -249,8 +249,9 @@ def cache_teacher_logits(
         complete = _from_main_process("1" if (store / _STATE_FILE).is_file() else "", processes) == "1"
         if not complete:
             features, dropped = _store_features(dataset, logits_dtype)
-            run = _teacher_runner(teacher, [c for c in columns if c not in dropped], batch_size, order)
-            _write_shard(dataset, run, features, dropped, store, rank, processes, map_batch_size)
+            inputs = [c for c in columns if c not in dropped]
+            run = _teacher_runner(teacher, inputs, batch_size, order)
+            _write_shard(dataset, run, inputs, features, store, rank, processes, map_batch_size)
             _barrier(processes)
             if rank == 0:
                 _write_index(store, features, fingerprint, processes)
@@ -326,14 +327,15 @@ def _shard_name(rank: int, processes: int) -> str:
 def _write_shard(
     dataset: datasets.Dataset,
     run: Any,
+    inputs: list[str],
     features: datasets.Features,
-    dropped: list[str],
     store: Path,
     rank: int,
     processes: int,
     chunk_size: int,
 ) -> None:
-    """This process's contiguous 1/K of the rows, with their logits, to its own Arrow file, a chunk at a time."""
+    """This process's contiguous 1/K of the rows, with their logits, to its own Arrow file, a chunk at a time. The
+    teacher reads its `inputs` columns as Python lists; the rows are written from Arrow, cast to the store's types."""
     n = len(dataset)
     per = -(-n // processes)
     start, stop = min(rank * per, n), min((rank + 1) * per, n)
@@ -341,7 +343,9 @@ def _write_shard(
     store.mkdir(parents=True, exist_ok=True)
     path = store / _shard_name(rank, processes)
     partial = path.with_suffix(".arrow.partial")
-    keep = [c for c in features if c != TEACHER_LOGITS_COLUMN]
+    schema = features.arrow_schema
+    kept = [c for c in features if c != TEACHER_LOGITS_COLUMN]
+    rows = dataset.select_columns(kept).with_format("arrow")
     writer = ArrowWriter(features=features, path=str(partial))
     progress = tqdm(
         total=stop - start + padding,
@@ -353,16 +357,23 @@ def _write_shard(
     )
     try:
         with progress:
-            rows_in = dataset.remove_columns(dropped) if dropped else dataset
-            for chunk, real in _chunks(rows_in, start, stop, padding, chunk_size):
+            first = start
+            for chunk, real in _chunks(dataset.select_columns(inputs), start, stop, padding, chunk_size):
                 logits = run(chunk)
                 if real:
-                    rows = {k: chunk[k][:real] for k in keep}
-                    rows[TEACHER_LOGITS_COLUMN] = pa.FixedSizeListArray.from_arrays(
-                        pa.array(logits[:real].reshape(-1).numpy()), logits.shape[1]
-                    ).cast(features.arrow_schema.field(TEACHER_LOGITS_COLUMN).type)
-                    writer.write_batch(rows)
-                progress.update(len(chunk[keep[0]]) if keep else real)
+                    table = rows[first : first + real].cast(pa.schema([schema.field(c) for c in kept]))
+                    values = pa.array(logits[:real].reshape(-1).numpy()).cast(
+                        schema.field(TEACHER_LOGITS_COLUMN).type.value_type
+                    )
+                    table = table.append_column(
+                        schema.field(TEACHER_LOGITS_COLUMN),
+                        pa.ListArray.from_arrays(
+                            pa.array(range(0, (real + 1) * logits.shape[1], logits.shape[1]), pa.int32()), values
+                        ),
+                    )
+                    writer.write_table(table)
+                    first += real
+                progress.update(len(chunk[inputs[0]]))
         writer.finalize()
     finally:
         writer.close()
