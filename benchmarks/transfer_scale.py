@@ -30,7 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import datasets
 import psutil
+import pyarrow.compute as pc
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -163,6 +165,8 @@ def run_once(rows: int, teacher: Path, label: str, work: Path) -> dict[str, Any]
     logits = json.loads((run_dir / "teacher_logits" / "DONE.json").read_text())
     store = run_dir / "teacher_logits" / "dataset"
     store_bytes = sum(f.stat().st_size for f in store.glob("*.arrow"))
+    stored = datasets.load_from_disk(str(store)).with_format("arrow")
+    tokens = sum(pc.sum(pc.list_value_length(t.column("input_ids"))).as_py() for t in stored.iter(batch_size=100_000))
     result = {
         "teacher": label,
         "unlabeled_rows": rows,
@@ -173,6 +177,8 @@ def run_once(rows: int, teacher: Path, label: str, work: Path) -> dict[str, Any]
         "peak_pss_tree_gb": round(peak_pss, 3),
         "teacher_pass_seconds": round(logits["seconds"], 1),
         "teacher_rows_per_second": round(logits["num_rows"] / logits["seconds"], 1),
+        "store_tokens": tokens,
+        "teacher_tokens_per_second": round(tokens / logits["seconds"], 1),
         "store_bytes": store_bytes,
         "store_bytes_per_row": round(store_bytes / logits["num_rows"], 1),
         "store_arrow_files": len(list((run_dir / "teacher_logits").rglob("*.arrow"))),

@@ -81,6 +81,8 @@ def test_the_pass_never_holds_more_than_one_chunk_of_rows(tmp_path, monkeypatch)
         out = original(self, key)
         if isinstance(out, dict):  # a slice (rows) or a batch of columns
             held.append(max((len(v) for v in out.values()), default=0))
+        elif hasattr(out, "num_rows"):  # an Arrow slice
+            held.append(out.num_rows)
         elif isinstance(key, str):  # a whole column
             held.append(len(self))
         return out
