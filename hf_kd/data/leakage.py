@@ -19,6 +19,8 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .mapped import PageRelease
+
 __all__ = [
     "count_leaked_rows",
     "drop_leaked_rows",
@@ -91,8 +93,10 @@ def _leaked_indices(dataset: Any, references: dict[str, set[bytes]]) -> list[int
         return []
     leaked: list[int] = []
     start = 0
+    release = PageRelease([dataset])
     for batch in dataset.select_columns(columns).iter(batch_size=_ROWS_PER_BATCH):
         n = len(batch[columns[0]])
+        release.read(sum(len(t) for c in columns for t in batch[c] if isinstance(t, str)))
         for i in range(n):
             if any(_digest(batch[c][i]) in references[c] for c in columns):
                 leaked.append(start + i)

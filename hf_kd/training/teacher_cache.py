@@ -41,6 +41,7 @@ from ..constants import (
     TEACHER_LOGITS_DTYPES,
     WORD_ID_COLUMNS,
 )
+from ..data.mapped import PageRelease
 
 __all__ = ["cache_teacher_logits", "teacher_fingerprint"]
 
@@ -347,6 +348,7 @@ def _write_shard(
     kept = [c for c in features if c != TEACHER_LOGITS_COLUMN]
     rows = dataset.select_columns(kept).with_format("arrow")
     writer = ArrowWriter(features=features, path=str(partial))
+    release = PageRelease([dataset])  # the pages read so far leave the resident memory as the pass goes
     progress = tqdm(
         total=stop - start + padding,
         unit=" rows",
@@ -372,6 +374,7 @@ def _write_shard(
                         ),
                     )
                     writer.write_table(table)
+                    release.read(table.nbytes)
                     first += real
                 progress.update(len(chunk[inputs[0]]))
         writer.finalize()

@@ -1,0 +1,94 @@
+"""Sequential passes over memory-mapped datasets without resident memory that grows with the data.
+
+`datasets` memory-maps its Arrow files. A pass that reads every row (the leakage guard, the teacher-logit pass) maps
+every page of them into the process: its resident memory (RSS) then grows with the data, although those pages are
+clean copies of the files that the kernel may drop. [`PageRelease`] drops them as a pass goes: every
+`every_bytes` read, it tells the kernel (`madvise(MADV_DONTNEED)`) that this process no longer needs the resident
+pages of the dataset's read-only file mappings. A later read faults them in again from the page cache or the file, so
+the data read is unchanged; only the resident memory stays flat. It does nothing off Linux.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["PageRelease", "release_mapped_pages"]
+
+_MADV_DONTNEED = 4
+
+
+def _libc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    except OSError:  # pragma: no cover - no C library to call
+        return None
+
+
+def release_mapped_pages(paths: Iterable[str]) -> int:
+    """
+    Drop this process's resident pages of its read-only mappings of `paths` (Linux; elsewhere nothing happens).
+
+    Args:
+        paths (`Iterable[str]`):
+            Files this process has memory-mapped (e.g. a dataset's `cache_files`).
+
+    Returns:
+        `int`: The bytes of mappings advised (0 off Linux or when none of the files is mapped).
+    """
+    libc = _libc()
+    wanted = {os.path.realpath(p) for p in paths}
+    if libc is None or not wanted:
+        return 0
+    advised = 0
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as handle:
+            lines = handle.readlines()
+    except OSError:  # pragma: no cover - no procfs
+        return 0
+    for line in lines:
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6 or "w" in fields[1]:  # only read-only mappings: nothing of theirs can be lost
+            continue
+        if os.path.realpath(fields[5].strip()) not in wanted:
+            continue
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        if libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED) == 0:
+            advised += end - start
+    return advised
+
+
+class PageRelease:
+    """
+    Calls [`release_mapped_pages`] on a dataset's Arrow files every `every_bytes` read by a sequential pass.
+
+    Args:
+        datasets (`Iterable[datasets.Dataset]`):
+            The datasets the pass reads (their `cache_files`; in-memory datasets have none).
+        every_bytes (`int`, *optional*, defaults to 256 MiB):
+            How much is read between two releases.
+    """
+
+    def __init__(self, datasets: Iterable[Any], every_bytes: int = 256 << 20) -> None:
+        self.paths = [f["filename"] for dataset in datasets for f in getattr(dataset, "cache_files", [])]
+        self.every_bytes = every_bytes
+        self._since = 0
+
+    def read(self, nbytes: int) -> None:
+        """
+        Count `nbytes` more read, and release the pages when `every_bytes` have been read since the last release.
+
+        Args:
+            nbytes (`int`):
+                Bytes just read.
+        """
+        self._since += nbytes
+        if self.paths and self._since >= self.every_bytes:
+            release_mapped_pages(self.paths)
+            self._since = 0

@@ -1,0 +1,56 @@
+"""Sequential passes over memory-mapped datasets: resident pages released, data unchanged."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+
+from hf_kd.data.mapped import PageRelease, release_mapped_pages
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise and /proc are Linux's")
+
+
+def _file_rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
+def _big(tmp_path: Path) -> datasets.Dataset:
+    rows = np.random.default_rng(0).integers(0, 30_000, (20_000, 256)).tolist()  # a file of about 20 MB
+    return datasets.Dataset.from_dict({"input_ids": rows}).map(
+        lambda b: b, batched=True, cache_file_name=str(tmp_path / "big.arrow")
+    )
+
+
+def test_released_pages_leave_the_resident_memory_and_the_data_reads_the_same(tmp_path):
+    data = _big(tmp_path)
+    files = [f["filename"] for f in data.cache_files]
+    release_mapped_pages(files)  # whatever writing the file left mapped
+    before_read = _file_rss()
+    first = [sum(map(sum, b["input_ids"])) for b in data.with_format("numpy").iter(batch_size=2_000)]
+    read = _file_rss()
+    size = os.path.getsize(files[0])
+    assert read - before_read > 0.8 * size  # reading mapped the file's pages in
+    assert release_mapped_pages(files) >= size and read - _file_rss() > 0.8 * size
+    again = [sum(map(sum, b["input_ids"])) for b in data.with_format("numpy").iter(batch_size=2_000)]
+    assert again == first  # faulted in again from the file: the same values
+    assert release_mapped_pages([str(tmp_path / "not-mapped.arrow")]) == 0
+
+
+def test_a_pass_with_page_release_keeps_the_file_pages_bounded(tmp_path):
+    data = _big(tmp_path)
+    release_mapped_pages([f["filename"] for f in data.cache_files])
+    start, peak = _file_rss(), 0
+    release = PageRelease([data], every_bytes=4 << 20)
+    for table in data.with_format("arrow").iter(batch_size=1_000):
+        release.read(table.nbytes)
+        peak = max(peak, _file_rss() - start)
+    assert peak < 0.5 * os.path.getsize(data.cache_files[0]["filename"])  # about every_bytes and a batch
+    assert PageRelease([datasets.Dataset.from_dict({"a": [1]})]).paths == []  # in memory: nothing to release
