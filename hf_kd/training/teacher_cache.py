@@ -106,7 +106,9 @@ def _store_features(dataset: datasets.Dataset, logits_dtype: str) -> tuple[datas
     ]
     low: dict[str, int | None] = dict.fromkeys(integer_lists)
     high: dict[str, int | None] = dict.fromkeys(integer_lists)
+    release = PageRelease([dataset])  # the scan reads every token id: its pages leave the resident memory as it goes
     for table in dataset.select_columns(integer_lists).with_format("arrow").iter(batch_size=_SCAN_ROWS):
+        release.read(table.nbytes)
         for name in integer_lists:
             values = pc.list_flatten(table.column(name))
             if len(values):
