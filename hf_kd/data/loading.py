@@ -29,6 +29,7 @@ from transformers import PreTrainedTokenizerBase
 from ..constants import STUDENT_INPUT_COLUMNS
 from .alignment import same_tokenization, tokenizer_name
 from .labels import encode_labels
+from .mapped import PageRelease
 
 logger = logging.getLogger(__name__)
 
@@ -229,8 +230,10 @@ def require_text_column(dataset: Dataset, column: str, split: str) -> None:
     if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
         raise ValueError(f"Text column '{column}' of split '{split}' must hold strings, found {feature}.")
     start = 0
+    release = PageRelease([dataset])  # nor kept resident once read
     for table in dataset.select_columns([column]).with_format("arrow").iter(batch_size=100_000):
         values = table.column(column)  # one slice at a time: a column of millions of notes is never copied whole
+        release.read(values.nbytes)
         if values.null_count:
             row = start + pc.index(pc.is_null(values), True).as_py()
             raise ValueError(f"Missing text in column '{column}' of split '{split}' at row {row}.")

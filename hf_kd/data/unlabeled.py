@@ -9,6 +9,7 @@ from typing import Any
 from datasets import Value
 
 from ..constants import IGNORE_INDEX, LABELS_COLUMN
+from .mapped import release_mapped_pages
 
 __all__ = ["UNLABELED_SPLIT", "hide_labels", "unlabeled_rows"]
 
@@ -76,10 +77,12 @@ def hide_labels(dataset: Any, feature: Any, num_labels: int) -> Any:
     features = dataset.features.copy()
     features[LABELS_COLUMN] = feature
     # A batched map (written beside the data's own cache files, not held in memory as `add_column` would).
-    return dataset.map(
+    hidden = dataset.map(
         lambda batch: {LABELS_COLUMN: [value] * len(next(iter(batch.values())))},
         batched=True,
         batch_size=10_000,
         features=features,
         desc="Hiding labels",
     )
+    release_mapped_pages([f["filename"] for f in dataset.cache_files])  # the map paged every row of them in
+    return hidden
