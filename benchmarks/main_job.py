@@ -85,12 +85,17 @@ def summarize(run: Path, timing: dict[str, float], recipe: str) -> tuple[dict, s
     host = machine()
     lines = [
         f"Machine: {machine_line(host)}.",
-        f"Command: `hf-kd distill {recipe}` on a fresh folder, alone on the machine. Wall "
-        f"{timing.get('wall_seconds', float('nan')) / 60:.1f} min ({timing.get('wall_seconds', float('nan')):.0f} s; "
-        f"CPU {timing.get('user_seconds', 0) + timing.get('system_seconds', 0):.0f} s; peak RSS "
-        f"{timing.get('peak_rss_mb', float('nan')):.0f} MB). Stage seconds: "
-        + ", ".join(f"{k} {v}" for k, v in stages.items() if v is not None)
-        + ".",
+        (
+            f"Command: `hf-kd distill {recipe}` on a fresh folder, alone on the machine. Wall "
+            f"{timing['wall_seconds'] / 60:.1f} min ({timing['wall_seconds']:.0f} s; CPU "
+            f"{timing.get('user_seconds', 0) + timing.get('system_seconds', 0):.0f} s; peak RSS "
+            f"{timing.get('peak_rss_mb', float('nan')):.0f} MB). Stage seconds: "
+            + ", ".join(f"{k} {v}" for k, v in stages.items() if v is not None)
+            + "."
+            if timing
+            else f"Command: `hf-kd distill {recipe}`; no timing recorded (figures: F1 and size; the latency below is "
+            "the report's own)."
+        ),
         "",
         "| model | validation BLURB micro-F1 | test BLURB micro-F1 | % of teacher (test) | size (MB) | size / teacher "
         "| ms/example, batch 1 | ms/example, batch 32 | × teacher, batch 32 |",
@@ -120,6 +125,7 @@ def main() -> None:
     parser.add_argument("--name", default="main_job")
     parser.add_argument("--out", default=None)
     parser.add_argument("--reuse", default=None, help="Start the output folder as a copy of this run folder.")
+    parser.add_argument("--note", default=None, help="A sentence added under the table (how the run was made).")
     parser.add_argument("overrides", nargs="*", help="Recipe overrides (after --), e.g. --student.alpha 0.7.")
     options = parser.parse_args()
     if options.summarize:
@@ -140,6 +146,9 @@ def main() -> None:
         timing = _time_fields(done.stderr)
     recipe = " ".join([options.recipe, *options.overrides])
     payload, markdown = summarize(run, timing, recipe)
+    if options.note:
+        payload["note"] = options.note
+        markdown += f"\n\n{options.note}"
     write_results(options.name, payload, markdown, options.out)
 
 
