@@ -161,7 +161,7 @@ def run_once(rows: int, teacher: Path, label: str, work: Path) -> dict[str, Any]
         marker = run_dir / stage / "DONE.json"
         if marker.is_file():
             done = json.loads(marker.read_text())
-            stages[stage] = done.get("seconds") or done.get("train_runtime")
+            stages[stage] = done.get("train_seconds", done.get("seconds"))
     logits = json.loads((run_dir / "teacher_logits" / "DONE.json").read_text())
     store = run_dir / "teacher_logits" / "dataset"
     store_bytes = sum(f.stat().st_size for f in store.glob("*.arrow"))

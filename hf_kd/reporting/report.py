@@ -28,6 +28,7 @@ from typing import Any, TextIO
 import torch
 
 from ..constants import is_number
+from ..data.leakage import leakage_message
 
 __all__ = [
     "build_report",
@@ -273,11 +274,8 @@ def format_table(report: Mapping[str, Any]) -> str:
         table += f"Unknown-token rate ({'; '.join(parts)}).\n"
     leakage = extra.get("leakage") if isinstance(extra, Mapping) else None
     if leakage:
-        table += (
-            f"Leakage guard: {leakage.get('transfer_rows_dropped', 0)} transfer-set row(s) equal to a validation or "
-            f"test row dropped before the teacher's logits; {leakage.get('train_rows_in_evaluation', 0)} training "
-            "row(s) equal to one (kept; compared after folding case, whitespace and punctuation).\n"
-        )
+        line = leakage_message(leakage)  # the run's own log line, the one wording of the counts
+        table += f"{line[0].upper()}{line[1:]} Texts are compared after folding case, whitespace and punctuation.\n"
     legend = extra.get("label_legend") if isinstance(extra, Mapping) else None
     if legend:
         table += "\nLabel numbers in the figures:\n\n| number | label |\n|---:|---|\n"
