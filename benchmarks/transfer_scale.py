@@ -95,9 +95,12 @@ class TreeMemory:
     set (RSS), and the tree's proportional set size (PSS: a page shared by k processes, such as the forked tokenizing
     workers' copy-on-write memory, counts 1/k in each, so that the sum is the memory the tree really holds)."""
 
-    def __init__(self, pid: int, interval: float = 0.2) -> None:
-        self.root, self.interval = psutil.Process(pid), interval
+    def __init__(self, pid: int, log: Path, interval: float = 0.2) -> None:
+        self.root, self.log, self.interval = psutil.Process(pid), log, interval
         self.peak_rss = self.peak_pss = self.peak_anon = 0
+        self.peak_at = ""  # the run's last log line when the RSS peaked (log lines carry no example text)
+        self.timeline: list[tuple[float, float, float, str]] = []  # (seconds, RSS GB, anonymous GB, last log line)
+        self._started = time.perf_counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -105,8 +108,14 @@ class TreeMemory:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.peak_rss = max(self.peak_rss, self.root.memory_info().rss)
-                self.peak_anon = max(self.peak_anon, _anonymous_rss(self.root.pid))
+                rss, anon = self.root.memory_info().rss, _anonymous_rss(self.root.pid)
+                if rss > self.peak_rss:
+                    self.peak_rss, self.peak_at = rss, _last_line(self.log)
+                self.peak_anon = max(self.peak_anon, anon)
+                seconds = time.perf_counter() - self._started
+                if not self.timeline or seconds - self.timeline[-1][0] >= 5:
+                    sample = (round(seconds, 1), round(rss / 1e9, 3), round(anon / 1e9, 3), _last_line(self.log))
+                    self.timeline.append(sample)
                 total = 0
                 for proc in [self.root, *self.root.children(recursive=True)]:
                     try:
@@ -122,6 +131,18 @@ class TreeMemory:
         self._stop.set()
         self._thread.join()
         return self.peak_rss / 1e9, self.peak_anon / 1e9, self.peak_pss / 1e9
+
+
+def _last_line(log: Path) -> str:
+    """The last `[hf-kd]` or progress line of the run's log (stage names and counts, never example text)."""
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, 2) - 4096))
+            tail = handle.read().decode("utf-8", "replace").replace("\r", "\n").splitlines()
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail if line.strip()]
+    return lines[-1][:160] if lines else ""
 
 
 def _anonymous_rss(pid: int) -> int:
@@ -144,13 +165,14 @@ def run_once(rows: int, teacher: Path, label: str, work: Path) -> dict[str, Any]
     recipe_path = run_dir.with_suffix(".yaml")
     recipe_path.write_text(yaml.safe_dump(recipe(notes, teacher, run_dir)))
     started = time.perf_counter()
+    log = run_dir.with_suffix(".log")
     proc = subprocess.Popen(
         [sys.executable, "-m", "hf_kd.cli", "distill", str(recipe_path)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=open(run_dir.with_suffix(".log"), "w"),
+        stderr=open(log, "w"),
     )
-    sampler = TreeMemory(proc.pid)
+    sampler = TreeMemory(proc.pid, log)
     code = proc.wait()
     wall = time.perf_counter() - started
     peak_rss, peak_anon, peak_pss = sampler.stop()
@@ -175,6 +197,8 @@ def run_once(rows: int, teacher: Path, label: str, work: Path) -> dict[str, Any]
         "peak_rss_gb": round(peak_rss, 3),
         "peak_anon_rss_gb": round(peak_anon, 3),
         "peak_pss_tree_gb": round(peak_pss, 3),
+        "peak_rss_during": sampler.peak_at,
+        "memory_timeline": sampler.timeline,
         "teacher_pass_seconds": round(logits["seconds"], 1),
         "teacher_rows_per_second": round(logits["num_rows"] / logits["seconds"], 1),
         "store_tokens": tokens,

@@ -17,7 +17,9 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["PageRelease", "release_mapped_pages"]
+from transformers import TrainerCallback
+
+__all__ = ["PageRelease", "ReleaseMappedPagesCallback", "release_mapped_pages"]
 
 _MADV_DONTNEED = 4
 
@@ -71,11 +73,11 @@ class PageRelease:
     Args:
         datasets (`Iterable[datasets.Dataset]`):
             The datasets the pass reads (their `cache_files`; in-memory datasets have none).
-        every_bytes (`int`, *optional*, defaults to 256 MiB):
+        every_bytes (`int`, *optional*, defaults to 64 MiB):
             How much is read between two releases.
     """
 
-    def __init__(self, datasets: Iterable[Any], every_bytes: int = 256 << 20) -> None:
+    def __init__(self, datasets: Iterable[Any], every_bytes: int = 64 << 20) -> None:
         self.paths = [f["filename"] for dataset in datasets for f in getattr(dataset, "cache_files", [])]
         self.every_bytes = every_bytes
         self._since = 0
@@ -92,3 +94,30 @@ class PageRelease:
         if self.paths and self._since >= self.every_bytes:
             release_mapped_pages(self.paths)
             self._since = 0
+
+
+class ReleaseMappedPagesCallback(TrainerCallback):
+    """
+    Releases the resident pages of a memory-mapped training set every `every_steps` optimizer steps.
+
+    A sampler that draws rows from the whole set (shuffled epochs over a transfer set's cached logits) maps in a page
+    of the file for each row it reads, so that without a release the resident memory grows towards the file's size.
+    The rows read are unchanged; a later read faults the page in again from the page cache.
+
+    Args:
+        datasets (`Iterable[datasets.Dataset]`):
+            The datasets the training reads (their `cache_files`; in-memory datasets have none, and then the
+            callback does nothing).
+        every_steps (`int`, *optional*, defaults to 20):
+            Optimizer steps between two releases.
+    """
+
+    def __init__(self, datasets: Iterable[Any], every_steps: int = 20) -> None:
+        if every_steps < 1:
+            raise ValueError(f"`every_steps` must be at least 1; got {every_steps!r}.")
+        self.paths = [f["filename"] for dataset in datasets for f in getattr(dataset, "cache_files", [])]
+        self.every_steps = every_steps
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.paths and state.global_step % self.every_steps == 0:
+            release_mapped_pages(self.paths)

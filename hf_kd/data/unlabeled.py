@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from datasets import Value
+from datasets import Features, Value, concatenate_datasets
 
 from ..constants import IGNORE_INDEX, LABELS_COLUMN
-from .mapped import release_mapped_pages
 
 __all__ = ["UNLABELED_SPLIT", "hide_labels", "unlabeled_rows"]
 
@@ -39,8 +38,6 @@ def unlabeled_rows(
     Raises:
         `ValueError`: Naming the file and the column when a file lacks a text column or a row lacks its text.
     """
-    from datasets import concatenate_datasets
-
     from .loading import load_data_files, require_text_column
 
     columns = [text_column] + ([teacher_text_column] if teacher_text_column not in (None, text_column) else [])
@@ -74,15 +71,16 @@ def hide_labels(dataset: Any, feature: Any, num_labels: int) -> Any:
         value: Any = IGNORE_INDEX if feature.dtype.startswith("int") else float(IGNORE_INDEX)
     else:
         value = [float(IGNORE_INDEX)] * num_labels
-    features = dataset.features.copy()
-    features[LABELS_COLUMN] = feature
-    # A batched map (written beside the data's own cache files, not held in memory as `add_column` would).
-    hidden = dataset.map(
-        lambda batch: {LABELS_COLUMN: [value] * len(next(iter(batch.values())))},
+    # The labels alone, written beside the data's own cache files (not held in memory as `add_column` would), then
+    # joined column-wise: the text stays in its file, neither copied nor read.
+    labels = dataset.map(
+        lambda indices: {LABELS_COLUMN: [value] * len(indices)},
+        with_indices=True,
+        input_columns=[],
         batched=True,
         batch_size=10_000,
-        features=features,
+        remove_columns=dataset.column_names,
+        features=Features({LABELS_COLUMN: feature}),
         desc="Hiding labels",
     )
-    release_mapped_pages([f["filename"] for f in dataset.cache_files])  # the map paged every row of them in
-    return hidden
+    return concatenate_datasets([dataset, labels], axis=1)

@@ -43,6 +43,7 @@ from typing import Any
 from ..constants import BINARY, MULTI_LABEL, TEACHER_LOGITS_COLUMN, THRESHOLD_KEY, problem_type_of_task
 from ..data.coverage import column_texts
 from ..data.leakage import leakage_message
+from ..data.mapped import ReleaseMappedPagesCallback
 from ..evaluation.task_metrics import default_metric, trainer_compute_metrics, user_metric
 from ..recipe.config import DistillationPipelineConfig
 from ..training.distributed import barrier, is_main_process, start_state, state
@@ -232,6 +233,8 @@ class PipelineRun:
         if is_main_process():  # an interrupted stage resumes only from checkpoints made from the same inputs
             write_started(self.stage_dir(stage), self.fingerprints[stage])
         barrier()
+        # a memory-mapped training set (the cached logits of a large transfer set) stays out of the resident memory
+        trainer.add_callback(ReleaseMappedPagesCallback([trainer.train_dataset]))
         started = time.perf_counter()
         train_resuming(trainer)
         model_dir = self.stage_dir(stage) / "model"

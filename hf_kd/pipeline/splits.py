@@ -20,6 +20,7 @@ from ..constants import (
     infer_task,
 )
 from ..data.leakage import guard_leakage
+from ..data.mapped import release_mapped_pages
 from ..data.unlabeled import UNLABELED_SPLIT, hide_labels, unlabeled_rows
 from ..recipe.config import DistillationPipelineConfig
 from ..training.distributed import state
@@ -203,8 +204,10 @@ def transfer_set(raw: Any, data: Any, seed: int, num_labels: int) -> Any:
 
 def same_text_types(parts: list[Any]) -> list[Any]:
     """
-    `parts` with one string type per column: `large_string` wherever one part has it (`datasets` reads large JSON
-    files as `large_string`), so that they concatenate. Only the parts of the other type are cast.
+    `parts` with one string type per text column, so that they concatenate: `datasets` reads large JSON files as
+    `large_string`, smaller ones and TSVs as `string`. The type is that of the part with the most rows, so that only
+    the smaller parts are cast (a cast copies every row); `large_string` when a part to cast holds 2 GiB of text or
+    more (more than `string` can address).
 
     Args:
         parts (`list[datasets.Dataset]`):
@@ -215,17 +218,28 @@ def same_text_types(parts: list[Any]) -> list[Any]:
     """
     from datasets import Value
 
-    large = {
-        name
-        for part in parts
-        for name, feature in part.features.items()
-        if isinstance(feature, Value) and feature.dtype == "large_string"
-    }
+    if not parts:
+        return parts
+    biggest = max(parts, key=len)
+    targets = {}
+    for name in parts[0].column_names:
+        types = {getattr(part.features[name], "dtype", None) for part in parts}
+        if len(types) < 2 or not types <= {"string", "large_string"}:
+            continue
+        target = biggest.features[name]
+        if target == Value("string") and any(
+            part.data.column(name).nbytes >= 2**31 for part in parts if part.features[name] != target
+        ):
+            target = Value("large_string")
+        targets[name] = target
     out = []
     for part in parts:
-        for name in large:
-            if part.features[name] != Value("large_string"):
-                part = part.cast_column(name, Value("large_string"))
+        source = [f["filename"] for f in part.cache_files]
+        for name, target in targets.items():
+            if part.features[name] != target:
+                part = part.cast_column(name, target)
+        if part.cache_files and [f["filename"] for f in part.cache_files] != source:
+            release_mapped_pages(source)  # the cast read every row of them
         out.append(part)
     return out
 

@@ -54,3 +54,47 @@ def test_a_pass_with_page_release_keeps_the_file_pages_bounded(tmp_path):
         peak = max(peak, _file_rss() - start)
     assert peak < 0.5 * os.path.getsize(data.cache_files[0]["filename"])  # about every_bytes and a batch
     assert PageRelease([datasets.Dataset.from_dict({"a": [1]})]).paths == []  # in memory: nothing to release
+
+
+def test_the_training_callback_releases_the_pages_every_few_steps(tmp_path):
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from hf_kd.data.mapped import ReleaseMappedPagesCallback
+
+    data = _big(tmp_path)
+    callback = ReleaseMappedPagesCallback([data], every_steps=10)
+    args, state = TrainingArguments(str(tmp_path / "out"), report_to=[]), TrainerState()
+    size = os.path.getsize(data.cache_files[0]["filename"])
+    first = [sum(map(sum, b["input_ids"])) for b in data.with_format("numpy").iter(batch_size=2_000)]
+    resident = _file_rss()
+    state.global_step = 9
+    callback.on_step_end(args, state, TrainerControl())
+    assert resident - _file_rss() < 0.2 * size  # not a release step: the pages stay
+    state.global_step = 10
+    callback.on_step_end(args, state, TrainerControl())
+    assert resident - _file_rss() > 0.8 * size  # released
+    assert [sum(map(sum, b["input_ids"])) for b in data.with_format("numpy").iter(batch_size=2_000)] == first
+    with pytest.raises(ValueError, match="every_steps.*0"):
+        ReleaseMappedPagesCallback([data], every_steps=0)
+
+
+def test_text_types_are_unified_by_casting_the_smaller_part_and_its_pages_are_released(tmp_path):
+    from datasets import Value
+
+    from hf_kd.pipeline.splits import same_text_types
+
+    words = [" ".join(f"w{(i * 7 + j) % 997}" for j in range(200)) for i in range(20_000)]  # about 20 MB of text
+    mapped = datasets.Dataset.from_dict({"text": words}).map(
+        lambda b: b, batched=True, cache_file_name=str(tmp_path / "mapped.arrow")
+    )
+    source = mapped.cache_files[0]["filename"]
+    one = datasets.Dataset.from_dict({"text": ["x"]}).cast_column("text", Value("large_string"))
+    kept, cast = same_text_types([mapped, one])  # the 20k-row part sets the type: only the 1-row part is cast
+    assert kept.cache_files == mapped.cache_files and cast.features["text"] == Value("string")
+    more = datasets.Dataset.from_dict({"text": ["y"] * 30_000}).cast_column("text", Value("large_string"))
+    release_mapped_pages([source])
+    before = _file_rss()
+    cast, _ = same_text_types([mapped, more])  # now the mapped part is the smaller one
+    assert cast.features["text"] == Value("large_string") and cast["text"] == words
+    release_mapped_pages([f["filename"] for f in cast.cache_files])  # leave only what the cast left of the source
+    assert _file_rss() - before < 0.2 * os.path.getsize(source)

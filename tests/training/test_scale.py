@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import datasets
 import pytest
 import torch
 from conftest import StepLog, args_for, random_dataset, tiny_bert
@@ -251,3 +252,33 @@ def test_push_to_hub_uploads_the_distillation_card(tmp_path, monkeypatch):
     _, results = model_index_to_eval_results(ModelCard(readme).data.to_dict()["model-index"])
     assert results and {r.dataset_name for r in results} == {"evaluation set"}
     assert {r.metric_name for r in results} >= {"eval_loss"}
+
+
+@pytest.mark.parametrize(
+    ("labels", "problem_type", "pattern"),
+    [
+        ([0] * 23 + [7] + [1] * 6, "single_label_classification", "Label 7 at row 23 of the training set"),
+        ([0] * 23 + [None] + [1] * 6, "single_label_classification", "Missing label at row 23 of the training set"),
+        (
+            [[0.0, 1.0, 0.0]] * 16 + [[0.0, 1.0]] + [[1.0, 0.0, 0.0]] * 3,
+            "multi_label_classification",
+            "label row at row 16 of the training set has 2 values",
+        ),
+        (
+            [[0.0, 1.0, 0.0]] * 16 + [[0.0, 1.0, 2.0]] + [[1.0, 0.0, 0.0]] * 3,
+            "multi_label_classification",
+            "value 2.0 at row 16 of the training set",
+        ),
+    ],
+)
+def test_a_label_column_checked_a_chunk_at_a_time_names_the_row_in_the_whole_set(labels, problem_type, pattern):
+    from transformers import BertConfig
+
+    from hf_kd.data.label_checks import check_label_column
+
+    config = BertConfig(num_labels=3, problem_type=problem_type)
+    data = datasets.Dataset.from_dict({"labels": labels})
+    with pytest.raises(ValueError, match=pattern):
+        check_label_column(data, config, chunk_rows=7)  # the bad row sits in the third chunk, not at its start
+    fixed = [row for i, row in enumerate(labels) if i not in (16, 23)]
+    check_label_column(datasets.Dataset.from_dict({"labels": fixed}), config, chunk_rows=7)  # the rest passes
