@@ -1,0 +1,132 @@
+"""Every figure in the tables of README.md, docs/src/ and recipes/*/README.md against its committed results file.
+
+The map is `benchmarks/figures.yaml` (its header says how it is read). A table of figures that the map does not name
+fails here, so that a new table cannot be published without its results key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+FIGURES = yaml.safe_load((ROOT / "benchmarks" / "figures.yaml").read_text())
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs" / "src").rglob("*.md")), *sorted(ROOT.glob("recipes/*/README.md"))]
+
+
+def cells(line: str) -> list[str]:
+    """The cells of a Markdown table line, stripped of bold marks and spaces."""
+    return [c.strip().replace("**", "").strip() for c in line.strip().strip("|").split("|")]
+
+
+def tables(path: Path) -> list[tuple[int, str, list[str]]]:
+    """`(line number, header line, body lines)` of each Markdown table in a file."""
+    lines, found, i = path.read_text().splitlines(), [], 0
+    while i < len(lines):
+        if lines[i].startswith("|") and i + 1 < len(lines) and re.match(r"^\|\s*:?-", lines[i + 1]):
+            j = i + 2
+            while j < len(lines) and lines[j].startswith("|"):
+                j += 1
+            found.append((i + 1, lines[i], lines[i + 2 : j]))
+            i = j
+        else:
+            i += 1
+    return found
+
+
+def entries() -> list[tuple[str, dict[str, Any]]]:
+    return [(kind, entry) for kind in ("traced", "text", "untraced") for entry in FIGURES.get(kind) or []]
+
+
+def matching(path: Path, header: str) -> list[tuple[str, dict[str, Any]]]:
+    rel = str(path.relative_to(ROOT))
+    return [(k, e) for k, e in entries() if rel in e["docs"] and header.startswith(e["header"])]
+
+
+@cache
+def results(name: str) -> Any:
+    return json.loads((RESULTS / name).read_text())
+
+
+def lookup(data: Any, path: str) -> Any:
+    for part in path.split("/"):
+        data = data[int(part)] if isinstance(data, list) else data[part]
+    return data
+
+
+def expected(entry: dict[str, Any], label: str, spec: dict[str, Any]) -> str:
+    row = lookup(results(entry["results"]), entry["rows"][label])
+    value = row[spec["key"]]
+    if spec.get("range"):
+        return spec["format"].format(min(value), max(value))
+    if "divide_by" in spec:
+        value = value / lookup(results(entry["results"]), entry["rows"][spec["divide_by"]])[spec["key"]]
+    return spec["format"].format(value * spec.get("scale", 1))
+
+
+def traced_cases() -> list[tuple[str, int, str, str, str, str]]:
+    cases = []
+    for _, entry in [(k, e) for k, e in entries() if k == "traced"]:
+        for doc in entry["docs"]:
+            for line, header, body in tables(ROOT / doc):
+                if not header.startswith(entry["header"]):
+                    continue
+                names = cells(header)
+                for row in body:
+                    values = cells(row)
+                    label = values[0]
+                    for name, value in zip(names[1:], values[1:], strict=True):
+                        if name in entry["columns"]:
+                            want = expected(entry, label, entry["columns"][name])
+                            cases.append((doc, line, label, name, value, want))
+    return cases
+
+
+def test_every_table_of_figures_is_mapped_once():
+    unmapped, doubled = [], []
+    for path in DOCS:
+        for line, header, body in tables(path):
+            found = matching(path, header)
+            if len(found) > 1:
+                doubled.append(f"{path.relative_to(ROOT)}:{line}")
+            if not found and any(re.search(r"\d", c) for row in body for c in cells(row)[1:]):
+                unmapped.append(f"{path.relative_to(ROOT)}:{line} {header[:80]}")
+    assert not doubled, f"tables matched by more than one entry of benchmarks/figures.yaml: {doubled}"
+    assert not unmapped, f"tables of figures missing from benchmarks/figures.yaml: {unmapped}"
+
+
+def test_every_map_entry_names_a_table_a_committed_script_and_results_file():
+    for kind, entry in entries():
+        for doc in entry["docs"]:
+            headers = [h for _, h, _ in tables(ROOT / doc)]
+            assert any(h.startswith(entry["header"]) for h in headers), f"{kind}: no table {entry['header']} in {doc}"
+        if kind == "traced":
+            assert (ROOT / entry["script"]).is_file() and (RESULTS / entry["results"]).is_file(), entry["results"]
+            assert results(entry["results"])["benchmark"] == Path(entry["script"]).stem
+        if kind == "untraced":
+            assert entry.get("why"), f"untraced table {entry['header']} without a reason"
+
+
+def test_every_row_and_figure_column_of_a_traced_table_is_mapped():
+    for _, entry in [(k, e) for k, e in entries() if k == "traced"]:
+        for doc in entry["docs"]:
+            for _, header, body in tables(ROOT / doc):
+                if header.startswith(entry["header"]):
+                    for row in body:
+                        label, values = cells(row)[0], cells(row)
+                        assert label in entry["rows"], f"{doc}: row {label!r} has no results path"
+                        for name, value in zip(cells(header)[1:], values[1:], strict=True):
+                            if re.search(r"\d", value):
+                                assert name in entry["columns"], f"{doc}: column {name!r} has no results key"
+
+
+@pytest.mark.parametrize(("doc", "line", "row", "column", "shown", "value"), traced_cases())
+def test_a_published_figure_equals_its_results_value(doc, line, row, column, shown, value):
+    assert shown == value, f"{doc}:{line} row {row!r}, column {column!r}: shows {shown}, the results say {value}"
