@@ -1,7 +1,7 @@
 """Transfer sets at a hospital's scale: `hf-kd distill` with 10k to 10M unlabeled rows, peak memory and the store.
 
-    python benchmarks/transfer_scale.py                       # tiny teacher at 10k, 100k and 1M rows, MiniLM at 100k
-    python benchmarks/transfer_scale.py --sizes 10000000 --no_minilm --name transfer_scale_10m   # the 10M run, alone
+    python benchmarks/transfer_scale.py         # tiny teacher at 10k, 100k and 1M rows, 3 interleaved rounds; MiniLM
+    python benchmarks/transfer_scale.py --sizes 10000000 --rounds 1 --no_minilm --name transfer_scale_10m  # 10M, once
 
 Each run is the whole pipeline on a fresh folder: 200 labelled HoC abstracts (sentence level, BLURB splits) and N
 synthetic unlabeled notes of 64 tokens (`data.max_length: 64`; words drawn from the teacher's vocabulary, seeded) as
@@ -23,6 +23,7 @@ import argparse
 import json
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -42,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MINILM = ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2"
 HOC = ROOT.parent / "shared" / "data" / "hoc"
 STAGES = ("teacher", "teacher_eval", "teacher_logits", "student", "evaluation")
+MEDIAN_KEYS = ("peak_rss_gb", "peak_anon_rss_gb", "peak_pss_tree_gb", "teacher_rows_per_second")
 
 
 def write_notes(path: Path, rows: int, seed: int = 0) -> Path:
@@ -213,9 +215,24 @@ def run_once(rows: int, teacher: Path, label: str, work: Path) -> dict[str, Any]
     return result
 
 
+def per_size(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (teacher, size): the median of its rounds, with the min-max of the peak RSS and the rows/s."""
+    rows = []
+    for teacher, size in dict.fromkeys((r["teacher"], r["unlabeled_rows"]) for r in runs):
+        mine = [r for r in runs if (r["teacher"], r["unlabeled_rows"]) == (teacher, size)]
+        row: dict[str, Any] = {"teacher": teacher, "unlabeled_rows": size, "rounds": len(mine)}
+        for key in ("wall_seconds", *MEDIAN_KEYS, "store_bytes_per_row"):
+            row[key] = statistics.median(r[key] for r in mine)
+        for key in MEDIAN_KEYS:
+            row[f"{key}_min_max"] = [min(r[key] for r in mine), max(r[key] for r in mine)]
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000,1000000", help="Unlabeled rows per run (comma-separated).")
+    parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds over the sizes (tiny teacher).")
     parser.add_argument("--no_minilm", action="store_true", help="Skip the MiniLM-teacher run at 100k rows.")
     parser.add_argument("--work", default="/tmp/hf_kd_transfer_scale", help="Folder for notes and runs.")
     parser.add_argument("--name", default="transfer_scale", help="Results file name.")
@@ -223,10 +240,12 @@ def main() -> None:
     work = Path(args.work)
     info = machine()
     teacher = tiny_teacher(work / "tiny_teacher")
-    runs = [run_once(int(n), teacher, "tiny", work) for n in args.sizes.split(",")]
+    sizes = [int(n) for n in args.sizes.split(",")]
+    runs = [run_once(n, teacher, "tiny", work) | {"round": k} for k in range(args.rounds) for n in sizes]
     if not args.no_minilm:
-        runs.append(run_once(100_000, MINILM, "MiniLM-L6", work))
-    tiny = [r for r in runs if r["teacher"] == "tiny"]
+        runs.append(run_once(100_000, MINILM, "MiniLM-L6", work) | {"round": 0})
+    table = per_size(runs)
+    tiny = [r for r in table if r["teacher"] == "tiny"]
     summary: dict[str, Any] = {}
     by_rows = {r["unlabeled_rows"]: r for r in tiny}
     if 100_000 in by_rows and 1_000_000 in by_rows:
@@ -239,22 +258,26 @@ def main() -> None:
     lines = [
         f"Machine: {machine_line(info)}.",
         "`hf-kd distill` on a fresh folder: 200 labelled HoC abstracts + N synthetic unlabeled notes of 64 tokens; "
-        "student: the teacher's first layer, 300 steps. Peak RSS: `hf-kd distill`; peak PSS: it and its workers.",
+        "student: the teacher's first layer, 300 steps. Peak RSS: `hf-kd distill`; peak PSS: it and its workers. "
+        f"Tiny teacher: median of {args.rounds} interleaved rounds (min-max in brackets).",
         "",
         "| teacher | unlabeled rows | wall | peak RSS (GB) | anonymous (GB) | peak PSS, all (GB) | teacher rows/s "
         "| store bytes/row |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for r in runs:
+    for r in table:
+        rss, speed = r["peak_rss_gb_min_max"], r["teacher_rows_per_second_min_max"]
+        spread = r["rounds"] > 1
         lines.append(
             f"| {r['teacher']} | {r['unlabeled_rows']:,} | {r['wall_seconds'] / 60:.1f} min | "
-            f"{r['peak_rss_gb']:.2f} | {r['peak_anon_rss_gb']:.2f} | {r['peak_pss_tree_gb']:.2f} | "
-            f"{r['teacher_rows_per_second']:,.0f} | "
+            f"{r['peak_rss_gb']:.2f}{f' ({rss[0]:.2f}-{rss[1]:.2f})' if spread else ''} | "
+            f"{r['peak_anon_rss_gb']:.2f} | {r['peak_pss_tree_gb']:.2f} | "
+            f"{r['teacher_rows_per_second']:,.0f}{f' ({speed[0]:,.0f}-{speed[1]:,.0f})' if spread else ''} | "
             f"{r['store_bytes_per_row']:.0f} |"
         )
     if summary:
         lines += ["", ", ".join(f"{k}: {v}" for k, v in summary.items())]
-    write_results(args.name, {"machine": info, "runs": runs, "summary": summary}, "\n".join(lines))
+    write_results(args.name, {"machine": info, "runs": runs, "table": table, "summary": summary}, "\n".join(lines))
 
 
 if __name__ == "__main__":
