@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -56,30 +57,52 @@ def results(name: str) -> Any:
 
 
 def lookup(data: Any, path: str) -> Any:
+    """The value at `path` ("/"-joined keys, list indices, or `name[field=value]`: the list's items whose field is
+    that value)."""
     for part in path.split("/"):
-        data = data[int(part)] if isinstance(data, list) else data[part]
+        where = re.fullmatch(r"(.*)\[(\w+)=(.*)\]", part)
+        if where:
+            name, field, wanted = where.groups()
+            data = [item for item in data[name] if str(item.get(field)) == wanted]
+        else:
+            data = data[int(part)] if isinstance(data, list) else data[part]
     return data
+
+
+REDUCE = {"max": max, "min": min, "mean": statistics.mean, "median": statistics.median}
+
+
+def column_value(entry: dict[str, Any], row: str, spec: dict[str, Any]) -> Any:
+    """A column's raw value for a row: one number, or a list of them (a row that is a list of runs, or a list key)."""
+    data = results(entry["results"])
+    if "path" in spec:
+        found = lookup(data, spec["path"].format(row=row))
+        if "key_template" not in spec:
+            return found
+        key = spec["key_template"].format(row=row)
+    else:
+        found, key = lookup(data, row), spec["key"]
+    return [item[key] for item in found] if isinstance(found, list) else found[key]
 
 
 def expected(entry: dict[str, Any], label: str, spec: dict[str, Any]) -> str | None:
     """The cell that the results give for a row and a column spec (`None` for a column marked `unchecked`)."""
     if "unchecked" in spec:
         return None
-    data = results(entry["results"])
-    row = entry["rows"][label]
-    value = lookup(data, spec["path"].format(row=row)) if "path" in spec else lookup(data, row)[spec["key"]]
+    value, scale, reduce = column_value(entry, entry["rows"][label], spec), spec.get("scale", 1), spec.get("reduce")
     if spec.get("range"):
-        return spec["format"].format(min(value), max(value))
-    if spec.get("reduce"):
-        value = {"max": max, "min": min}[spec["reduce"]](value)
+        return spec["format"].format(min(value) * scale, max(value) * scale)
     if spec.get("join"):
-        return spec["join"].join(spec["format"].format(v * spec.get("scale", 1)) for v in value)
+        return spec["join"].join(spec["format"].format(v * scale) for v in value)
+    if reduce == "mean_std":
+        spread = statistics.stdev(value) if len(value) > 1 else 0.0
+        return spec["format"].format(statistics.mean(value) * scale, spread * scale)
+    if reduce:
+        value = REDUCE[reduce](value)
     if "divide_by" in spec:
-        other = entry["rows"][spec["divide_by"]]
-        value = value / (
-            lookup(data, spec["path"].format(row=other)) if "path" in spec else lookup(data, other)[spec["key"]]
-        )
-    return spec["format"].format(value * spec.get("scale", 1))
+        other = column_value(entry, entry["rows"][spec["divide_by"]], spec)
+        value = value / (REDUCE[reduce](other) if reduce else other)
+    return spec["format"].format(value * scale)
 
 
 def traced_cases() -> list[tuple[str, int, str, str, str, str]]:
