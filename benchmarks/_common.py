@@ -247,7 +247,8 @@ def per_seed_table(rows: list[dict[str, Any]], order: list[str], metric: str) ->
 
 def time_rows(rows: dict[str, Any], tokenizer: Any, threads: int, seq_len: int, rounds: int) -> dict[str, dict]:
     """Median ms per example of each model (PyTorch or `OnnxClassifier`) at batch 1 and 32 on synthetic token ids,
-    the rows interleaved over `rounds` rounds (the median of each row's per-round medians)."""
+    the rows interleaved over `rounds` rounds (the median of each row's per-round medians; each round's value under
+    `"rounds_1"` and `"rounds_32"`, so that a ratio can be taken round by round)."""
     from hf_kd.evaluation.model_stats import measure_latency
     from hf_kd.export.onnx_classifier import onnx_latency
 
@@ -261,4 +262,19 @@ def time_rows(rows: dict[str, Any], tokenizer: Any, threads: int, seq_len: int, 
                 result = measure_latency(model, tokenizer, batch_sizes=(1, 32), seq_len=seq_len, n_runs=5)
             for size in ("1", "32"):
                 samples[name][size].append(result["per_batch_size"][size]["ms_per_example"])
-    return {name: {size: statistics.median(v) for size, v in by_size.items()} for name, by_size in samples.items()}
+    return {
+        name: {
+            **{size: statistics.median(v) for size, v in by_size.items()},
+            **{f"rounds_{size}": v for size, v in by_size.items()},
+        }
+        for name, by_size in samples.items()
+    }
+
+
+def ratio_spread(
+    latency: dict[str, dict], name: str, size: str, baseline: str = "teacher"
+) -> tuple[float, float, float]:
+    """The throughput ratio of `name` to `baseline` at one batch size, round by round ([`time_rows`]): its median,
+    min and max over the rounds."""
+    ratios = [b / r for b, r in zip(latency[baseline][f"rounds_{size}"], latency[name][f"rounds_{size}"], strict=True)]
+    return statistics.median(ratios), min(ratios), max(ratios)

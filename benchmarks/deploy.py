@@ -8,6 +8,10 @@
      vocabulary, distilled on the labelled rows and the transfer set, exported to int8 ONNX);
    - `student_kd`: the same without the transfer set (`data.unlabeled_from_corpus: false`);
    - `student_alone`: the same student on the hard labels only (`alpha: 1`), without the transfer set;
+   - the same three with the full vocabulary (`*_full`, `student.prune_vocabulary: false`): every one of them reads
+     the teacher's tokenizer, so that the transfer set's share of the gap stands alone (the pruned arms prune on
+     their own training text: with the transfer set, on more text, and tokenize test sentences differently), and
+     `student_kd_transfer` against `student_kd_transfer_full` is pruning's own effect on F1;
    - the int8 exports of the student, made here: dynamic (`int8`, as `hf-kd export --quantize int8` and the
      pipeline's `evaluation.export: int8` make it) and static (`int8-static`, calibrated on 256 training texts),
      scored through onnxruntime at the fp32 student's threshold.
@@ -16,7 +20,8 @@
 2. Speed and size (skipped with `--no_timing`), in this one process, on the first seed's models: every row is timed
    at batch 1 and 32 on synthetic token ids of `--seq_len` tokens with `--threads` intra-op threads, the rows
    interleaved over `--rounds` rounds (the median of each row's per-round medians is kept), so that a change in
-   machine load hits every row alike. Rows that separate the factors: depth (untrained copy of the student's layers,
+   machine load hits every row alike; each throughput ratio is the median of the per-round ratios, with their
+   min-max. Rows that separate the factors: depth (untrained copy of the student's layers,
    full vocabulary), pruning, fusion (fp32 fused ONNX), int8 (dynamic, static), and fusion and int8 on the teacher.
 
 Writes `deploy.json` and `deploy.md` (numbers only; `--name` changes the file names).
@@ -37,7 +42,16 @@ import torch
 from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, machine_line, parse_seeds, run_student_arms, teacher_model, time_rows, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    machine,
+    machine_line,
+    parse_seeds,
+    ratio_spread,
+    run_student_arms,
+    teacher_model,
+    time_rows,
+    write_results,
+)
 
 from hf_kd.recipe.config import DistillationPipelineConfig  # noqa: E402
 
@@ -87,15 +101,18 @@ def _quality(runs: list[dict[str, Any]], arm: str) -> tuple[float, float, float,
     return statistics.mean(val), spread(val), statistics.mean(test), spread(test)
 
 
-def _gap_lines(runs: list[dict[str, Any]], seeds: list[int]) -> tuple[list[str], list[float]]:
-    """Per seed: teacher, alone, kd, kd + transfer (test F1) and the share of the gap each distillation closes."""
+def _gap_lines(runs: list[dict[str, Any]], seeds: list[int], suffix: str = "") -> tuple[list[str], list[float]]:
+    """Per seed: teacher, alone, kd, kd + transfer (test F1) and the share of the gap each distillation closes, for
+    the arms named with `suffix` (`"_full"`: the unpruned arms)."""
     lines = [
         "| seed | teacher | student alone | KD | KD + transfer set | gap closed by KD | gap closed by KD + transfer |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     closed = []
     for seed in seeds:
-        test = {r["arm"]: r["test"] for r in runs if r["seed"] == seed}
+        mine = [r for r in runs if r["seed"] == seed and r["arm"].endswith(suffix)]
+        test = {r["arm"].removesuffix(suffix): r["test"] for r in mine}
+        test["teacher"] = next(r["test"] for r in runs if r["seed"] == seed and r["arm"] == "teacher")
         gap = test["teacher"] - test["student_alone"]
         kd = (test["student_kd"] - test["student_alone"]) / gap if gap > 0 else float("nan")
         both = (test[REFERENCE] - test["student_alone"]) / gap if gap > 0 else float("nan")
@@ -113,7 +130,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="3", help="count (3 -> 42,43,44) or comma list")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seq_len", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no_full", action="store_true", help="skip the three arms with the full vocabulary")
     parser.add_argument("--no_timing", action="store_true", help="quality arms only (no speed and size rows)")
     parser.add_argument("--metric", default=METRIC, help="the F1 reported (micro_f1 for abstract-level HoC)")
     parser.add_argument("--output_dir", default="runs/deploy-bench")
@@ -127,7 +145,15 @@ def main() -> None:
     base = DistillationPipelineConfig.from_yaml(cli.recipe, args=rest)
     plain = dataclasses.replace(base.data, unlabeled_from_corpus=False, unlabeled_files=None)
     alone = dataclasses.replace(base.student, training={**base.student.training, "alpha": 1.0})
-    arms = {"student_kd": {"data": plain}, "student_alone": {"data": plain, "student": alone}}
+    arms: dict[str, Any] = {"student_kd": {"data": plain}, "student_alone": {"data": plain, "student": alone}}
+    if not cli.no_full:
+        full = dataclasses.replace(base.student, prune_vocabulary=False)
+        alone_full = dataclasses.replace(alone, prune_vocabulary=False)
+        arms |= {
+            f"{REFERENCE}_full": {"student": full},
+            "student_kd_full": {"data": plain, "student": full},
+            "student_alone_full": {"data": plain, "student": alone_full},
+        }
     seeds = parse_seeds(cli.seeds)
     out = Path(cli.output_dir)
     runs = run_student_arms(base, arms, seeds, cli.metric, out, reference=REFERENCE)
@@ -163,20 +189,47 @@ def main() -> None:
         REFERENCE: f"{student_shape} pruned, distilled with the transfer set (PyTorch fp32)",
         f"{REFERENCE}_int8": "the same, int8 ONNX (dynamic)",
         f"{REFERENCE}_int8_static": "the same, int8 ONNX (static)",
+        "student_alone_full": f"{student_shape} full vocabulary, hard labels only (student alone)",
+        "student_kd_full": f"{student_shape} full vocabulary, distilled on the labelled rows",
+        f"{REFERENCE}_full": f"{student_shape} full vocabulary, distilled with the transfer set (PyTorch fp32)",
     }
     for arm, label in labels.items():
         q = _quality(runs, arm)
+        if q is None:
+            continue
         share = f"{100 * q[2] / teacher_quality[2]:.1f}" if q and teacher_quality else "–"
         lines.append(
             f"| {label} | {100 * q[0]:.2f} ± {100 * q[1]:.2f} | {100 * q[2]:.2f} ± {100 * q[3]:.2f} | {share} |"
         )
-    lines += ["", "Gap between the student alone and the teacher (test F1, %) closed by distillation:", "", *gap_lines]
-    lines.append(f"\nMean share of the gap closed by KD + transfer set: {100 * statistics.mean(closed):.0f} %.")
+    lines += [
+        "",
+        "Gap between the student alone and the teacher (test F1, %) closed by distillation, pruned arms (each arm "
+        "prunes the vocabulary on its own training text, so the tokenizers differ between arms):",
+        "",
+        *gap_lines,
+        f"\nMean share of the gap closed by KD + transfer set (pruned arms): {100 * statistics.mean(closed):.0f} %.",
+    ]
+    closed_full: list[float] = []
+    if not cli.no_full:
+        full_lines, closed_full = _gap_lines(runs, seeds, suffix="_full")
+        pruned, unpruned = _quality(runs, REFERENCE), _quality(runs, f"{REFERENCE}_full")
+        lines += [
+            "",
+            "The same with the full vocabulary in every arm (one tokenizer: the transfer set's share alone):",
+            "",
+            *full_lines,
+            f"\nMean share of the gap closed by KD + transfer set (full vocabulary): "
+            f"{100 * statistics.mean(closed_full):.0f} %.",
+            f"Pruning's own effect (KD + transfer set, pruned − full vocabulary): validation "
+            f"{100 * (pruned[0] - unpruned[0]):+.2f}, test {100 * (pruned[2] - unpruned[2]):+.2f} points (mean over "
+            "seeds).",
+        ]
     payload: dict[str, Any] = {
         "machine": info,
         "settings": {**vars(cli), "overrides": rest, "seeds": seeds},
         "runs": runs,
         "gap_closed": closed,
+        "gap_closed_full_vocabulary": closed_full,
     }
     if not cli.no_timing:
         table, timing_lines = _timing(cli, out / f"seed{seeds[0]}", layers, scratch, runs, teacher_quality)
@@ -237,14 +290,13 @@ def _timing(
         ),
         ("student_int8_static", f"{len(layers)} × 384, pruned, static int8 ONNX", f"{REFERENCE}_int8_static"),
     ]
-    t32 = latency["teacher"]["32"]
     lines = [
         f"Speed and size, first seed's models side by side: ms per example on synthetic token ids of {cli.seq_len} "
         f"tokens, {cli.threads} threads, median over {cli.rounds} interleaved rounds of the median of 5 runs; "
         "throughput ratio = teacher PyTorch latency / row latency. Size: safetensors (PyTorch) or model.onnx.",
         "",
-        "| model | size (MB) | size / teacher | ms/example, batch 1 | ms/example, batch 32 | × batch 1 | × batch 32 | "
-        "test F1 (% of teacher) | fused operators |",
+        "| model | size (MB) | size / teacher | ms/example, batch 1 | ms/example, batch 32 | × batch 1 (min-max) | "
+        "× batch 32 (min-max) | test F1 (% of teacher) | fused operators |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     table = []
@@ -253,9 +305,10 @@ def _timing(
         share = f"{100 * q[2]:.2f} ({100 * q[2] / teacher_quality[2]:.1f} %)" if q else "–"
         ops = ", ".join(f"{k} {v}" for k, v in fused.get(name, {}).items()) or "–"
         lat1, lat32 = latency[name]["1"], latency[name]["32"]
+        x1, x32 = ratio_spread(latency, name, "1"), ratio_spread(latency, name, "32")
         lines.append(
             f"| {label} | {disk[name]:.1f} | {100 * disk[name] / disk['teacher']:.1f} % | {lat1:.2f} | {lat32:.2f} | "
-            f"{latency['teacher']['1'] / lat1:.2f}× | {t32 / lat32:.2f}× | {share} | {ops} |"
+            f"{x1[0]:.2f}× ({x1[1]:.2f}-{x1[2]:.2f}) | {x32[0]:.2f}× ({x32[1]:.2f}-{x32[2]:.2f}) | {share} | {ops} |"
         )
         table.append(
             {
@@ -263,8 +316,10 @@ def _timing(
                 "label": label,
                 "size_mb": disk[name],
                 "ms_per_example": latency[name],
-                "speedup_batch_1": latency["teacher"]["1"] / lat1,
-                "speedup_batch_32": t32 / lat32,
+                "speedup_batch_1": x1[0],
+                "speedup_batch_1_min_max": [x1[1], x1[2]],
+                "speedup_batch_32": x32[0],
+                "speedup_batch_32_min_max": [x32[1], x32[2]],
                 "quality": q,
                 "fused_operators": fused.get(name),
             }
