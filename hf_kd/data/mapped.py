@@ -17,9 +17,11 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+import pyarrow.compute as pc
 from transformers import TrainerCallback
 
-__all__ = ["PageRelease", "ReleaseMappedPagesCallback", "release_mapped_pages"]
+__all__ = ["PageRelease", "ReleaseMappedPagesCallback", "list_lengths", "release_mapped_pages"]
 
 _MADV_DONTNEED = 4
 
@@ -121,3 +123,29 @@ class ReleaseMappedPagesCallback(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.paths and state.global_step % self.every_steps == 0:
             release_mapped_pages(self.paths)
+
+
+def list_lengths(dataset: Any, column: str, batch_size: int = 100_000) -> np.ndarray:
+    """
+    The length of each row's list in `column` (e.g. its token ids), read from Arrow a batch of rows at a time: the
+    list offsets only, not the values, and no Python object per row.
+
+    Args:
+        dataset (`datasets.Dataset`):
+            The rows.
+        column (`str`):
+            A list column.
+        batch_size (`int`, *optional*, defaults to 100000):
+            Rows read at a time.
+
+    Returns:
+        `np.ndarray`: One int64 length per row, in the dataset's order.
+    """
+    arrow = dataset.select_columns([column]).with_format("arrow")
+    release = PageRelease([dataset])
+    parts = []
+    for table in arrow.iter(batch_size=batch_size):
+        values = table.column(column)
+        release.read(values.nbytes)
+        parts.append(pc.list_value_length(values).to_numpy(zero_copy_only=False).astype(np.int64))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)

@@ -7,15 +7,18 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import datasets
 import torch
 from accelerate.utils import extract_model_from_parallel
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
 from ..constants import DISTILLATION_COLUMNS, TEACHER_LOGITS_COLUMN, problem_type_of_config
 from ..data.label_checks import check_label_column
+from ..data.mapped import list_lengths
 from .checkpoints import last_complete_checkpoint, mark_checkpoint_complete
 from .distillation_config import DistillationTrainingArguments
 from .intermediate import PROJECTIONS_MODULE, attach_intermediate, load_projections, save_projections
@@ -199,6 +202,26 @@ class DistillationTrainer(Trainer):
         for column in DISTILLATION_COLUMNS:
             if column not in self._signature_columns:
                 self._signature_columns.append(column)
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
+        """`Trainer`'s sampler; with `train_sampling_strategy="group_by_length"` and no length column, the lengths of
+        a `datasets.Dataset`'s token ids are read from its Arrow offsets instead of row by row in Python (the same
+        lengths, so the same order; a transfer set of millions of rows is not read through `__getitem__`)."""
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        name = self.processing_class.model_input_names[0] if self.processing_class is not None else "input_ids"
+        if (
+            self.args.train_sampling_strategy == "group_by_length"
+            and isinstance(dataset, datasets.Dataset)
+            and self.args.length_column_name not in dataset.column_names
+            and name in dataset.column_names
+        ):
+            return LengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                dataset=dataset,
+                lengths=list_lengths(dataset, name).tolist(),
+                model_input_name=name,
+            )
+        return super()._get_train_sampler(train_dataset)
 
     def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: torch.device) -> tuple[list, Any]:
         """Collect the batches of one optimizer step, and count their labelled items and examples for `compute_loss`.

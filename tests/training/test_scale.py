@@ -282,3 +282,31 @@ def test_a_label_column_checked_a_chunk_at_a_time_names_the_row_in_the_whole_set
         check_label_column(data, config, chunk_rows=7)  # the bad row sits in the third chunk, not at its start
     fixed = [row for i, row in enumerate(labels) if i not in (16, 23)]
     check_label_column(datasets.Dataset.from_dict({"labels": fixed}), config, chunk_rows=7)  # the rest passes
+
+
+def test_length_grouped_batches_read_the_lengths_from_arrow_and_keep_transformers_order(tmp_path, monkeypatch):
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    g = torch.Generator().manual_seed(3)
+    lengths = torch.randint(2, 12, (40,), generator=g).tolist()
+    rows = [torch.randint(5, 60, (n,), generator=g).tolist() for n in lengths]
+    data = datasets.Dataset.from_dict({"input_ids": rows, "labels": [i % 3 for i in range(40)]})
+    data = data.select(range(39, -1, -1))  # an indices mapping: the order is the dataset's, not the file's
+    trainer = DistillationTrainer(
+        model=tiny_bert(),
+        teacher_model=tiny_bert(seed=1),
+        args=args_for(tmp_path, train_sampling_strategy="group_by_length", per_device_train_batch_size=2),
+        train_dataset=data,
+    )
+    reads = []
+    original = datasets.Dataset.__getitem__
+    monkeypatch.setattr(datasets.Dataset, "__getitem__", lambda self, key: reads.append(key) or original(self, key))
+    sampler = trainer._get_train_sampler(data)
+    assert reads == []  # no row read through Python to learn the lengths
+    assert sampler.lengths == lengths[::-1]
+    monkeypatch.setattr(datasets.Dataset, "__getitem__", original)
+    reference = LengthGroupedSampler(2, dataset=data, model_input_name="input_ids")  # transformers' own, row by row
+    torch.manual_seed(11)
+    ours = list(sampler)
+    torch.manual_seed(11)
+    assert ours == list(reference)
