@@ -360,6 +360,17 @@ def _encode(
     return out
 
 
+# One page release per process and set of source files: in the workers of `datasets.map(num_proc=...)`, the text read
+# so far leaves each worker's resident memory as it tokenizes, as it does in the main process.
+_TEXT_RELEASES: dict[tuple[str, ...], PageRelease] = {}
+
+
+def _release_text_pages(files: tuple[str, ...], texts: list[Any]) -> None:
+    if files:
+        release = _TEXT_RELEASES.setdefault(files, PageRelease([], paths=files))
+        release.read(sum(len(t) for t in texts if isinstance(t, str)))
+
+
 def _tokenize_batch(
     batch: dict[str, list[Any]],
     tokenizer: PreTrainedTokenizerBase,
@@ -369,7 +380,9 @@ def _tokenize_batch(
     max_length: int | None,
     teacher_max_length: int | None,
     with_word_ids: bool,
+    source_files: tuple[str, ...] = (),
 ) -> dict[str, list[Any]]:
+    _release_text_pages(source_files, batch[text_column])
     out = _encode(tokenizer, batch[text_column], max_length, with_word_ids)
     if teacher_tokenizer is not None:
         teacher = _encode(teacher_tokenizer, batch[teacher_text_column], teacher_max_length, with_word_ids)
@@ -484,6 +497,7 @@ def tokenize_for_distillation(
             "max_length": student_length,
             "teacher_max_length": teacher_length,
             "with_word_ids": with_word_ids,
+            "source_files": tuple(sorted({f["filename"] for _, ds in splits for f in ds.cache_files})),
         },
         desc="Tokenizing",
     )

@@ -77,10 +77,13 @@ class PageRelease:
             The datasets the pass reads (their `cache_files`; in-memory datasets have none).
         every_bytes (`int`, *optional*, defaults to 64 MiB):
             How much is read between two releases.
+        paths (`Iterable[str]`, *optional*):
+            More files to release (e.g. a dataset's files, named in a worker process of `datasets.map`).
     """
 
-    def __init__(self, datasets: Iterable[Any], every_bytes: int = 64 << 20) -> None:
+    def __init__(self, datasets: Iterable[Any], every_bytes: int = 64 << 20, paths: Iterable[str] = ()) -> None:
         self.paths = [f["filename"] for dataset in datasets for f in getattr(dataset, "cache_files", [])]
+        self.paths += list(paths)
         self.every_bytes = every_bytes
         self._since = 0
 

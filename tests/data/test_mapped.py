@@ -98,3 +98,39 @@ def test_text_types_are_unified_by_casting_the_smaller_part_and_its_pages_are_re
     assert cast.features["text"] == Value("large_string") and cast["text"] == words
     release_mapped_pages([f["filename"] for f in cast.cache_files])  # leave only what the cast left of the source
     assert _file_rss() - before < 0.2 * os.path.getsize(source)
+
+
+def test_tokenizing_releases_the_text_pages_it_has_read(tmp_path, monkeypatch):
+    from conftest import WORDS, make_tokenizer
+
+    from hf_kd.data import loading
+    from hf_kd.data.loading import tokenize_for_distillation
+
+    words = list(WORDS)
+    texts = [" ".join(words[(i * 7 + j) % len(words)] for j in range(60)) for i in range(30_000)]  # about 10 MB
+    data = datasets.Dataset.from_dict({"text": texts}).map(
+        lambda b: b, batched=True, cache_file_name=str(tmp_path / "text.arrow")
+    )
+    source = data.cache_files[0]["filename"]
+    size = os.path.getsize(source)
+    tokenizer = make_tokenizer(tmp_path / "tok")
+    monkeypatch.setattr(loading, "_TEXT_RELEASES", {(source,): PageRelease([], every_bytes=1 << 20, paths=[source])})
+
+    def source_rss() -> int:  # this process's resident pages of `source`, from /proc/self/smaps
+        total, inside = 0, False
+        for line in Path("/proc/self/smaps").read_text().splitlines():
+            if line[:1].isdigit() or line[:1] in "abcdef":
+                inside = line.rstrip().endswith(os.path.realpath(source))
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1]) * 1024
+        return total
+
+    release_mapped_pages([source])
+    tokenized = tokenize_for_distillation(data, tokenizer, max_length=16)
+    assert source_rss() < 0.3 * size  # released every MiB of text read (without: the whole file stays resident)
+    assert tokenized[123]["input_ids"] == tokenizer(texts[123], truncation=True, max_length=16)["input_ids"]
+    other = data.map(lambda b: b, batched=True, cache_file_name=str(tmp_path / "other.arrow"))  # the same text
+    source = other.cache_files[0]["filename"]
+    release_mapped_pages([source])
+    tokenize_for_distillation(other, tokenizer, max_length=16)  # the default: one release every 64 MiB of text
+    assert source_rss() > 0.7 * size  # 10 MB read, none released: the pages stay
