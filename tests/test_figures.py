@@ -74,7 +74,8 @@ REDUCE = {"max": max, "min": min, "mean": statistics.mean, "median": statistics.
 
 def column_value(entry: dict[str, Any], row: str, spec: dict[str, Any]) -> Any:
     """A column's raw value for a row: one number, or a list of them (a row that is a list of runs, or a list key)."""
-    data = results(entry["results"])
+    name, row = row.split(":", 1) if re.match(r"[\w.-]+\.json:", row) else (entry["results"], row)
+    data = results(name)
     if "path" in spec:
         found = lookup(data, spec["path"].format(row=row))
         if "key_template" not in spec:
