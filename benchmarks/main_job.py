@@ -4,6 +4,8 @@
     python benchmarks/main_job.py --summarize runs/hoc-deploy --time_log LOG   # a run made by hand, its time log
     python benchmarks/main_job.py --output_dir runs/hoc-deploy-fp16 --reuse runs/hoc-deploy-bench \
         --name main_job_float16_logits -- --student.teacher_logits_dtype float16      # one field changed
+    python benchmarks/main_job.py --recipe recipes/hoc/deploy_narrow_offline.yaml --seeds 42,43,44 \
+        --output_dir runs/narrow-bench --name deploy_narrow_offline          # a shipped recipe as shipped, 3 seeds
 
 Runs the command under `/usr/bin/time -v` (wall time, CPU time, peak resident memory), then reads the run's
 `report.json` and stage markers, and writes `benchmarks/results/main_job.json` and `main_job.md`: the wall time, each
@@ -12,6 +14,8 @@ and latency (the report's own: synthetic token ids, median of 5 runs, 2 threads)
 made earlier (the command's `/usr/bin/time -v` output saved in `--time_log`) instead of running it. Arguments after
 `--` are recipe overrides; with `--reuse RUN` the output folder starts as a copy of RUN, so that the stages the
 overrides do not touch (the teacher) are the same ones, and only the others run (the wall time is then theirs).
+With `--seeds`, the recipe runs once per seed (`--seed N`, into `<output_dir>-seed<N>`; each seed fine-tunes its own
+teacher on its own labelled rows), and the results hold each seed's table and the mean ± std over the seeds.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +121,67 @@ def summarize(run: Path, timing: dict[str, float], recipe: str) -> tuple[dict, s
     return payload, "\n".join(lines)
 
 
+SEED_KEYS = ("validation_blurb_micro_f1", "test_blurb_micro_f1", "test_share", "size_share", "speedup_batch_32")
+
+
+def _run(recipe: str, run: Path, overrides: list[str], reuse: str | None = None) -> dict[str, float]:
+    """`hf-kd distill recipe` on a fresh folder under `/usr/bin/time -v`; its timing fields."""
+    if run.exists():
+        raise SystemExit(f"{run} exists: the main job is timed on a fresh folder.")
+    if reuse:
+        shutil.copytree(reuse, run, ignore=shutil.ignore_patterns(".hf-kd.lock"))
+    command = ["/usr/bin/time", "-v", "hf-kd", "distill", recipe, "--output_dir", str(run), *overrides]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-3000:])
+    return _time_fields(done.stderr)
+
+
+def run_seeds(options: argparse.Namespace) -> None:
+    """One run per seed of `options.seeds`, then each model's mean ± std (sample) over the seeds."""
+    per_seed: dict[str, dict] = {}
+    lines = []
+    for seed in [int(s) for s in options.seeds.split(",")]:
+        overrides = [*options.overrides, "--seed", str(seed)]
+        run = Path(f"{options.output_dir}-seed{seed}")
+        payload, markdown = summarize(
+            run, _run(options.recipe, run, overrides), " ".join([options.recipe, *overrides])
+        )
+        per_seed[str(seed)] = payload
+        lines += [f"### Seed {seed}", "", markdown, ""]
+    models: dict[str, dict] = {}
+    for name in next(iter(per_seed.values()))["models"]:
+        models[name] = {}
+        for key in (
+            "validation_blurb_micro_f1",
+            "test_blurb_micro_f1",
+            "test_share",
+            "size_share",
+            "speedup_batch_32",
+        ):
+            values = [p["models"][name][key] for p in per_seed.values()]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            models[name][key] = {"mean": statistics.mean(values), "std": spread, "values": values}
+    table = [
+        f"Mean ± std over seeds {options.seeds} (each seed fine-tunes its own teacher on its own labelled rows):",
+        "",
+        "| model | validation BLURB micro-F1 | test BLURB micro-F1 | % of teacher (test) | size / teacher "
+        "| × teacher, batch 32 (min-max over seeds) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in models.items():
+        v, t, share = row["validation_blurb_micro_f1"], row["test_blurb_micro_f1"], row["test_share"]
+        table.append(
+            f"| {name} | {100 * v['mean']:.2f} ± {100 * v['std']:.2f} | {100 * t['mean']:.2f} ± {100 * t['std']:.2f} "
+            f"| {100 * share['mean']:.1f} % | {100 * row['size_share']['mean']:.1f} % | "
+            f"{row['speedup_batch_32']['mean']:.2f}× ({min(row['speedup_batch_32']['values']):.2f}-"
+            f"{max(row['speedup_batch_32']['values']):.2f}) |"
+        )
+    payload = {"machine": machine(), "recipe": options.recipe, "seeds": per_seed, "models": models}
+    write_results(options.name, payload, "\n".join([*table, "", *lines]), options.out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="recipes/hoc/deploy_offline.yaml")
@@ -126,24 +192,17 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--reuse", default=None, help="Start the output folder as a copy of this run folder.")
     parser.add_argument("--note", default=None, help="A sentence added under the table (how the run was made).")
+    parser.add_argument("--seeds", default=None, help="Comma-separated seeds: one run per seed, and their mean.")
     parser.add_argument("overrides", nargs="*", help="Recipe overrides (after --), e.g. --student.alpha 0.7.")
     options = parser.parse_args()
+    if options.seeds:
+        return run_seeds(options)
     if options.summarize:
         run = Path(options.summarize)
         timing = _time_fields(Path(options.time_log).read_text()) if options.time_log else {}
     else:
         run = Path(options.output_dir)
-        if run.exists():
-            raise SystemExit(f"{run} exists: the main job is timed on a fresh folder.")
-        if options.reuse:
-            shutil.copytree(options.reuse, run, ignore=shutil.ignore_patterns(".hf-kd.lock"))
-        command = ["/usr/bin/time", "-v", "hf-kd", "distill", options.recipe, "--output_dir", str(run)]
-        command += options.overrides
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, check=False)
-        if done.returncode != 0:
-            raise SystemExit(done.stderr[-3000:])
-        timing = _time_fields(done.stderr)
+        timing = _run(options.recipe, run, options.overrides, options.reuse)
     recipe = " ".join([options.recipe, *options.overrides])
     payload, markdown = summarize(run, timing, recipe)
     if options.note:
