@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .mapped import release_mapped_pages
+
 __all__ = [
     "UNKNOWN_WARN_RATE",
     "UNKNOWN_SAMPLE_SIZE",
@@ -53,8 +55,13 @@ def sample_texts(dataset: Any, column: str, sample_size: int = UNKNOWN_SAMPLE_SI
         return []
     if len(dataset) <= sample_size:
         return list(dataset[column])
-    picked = np.random.default_rng(seed).choice(len(dataset), size=sample_size, replace=False)
-    return list(dataset.select(sorted(picked.tolist()))[column])
+    picked = sorted(np.random.default_rng(seed).choice(len(dataset), size=sample_size, replace=False).tolist())
+    files = [f["filename"] for f in dataset.cache_files]
+    texts: list[Any] = []
+    for start in range(0, len(picked), 250):  # each scattered row maps in a file page and its read-ahead: released
+        texts += dataset.select(picked[start : start + 250])[column]
+        release_mapped_pages(files)
+    return texts
 
 
 def column_texts(datasets: Sequence[Any], column: str, batch_size: int = 10_000) -> Iterator[Any]:
