@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .mapped import release_mapped_pages
+from .mapped import cache_paths, release_mapped_pages
 
 __all__ = [
     "UNKNOWN_WARN_RATE",
@@ -56,7 +56,7 @@ def sample_texts(dataset: Any, column: str, sample_size: int = UNKNOWN_SAMPLE_SI
     if len(dataset) <= sample_size:
         return list(dataset[column])
     picked = sorted(np.random.default_rng(seed).choice(len(dataset), size=sample_size, replace=False).tolist())
-    files = [f["filename"] for f in dataset.cache_files]
+    files = cache_paths([dataset])
     texts: list[Any] = []
     for start in range(0, len(picked), 250):  # each scattered row maps in a file page and its read-ahead: released
         texts += dataset.select(picked[start : start + 250])[column]

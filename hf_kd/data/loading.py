@@ -29,7 +29,7 @@ from transformers import PreTrainedTokenizerBase
 from ..constants import STUDENT_INPUT_COLUMNS
 from .alignment import same_tokenization, tokenizer_name
 from .labels import encode_labels
-from .mapped import PageRelease
+from .mapped import PageRelease, cache_paths
 
 logger = logging.getLogger(__name__)
 
@@ -497,7 +497,7 @@ def tokenize_for_distillation(
             "max_length": student_length,
             "teacher_max_length": teacher_length,
             "with_word_ids": with_word_ids,
-            "source_files": tuple(sorted({f["filename"] for _, ds in splits for f in ds.cache_files})),
+            "source_files": tuple(sorted(set(cache_paths(ds for _, ds in splits)))),
         },
         desc="Tokenizing",
     )

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow.compute as pc
 from transformers import TrainerCallback
 
-__all__ = ["PageRelease", "ReleaseMappedPagesCallback", "list_lengths", "release_mapped_pages"]
+__all__ = ["PageRelease", "ReleaseMappedPagesCallback", "cache_paths", "list_lengths", "release_mapped_pages"]
 
 _MADV_DONTNEED = 4
 
@@ -33,6 +33,20 @@ def _libc() -> Any:
         return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
     except OSError:  # pragma: no cover - no C library to call
         return None
+
+
+def cache_paths(datasets: Iterable[Any]) -> list[str]:
+    """
+    The Arrow files behind `datasets` (their `cache_files`; an in-memory dataset has none).
+
+    Args:
+        datasets (`Iterable[datasets.Dataset]`):
+            The datasets.
+
+    Returns:
+        `list[str]`: The file paths, in order.
+    """
+    return [f["filename"] for dataset in datasets for f in getattr(dataset, "cache_files", [])]
 
 
 def release_mapped_pages(paths: Iterable[str]) -> int:
@@ -82,8 +96,7 @@ class PageRelease:
     """
 
     def __init__(self, datasets: Iterable[Any], every_bytes: int = 64 << 20, paths: Iterable[str] = ()) -> None:
-        self.paths = [f["filename"] for dataset in datasets for f in getattr(dataset, "cache_files", [])]
-        self.paths += list(paths)
+        self.paths = cache_paths(datasets) + list(paths)
         self.every_bytes = every_bytes
         self._since = 0
 
@@ -120,7 +133,7 @@ class ReleaseMappedPagesCallback(TrainerCallback):
     def __init__(self, datasets: Iterable[Any], every_steps: int = 20) -> None:
         if every_steps < 1:
             raise ValueError(f"`every_steps` must be at least 1; got {every_steps!r}.")
-        self.paths = [f["filename"] for dataset in datasets for f in getattr(dataset, "cache_files", [])]
+        self.paths = cache_paths(datasets)
         self.every_steps = every_steps
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

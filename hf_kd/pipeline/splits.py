@@ -20,7 +20,7 @@ from ..constants import (
     infer_task,
 )
 from ..data.leakage import guard_leakage
-from ..data.mapped import release_mapped_pages
+from ..data.mapped import cache_paths, release_mapped_pages
 from ..data.unlabeled import UNLABELED_SPLIT, hide_labels, unlabeled_rows
 from ..recipe.config import DistillationPipelineConfig
 from ..training.distributed import state
@@ -234,11 +234,11 @@ def same_text_types(parts: list[Any]) -> list[Any]:
         targets[name] = target
     out = []
     for part in parts:
-        source = [f["filename"] for f in part.cache_files]
+        source = cache_paths([part])
         for name, target in targets.items():
             if part.features[name] != target:
                 part = part.cast_column(name, target)
-        if part.cache_files and [f["filename"] for f in part.cache_files] != source:
+        if cache_paths([part]) not in ([], source):
             release_mapped_pages(source)  # the cast read every row of them
         out.append(part)
     return out
