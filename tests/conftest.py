@@ -134,6 +134,19 @@ class StepLog:
         return _StepLog()
 
 
+def mapped_rss(path: str | os.PathLike) -> int:
+    """Bytes of the file `path` resident in this process's mappings of it (Linux `/proc/self/smaps`)."""
+    import re
+
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            inside = line.split(maxsplit=5)[-1] == str(path)
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1]) * 1024
+    return total
+
+
 def micro_f1_from_saved(stage_dir: Path, split: str, threshold: float) -> float:
     """Micro-F1 recomputed with scikit-learn from a stage's saved probabilities and labels (`predictions_<split>.npz`),
     at `threshold`: what a reported metric must equal."""

@@ -29,7 +29,7 @@ from transformers import PreTrainedTokenizerBase
 from ..constants import STUDENT_INPUT_COLUMNS
 from .alignment import same_tokenization, tokenizer_name
 from .labels import encode_labels
-from .mapped import PageRelease, cache_paths
+from .mapped import PageRelease, cache_paths, release_pages_of
 
 logger = logging.getLogger(__name__)
 
@@ -484,7 +484,7 @@ def tokenize_for_distillation(
             raise ValueError(f"Split '{split}' already has column(s) {clashes}; remove them before tokenizing again.")
 
     remove_columns = sorted({text_column, teacher_text_column}) if remove_text else None
-    return dataset.map(
+    tokenized = dataset.map(
         _tokenize_batch,
         batched=True,
         remove_columns=remove_columns,
@@ -501,3 +501,5 @@ def tokenize_for_distillation(
         },
         desc="Tokenizing",
     )
+    release_pages_of(tokenized.values() if isinstance(tokenized, DatasetDict) else [tokenized])  # what loading read
+    return tokenized

@@ -9,6 +9,7 @@ from typing import Any
 from datasets import Features, Value, concatenate_datasets
 
 from ..constants import IGNORE_INDEX, LABELS_COLUMN
+from .mapped import release_pages_of
 
 __all__ = ["UNLABELED_SPLIT", "hide_labels", "unlabeled_rows"]
 
@@ -72,7 +73,8 @@ def hide_labels(dataset: Any, feature: Any, num_labels: int) -> Any:
     else:
         value = [float(IGNORE_INDEX)] * num_labels
     # The labels alone, written beside the data's own cache files (not held in memory as `add_column` would), then
-    # joined column-wise: the text stays in its file, neither copied nor read.
+    # joined column-wise: the text stays in its file, neither copied nor read. Record batches of 10k rows, so that
+    # loading the file touches a small part of it, and whatever loading mapped in is released.
     labels = dataset.map(
         lambda indices: {LABELS_COLUMN: [value] * len(indices)},
         with_indices=True,
@@ -81,6 +83,8 @@ def hide_labels(dataset: Any, feature: Any, num_labels: int) -> Any:
         batch_size=10_000,
         remove_columns=dataset.column_names,
         features=Features({LABELS_COLUMN: feature}),
+        writer_batch_size=10_000,
         desc="Hiding labels",
     )
+    release_pages_of([labels])
     return concatenate_datasets([dataset, labels], axis=1)

@@ -43,7 +43,7 @@ from typing import Any
 from ..constants import BINARY, MULTI_LABEL, TEACHER_LOGITS_COLUMN, THRESHOLD_KEY, problem_type_of_task
 from ..data.coverage import column_texts
 from ..data.leakage import leakage_message
-from ..data.mapped import ReleaseMappedPagesCallback
+from ..data.mapped import ReleaseMappedPagesCallback, release_pages_of
 from ..evaluation.task_metrics import default_metric, trainer_compute_metrics, user_metric
 from ..recipe.config import DistillationPipelineConfig
 from ..training.distributed import barrier, is_main_process, start_state, state
@@ -309,6 +309,7 @@ class PipelineRun:
             try:
                 kept = datasets.load_from_disk(str(data_dir))
                 kept[len(kept) - 1 :]  # noqa: B018 - reads the last Arrow chunk: a truncated file fails here
+                release_pages_of([kept])  # what loading mapped in
                 self.skip("teacher_logits", "done")
                 return kept
             except (OSError, ValueError) as error:  # damaged or missing Arrow files: computed again, and said so
@@ -348,7 +349,9 @@ class PipelineRun:
             {"dataset": str(data_dir), "num_rows": len(cached), "seconds": time.perf_counter() - started},
         )
         self.stages["teacher_logits"] = "ran"
-        return datasets.load_from_disk(str(data_dir))
+        store = datasets.load_from_disk(str(data_dir))
+        release_pages_of([store])  # what loading mapped in
+        return store
 
     def new_student(self, warm_model: str | None = None) -> Any:
         """A fresh student (`hf_kd.pipeline.stage_models.build_student`), with LoRA when `student.lora` is set."""

@@ -192,11 +192,13 @@ def transfer_set(raw: Any, data: Any, seed: int, num_labels: int) -> Any:
 
     columns = list(dict.fromkeys(c for c in (data.text_column, data.teacher_text_column) if c))
     feature = raw["train"].features[LABELS_COLUMN]
-    parts = [raw[UNLABELED_SPLIT]] if UNLABELED_SPLIT in raw else []
-    parts += [ds for ds in raw.values() if LABELS_COLUMN not in ds.column_names]
+    # The transfer split's labels are hidden already (`load_recipe_data`); the other parts' are hidden here.
+    hidden = [raw[UNLABELED_SPLIT].select_columns([*columns, LABELS_COLUMN])] if UNLABELED_SPLIT in raw else []
+    hidden = [p if p.features[LABELS_COLUMN] == feature else p.cast_column(LABELS_COLUMN, feature) for p in hidden]
+    to_hide = [ds for ds in raw.values() if LABELS_COLUMN not in ds.column_names]
     if data.unlabeled_from_corpus:
-        parts.append(subset(raw["train"], data.train_size, seed, rest=True))
-    parts = [hide_labels(part.select_columns(columns), feature, num_labels) for part in parts]
+        to_hide.append(subset(raw["train"], data.train_size, seed, rest=True))
+    parts = hidden + [hide_labels(part.select_columns(columns), feature, num_labels) for part in to_hide]
     if not parts:
         return raw["train"].select_columns([*columns, LABELS_COLUMN]).select([])
     return concatenate_datasets(same_text_types(parts))

@@ -11,6 +11,7 @@ import datasets
 import torch
 from accelerate.utils import extract_model_from_parallel
 from torch import nn
+from torch.utils.data import RandomSampler
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -18,7 +19,7 @@ from transformers.utils import logging
 
 from ..constants import DISTILLATION_COLUMNS, TEACHER_LOGITS_COLUMN, problem_type_of_config
 from ..data.label_checks import check_label_column
-from ..data.mapped import list_lengths
+from ..data.mapped import ShuffledIndexSampler, list_lengths
 from .checkpoints import last_complete_checkpoint, mark_checkpoint_complete
 from .distillation_config import DistillationTrainingArguments
 from .intermediate import PROJECTIONS_MODULE, attach_intermediate, load_projections, save_projections
@@ -204,9 +205,12 @@ class DistillationTrainer(Trainer):
                 self._signature_columns.append(column)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
-        """`Trainer`'s sampler; with `train_sampling_strategy="group_by_length"` and no length column, the lengths of
-        a `datasets.Dataset`'s token ids are read from its Arrow offsets instead of row by row in Python (the same
-        lengths, so the same order; a transfer set of millions of rows is not read through `__getitem__`)."""
+        """`Trainer`'s sampler, in the same order with memory that does not grow with a transfer set's rows.
+
+        With `train_sampling_strategy="group_by_length"` and no length column, the lengths of a `datasets.Dataset`'s
+        token ids are read from its Arrow offsets instead of row by row in Python (the same lengths, so the same
+        order). A shuffled epoch is [`~hf_kd.data.mapped.ShuffledIndexSampler`]: the order of accelerate's seedable
+        sampler, kept as a tensor instead of a Python list of every row."""
         dataset = self.train_dataset if train_dataset is None else train_dataset
         name = self.processing_class.model_input_names[0] if self.processing_class is not None else "input_ids"
         if (
@@ -221,7 +225,12 @@ class DistillationTrainer(Trainer):
                 lengths=list_lengths(dataset, name).tolist(),
                 model_input_name=name,
             )
-        return super()._get_train_sampler(train_dataset)
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is RandomSampler and getattr(self.args.accelerator_config, "use_seedable_sampler", True):
+            # accelerate would swap in its SeedableRandomSampler: the same order, without a Python list of every row.
+            seed = self.args.data_seed if self.args.data_seed is not None else torch.random.initial_seed()
+            return ShuffledIndexSampler(len(sampler), seed)
+        return sampler
 
     def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: torch.device) -> tuple[list, Any]:
         """Collect the batches of one optimizer step, and count their labelled items and examples for `compute_loss`.

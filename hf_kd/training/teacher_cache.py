@@ -41,7 +41,7 @@ from ..constants import (
     TEACHER_LOGITS_DTYPES,
     WORD_ID_COLUMNS,
 )
-from ..data.mapped import PageRelease
+from ..data.mapped import PageRelease, release_pages_of
 
 __all__ = ["cache_teacher_logits", "teacher_fingerprint"]
 
@@ -260,6 +260,7 @@ def cache_teacher_logits(
                 _write_index(store, features, fingerprint, processes)
             _barrier(processes)
         cached = datasets.load_from_disk(str(store), keep_in_memory=temporary is not None)  # else memory-mapped
+        release_pages_of([cached])  # what loading mapped in
     finally:
         if temporary is not None:
             _barrier(processes)
@@ -359,6 +360,7 @@ def _write_shard(
         disable=rank != 0,
         smoothing=0.1,
     )
+    pending: list[pa.Table] = []  # written in record batches of about 8 MiB (see `_RECORD_BATCH_BYTES`)
     try:
         with progress:
             first = start
@@ -375,14 +377,30 @@ def _write_shard(
                             pa.array(range(0, (real + 1) * logits.shape[1], logits.shape[1]), pa.int32()), values
                         ),
                     )
-                    writer.write_table(table)
+                    pending.append(table)
+                    if sum(t.nbytes for t in pending) >= _RECORD_BATCH_BYTES:
+                        _write_record_batch(writer, pending)
                     release.read(table.nbytes)
                     first += real
                 progress.update(len(chunk[inputs[0]]))
+        _write_record_batch(writer, pending)
         writer.finalize()
     finally:
         writer.close()
     os.replace(partial, path)
+
+
+_RECORD_BATCH_BYTES = 8 << 20
+"""The store's record batches hold about this much: loading an Arrow file reads every record batch's header, and the
+kernel maps in the pages around each read, so that a file of small batches would be resident in full once loaded."""
+
+
+def _write_record_batch(writer: ArrowWriter, tables: list[pa.Table]) -> None:
+    """`tables` (chunks of rows, in order) as one record batch, and `tables` emptied."""
+    if tables:
+        table = pa.concat_tables(tables)
+        writer.write_table(table, writer_batch_size=table.num_rows)
+        tables.clear()
 
 
 def _write_index(store: Path, features: datasets.Features, fingerprint: str, processes: int) -> None:

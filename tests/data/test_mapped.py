@@ -134,3 +134,24 @@ def test_tokenizing_releases_the_text_pages_it_has_read(tmp_path, monkeypatch):
     release_mapped_pages([source])
     tokenize_for_distillation(other, tokenizer, max_length=16)  # the default: one release every 64 MiB of text
     assert source_rss() > 0.7 * size  # 10 MB read, none released: the pages stay
+
+
+def test_hidden_labels_are_written_in_large_record_batches_and_left_unmapped(tmp_path):
+    import pyarrow as pa
+    from conftest import mapped_rss
+    from datasets import List, Value
+
+    from hf_kd.data.unlabeled import hide_labels
+
+    notes = [f"note {i}" for i in range(60_000)]
+    text = datasets.Dataset.from_dict({"text": notes}).map(
+        lambda b: b, batched=True, cache_file_name=str(tmp_path / "text.arrow")
+    )
+    hidden = hide_labels(text, List(Value("float32")), 10)
+    (path,) = {f["filename"] for f in hidden.cache_files} - {f["filename"] for f in text.cache_files}
+    # Loading the labels' file read every record batch's header; none of its pages is left resident.
+    assert mapped_rss(path) < 0.02 * os.path.getsize(path)
+    with pa.memory_map(path) as source:
+        assert [batch.num_rows for batch in pa.ipc.open_stream(source)] == [10_000] * 6  # not 60 of 1,000
+    assert hidden["text"] == notes and hidden.features["labels"] == List(Value("float32"))
+    assert (np.asarray(hidden["labels"]) == -100).all() and len(hidden) == 60_000

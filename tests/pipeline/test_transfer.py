@@ -192,3 +192,23 @@ def test_a_transfer_set_for_a_regression_task_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match="needs a classification task; this one is regression"):
         recipe_splits(config, cache_dir=str(tmp_path / "cache"))
+
+
+def test_a_transfer_sets_labels_are_hidden_once_per_part(tmp_path, monkeypatch):
+    import hf_kd.pipeline.splits as splits
+
+    hidden_rows = []
+    original = splits.hide_labels
+    monkeypatch.setattr(splits, "hide_labels", lambda d, *a: hidden_rows.append(len(d)) or original(d, *a))
+    notes = write_unlabeled(tmp_path / "u.jsonl", n=7)
+    data = {"dataset": "hoc", "path": str(HOC), "level": "sentence", "train_size": 400}
+    config = DistillationPipelineConfig.from_dict(
+        {"data": {**data, "unlabeled_from_corpus": True, "unlabeled_files": [str(notes)]}, "teacher": {"model": "x"}}
+    )
+    raw, _, _ = load_recipe_data(config, cache_dir=str(tmp_path))
+    transfer = transfer_set(raw, config.data, config.seed, 10)
+    rest = subset(raw["train"], 400, config.seed, rest=True)
+    assert hidden_rows == [7, len(rest)]  # the files once (on load), the corpus' other abstracts once: no second pass
+    assert transfer["text"] == [*raw["unlabeled"]["text"], *rest["text"]] and len(transfer) == 7 + len(rest)
+    assert transfer.features["labels"] == raw["train"].features["labels"]
+    assert (np.asarray(transfer["labels"]) == IGNORE_INDEX).all()

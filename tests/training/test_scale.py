@@ -310,3 +310,57 @@ def test_length_grouped_batches_read_the_lengths_from_arrow_and_keep_transformer
     ours = list(sampler)
     torch.manual_seed(11)
     assert ours == list(reference)
+
+
+def _iteration_peak_bytes(sampler) -> int:
+    """The most Python memory held at once while `sampler` yields a whole epoch."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        for _ in sampler:
+            pass
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_shuffled_epoch_keeps_accelerates_order_without_a_list_of_every_row():
+    from accelerate.data_loader import SeedableRandomSampler
+
+    from hf_kd.data.mapped import ShuffledIndexSampler
+
+    rows = 1_000_000
+    ours = ShuffledIndexSampler(rows, seed=5)
+    theirs = SeedableRandomSampler(range(rows), data_seed=5)
+    for epoch in (0, 1, 3):
+        ours.set_epoch(epoch)
+        theirs.set_epoch(epoch)
+        assert list(ours) == list(theirs)  # the same permutation, epoch by epoch
+    # accelerate's sampler holds the epoch as a list of Python ints (about 36 MB here); ours a chunk of them at a time.
+    assert _iteration_peak_bytes(ours) < 8e6 < 30e6 < _iteration_peak_bytes(theirs)
+
+
+@pytest.mark.parametrize("data_seed", [None, 7])
+def test_the_trainers_shuffled_batches_are_transformers_own(tmp_path, data_seed):
+    from transformers import Trainer
+
+    from hf_kd.data.mapped import ShuffledIndexSampler
+
+    rows = range(40)
+    data = datasets.Dataset.from_dict({"input_ids": [[i + 5] for i in rows], "labels": [i % 3 for i in rows]})
+
+    def epochs(trainer):
+        loader = trainer.get_train_dataloader()
+        out = []
+        for epoch in range(2):
+            loader.set_epoch(epoch)
+            out.append([int(row) for batch in loader for row in batch["input_ids"][:, 0]])
+        return out, loader
+
+    teacher = tiny_bert(seed=1)
+    args = args_for(tmp_path, per_device_train_batch_size=5, data_seed=data_seed)
+    ours, loader = epochs(DistillationTrainer(model=tiny_bert(), teacher_model=teacher, args=args, train_dataset=data))
+    reference, _ = epochs(Trainer(model=tiny_bert(), args=args, train_dataset=data))
+    assert isinstance(loader.batch_sampler.sampler, ShuffledIndexSampler)
+    assert ours == reference and ours[0] != ours[1] and sorted(ours[0]) == list(range(5, 45))

@@ -110,3 +110,27 @@ def test_the_stored_rows_keep_their_order_and_the_store_is_reused(tmp_path):
     assert files == ["data-00000-of-00001.arrow", "dataset_info.json", "state.json"]  # one copy of the rows
     again = cache_teacher_logits(tiny_bert(seed=4).eval(), data, batch_size=4, cache_dir=tmp_path, map_batch_size=8)
     assert again._fingerprint == first._fingerprint and again["teacher_logits"] == first["teacher_logits"]
+
+
+def test_the_store_is_written_in_large_record_batches_and_left_unmapped(tmp_path, monkeypatch):
+    import os
+
+    import pyarrow as pa
+    from conftest import mapped_rss
+
+    from hf_kd.training import teacher_cache
+
+    monkeypatch.setattr(teacher_cache, "_RECORD_BATCH_BYTES", 16 << 10)
+    teacher = tiny_bert(seed=3).eval()
+    data = _rows(3_000, vocab=64, seed=3)
+    cached = cache_teacher_logits(teacher, data, batch_size=64, cache_dir=tmp_path, map_batch_size=128)
+    (path,) = [f["filename"] for f in cached.cache_files]
+    assert mapped_rss(path) < 0.05 * os.path.getsize(path)  # what loading the store mapped in is released
+    with pa.memory_map(path) as source:
+        batches = list(pa.ipc.open_stream(source))
+    # Chunks of 128 rows joined into batches of 16 KiB or more (the last one excepted), in order.
+    assert len(batches) < 3_000 // 128 and all(batch.nbytes >= 16 << 10 for batch in batches[:-1])
+    assert sum(batch.num_rows for batch in batches) == 3_000 and cached["input_ids"] == data["input_ids"]
+    torch.testing.assert_close(
+        torch.tensor(cached["teacher_logits"]), _plain_logits(teacher, data), atol=1e-5, rtol=1e-4
+    )
