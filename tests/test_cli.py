@@ -70,6 +70,8 @@ def test_values_are_typed_per_field(recipe_path):
         DistillationPipelineConfig.from_yaml(recipe_path, args=["--student.alpha", "high"])
     with pytest.raises(RecipeError, match=r"'data.train_size' must be int, got 2.5"):
         DistillationPipelineConfig.from_yaml(recipe_path, {"data.train_size": 2.5})
+    with pytest.raises(ValueError, match=r"`evaluation.latency_rounds` must be an integer >= 1, got 0"):
+        DistillationPipelineConfig.from_yaml(recipe_path, {"evaluation.latency_rounds": 0})
     config = DistillationPipelineConfig.from_yaml(recipe_path, args=["--evaluation.min_teacher_metric", "null"])
     assert config.evaluation.min_teacher_metric is None
 

@@ -24,6 +24,7 @@ __all__ = [
     "BYTES_PER_MB",
     "CPU_FEATURES",
     "cpu_description",
+    "interleaved_latency",
     "measure_latency",
     "model_size",
     "time_batch",
@@ -307,6 +308,55 @@ def measure_latency(
         "cpu": cpu_description(),
         "per_batch_size": per_batch_size,
     }
+
+
+def interleaved_latency(
+    timers: Mapping[Any, Callable[[], Mapping[str, Any]]], rounds: int = 5
+) -> dict[Any, dict[str, Any]]:
+    """
+    Time several models in interleaved rounds (A, B, C, A, B, C, ...), so that a slow spell of the machine falls on
+    each of them alike and their ratios can be read round by round.
+
+    Args:
+        timers (`Mapping[Any, Callable[[], Mapping[str, Any]]]`):
+            Name -> a call that times the model once, in the format of [`measure_latency`] (e.g. a
+            `functools.partial` of it, or of `hf_kd.export.onnx_classifier.onnx_latency`). They run in this order in
+            each round.
+        rounds (`int`, *optional*, defaults to 5):
+            Rounds.
+
+    Returns:
+        `dict[Any, dict[str, Any]]`: Per name, the first round's result with `rounds` added and, per batch size,
+        `ms_per_example` (and `ms_per_batch`, `examples_per_s`) the median over the rounds, `rounds_ms_per_example`
+        (each round's median, in order) and `runs_ms` (every timed run).
+
+    Raises:
+        `ValueError`: When `rounds` is below 1.
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"`rounds` must be an integer >= 1, got {rounds!r}.")
+    results: dict[Any, list[Mapping[str, Any]]] = {name: [] for name in timers}
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            results[name].append(timer())
+    combined = {}
+    for name, parts in results.items():
+        merged = dict(parts[0])
+        per_batch_size = {}
+        for size, first in parts[0]["per_batch_size"].items():
+            values = [float(part["per_batch_size"][size]["ms_per_example"]) for part in parts]
+            median = statistics.median(values)
+            per_batch_size[size] = {
+                **first,
+                "ms_per_batch": median * first["batch_size"],
+                "ms_per_example": median,
+                "examples_per_s": 1000.0 / median if median > 0 else math.inf,
+                "rounds_ms_per_example": values,
+                "runs_ms": [run for part in parts for run in part["per_batch_size"][size]["runs_ms"]],
+            }
+        merged.update(per_batch_size=per_batch_size, rounds=rounds)
+        combined[name] = merged
+    return combined
 
 
 def _safetensors_files(folder: Path) -> list[Path]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..constants import BINARY, MULTI_LABEL
-from ..evaluation.model_stats import measure_latency, model_size
+from ..evaluation.model_stats import interleaved_latency, measure_latency, model_size
 from ..reporting.report import build_report, jsonable, print_report, write_report
 from .builders import training_args
 from .evaluation import headline, result_summary
@@ -69,6 +70,8 @@ def write_run_report(
     )
     teacher = run.load_teacher()
     sides: dict[str, dict[str, Any]] = {}
+    timers: dict[tuple[str, str], Any] = {}  # (latency key, side) -> one timing of that model
+    batch_sizes = tuple(config.evaluation.latency_batch_sizes)
     typical = typical_length(run.teacher_train)
     max_length = config.data.max_length or 128
     lengths = {"latency": max_length}
@@ -81,11 +84,8 @@ def write_run_report(
         side: dict[str, Any] = {"metrics": headline(metrics)}
         size = model_size(path if Path(path).is_dir() else model)
         side.update({"parameters": size["parameters"], "size_mb": size["size_mb"]})
-        if config.evaluation.latency:
-            for key, length in lengths.items():
-                side[key] = measure_latency(
-                    model, tokenizer, batch_sizes=tuple(config.evaluation.latency_batch_sizes), seq_len=length
-                )
+        for key, length in lengths.items():
+            timers[(key, name)] = partial(measure_latency, model, tokenizer, batch_sizes=batch_sizes, seq_len=length)
         sides[name] = side
     exported_side = None
     if exported is not None:
@@ -98,11 +98,16 @@ def write_run_report(
             "size_mb": info["size_mb"],
             "format": f"ONNX {info['quantize'] or 'fp32'}",
         }
-        if config.evaluation.latency:
-            for key, length in lengths.items():
-                exported_side[key] = onnx_latency(
-                    exported["classifier"], batch_sizes=tuple(config.evaluation.latency_batch_sizes), seq_len=length
-                )
+        for key, length in lengths.items():
+            timers[(key, "exported")] = partial(
+                onnx_latency, exported["classifier"], batch_sizes=batch_sizes, seq_len=length
+            )
+    if config.evaluation.latency:
+        # Teacher, student and export in turn, round after round: a slow spell of the machine falls on all three.
+        order = sorted(timers, key=lambda k: list(lengths).index(k[0]))
+        timed = interleaved_latency({k: timers[k] for k in order}, rounds=config.evaluation.latency_rounds)
+        for (key, name), latency in timed.items():
+            (exported_side if name == "exported" else sides[name])[key] = latency
     extra = {
         "dataset": config.data.dataset,
         "level": config.data.level,

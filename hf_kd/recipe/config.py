@@ -362,6 +362,9 @@ class DistillationPipelineConfig:
         if self.teacher.model is None:
             raise ValueError("The recipe needs `teacher.model` (a path or Hub id).")
         check_student_section(self.student)
+        rounds = self.evaluation.latency_rounds
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"`evaluation.latency_rounds` must be an integer >= 1, got {rounds!r}.")
         if self.evaluation.export not in (None, *EXPORT_FORMATS):
             raise ValueError(f"`evaluation.export` must be one of {EXPORT_FORMATS}, got {self.evaluation.export!r}.")
         check_data_section(self.data)

@@ -321,6 +321,10 @@ class EvaluationConfig:
             Measure CPU latency in the report.
         latency_batch_sizes (`list[int]`, *optional*, defaults to `[1, 32]`):
             Batch sizes timed.
+        latency_rounds (`int`, *optional*, defaults to 5):
+            Rounds of the latency timing, interleaved across the teacher, the student and the export
+            (`hf_kd.evaluation.model_stats.interleaved_latency`): each latency is the median round, each speed-up the
+            median of the rounds' ratios, reported with their min-max.
         plots (`bool`, *optional*, defaults to `True`):
             Write training-curve and per-label F1 plots.
         model_card (`bool`, *optional*, defaults to `True`):
@@ -348,6 +352,9 @@ class EvaluationConfig:
     batch_size: int = field(default=32, metadata={"help": "Batch size of the evaluation and the logit caching."})
     latency: bool = field(default=True, metadata={"help": "Measure CPU latency in the report."})
     latency_batch_sizes: list[int] = field(default_factory=lambda: [1, 32], metadata={"help": "Batch sizes timed."})
+    latency_rounds: int = field(
+        default=5, metadata={"help": "Latency rounds, interleaved across the models (speed-ups: median, min-max)."}
+    )
     plots: bool = field(default=True, metadata={"help": "Write the report's figures."})
     model_card: bool = field(default=True, metadata={"help": "Write the student's model card."})
     evaluate_metrics: list[str] | None = field(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import statistics
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -81,6 +82,35 @@ def _latency_per_example(latency: Mapping[str, Any] | None) -> dict[str, float]:
     }
 
 
+def _rounds_per_example(latency: Mapping[str, Any] | None) -> dict[str, list[float]]:
+    """`{batch size: each round's ms per example}` from an [`~hf_kd.evaluation.model_stats.interleaved_latency`]
+    result (empty for a single timing)."""
+    per_batch = (latency or {}).get("per_batch_size", {})
+    return {
+        str(size): [float(v) for v in entry["rounds_ms_per_example"]]
+        for size, entry in per_batch.items()
+        if isinstance(entry, Mapping) and entry.get("rounds_ms_per_example")
+    }
+
+
+def _speedups(teacher: Mapping[str, Any] | None, side: Mapping[str, Any] | None) -> dict[str, tuple[Any, Any]]:
+    """`{batch size: (speed-up, [min, max] or None)}`: teacher / side latency per example. Timed in interleaved
+    rounds, it is the median of the rounds' ratios, with their range; else the ratio of the two medians."""
+    t_latency, s_latency = _latency_per_example(teacher), _latency_per_example(side)
+    t_rounds, s_rounds = _rounds_per_example(teacher), _rounds_per_example(side)
+    out: dict[str, tuple[Any, Any]] = {}
+    for size in t_latency:
+        if size not in s_latency:
+            continue
+        pairs = list(zip(t_rounds.get(size, []), s_rounds.get(size, []), strict=False))
+        ratios = [r for r in (_ratio(t, s) for t, s in pairs) if r is not None]
+        if ratios and len(t_rounds[size]) == len(s_rounds[size]) == len(ratios):
+            out[size] = (statistics.median(ratios), [min(ratios), max(ratios)])
+        else:
+            out[size] = (_ratio(t_latency[size], s_latency[size]), None)
+    return out
+
+
 def _check_side(side: Mapping[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(side, Mapping):
         raise TypeError(f"`{name}` must be a dict with a `metrics` entry, got {type(side).__name__}.")
@@ -98,14 +128,17 @@ def _check_side(side: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 def _ratios(teacher_side: Mapping[str, Any], side: Mapping[str, Any]) -> dict[str, Any]:
     t_metrics, s_metrics = teacher_side["metrics"], side["metrics"]
-    t_latency = _latency_per_example(teacher_side.get("latency"))
-    s_latency = _latency_per_example(side.get("latency"))
-    return {
+    speedups = _speedups(teacher_side.get("latency"), side.get("latency"))
+    ratios = {
         "metrics": {key: _ratio(s_metrics[key], t_metrics[key]) for key in t_metrics if key in s_metrics},
         "parameters": _ratio(side.get("parameters"), teacher_side.get("parameters")),
         "size": _ratio(side.get("size_mb"), teacher_side.get("size_mb")),
-        "speedup": {size: _ratio(t_latency[size], s_latency[size]) for size in t_latency if size in s_latency},
+        "speedup": {size: value for size, (value, _) in speedups.items()},
     }
+    ranges = {size: spread for size, (_, spread) in speedups.items() if spread is not None}
+    if ranges:
+        ratios["speedup_min_max"] = ranges
+    return ratios
 
 
 def build_report(
@@ -137,8 +170,9 @@ def build_report(
         `dict[str, Any]`: `{"teacher", "student", "ratios", "extra"}` (and `"exported"`, `"exported_ratios"` when
         `exported` is given), where `ratios` holds `metrics` (student / teacher value for each metric both sides
         report), `parameters` and `size` (student / teacher), and `speedup` (teacher / student latency per example,
-        keyed by batch size as a string); `exported_ratios` the same for the export against the teacher. A ratio
-        whose denominator is missing, zero or not finite is `None`.
+        keyed by batch size as a string; with latencies timed in interleaved rounds, the median of the rounds'
+        ratios, and `speedup_min_max` their range); `exported_ratios` the same for the export against the teacher.
+        A ratio whose denominator is missing, zero or not finite is `None`.
     """
     teacher_side, student_side = _check_side(teacher, "teacher"), _check_side(student, "student")
     report = {
@@ -164,7 +198,10 @@ def _cell(value: Any, kind: str = "metric") -> str:
     if kind == "latency":
         return f"{float(value):.2f}"
     if kind == "speedup":
-        return f"{float(value):.2f}×"
+        value, spread = value if isinstance(value, tuple) else (value, None)
+        if value is None:
+            return "–"
+        return f"{float(value):.2f}×" + (f" ({float(spread[0]):.2f}–{float(spread[1]):.2f})" if spread else "")
     if kind == "ratio":
         return f"{float(value):.3f}"
     return f"{float(value):.4f}"
@@ -213,7 +250,10 @@ def format_table(report: Mapping[str, Any]) -> str:
                 mine = _latency_per_example(side.get(field)).get(size)
                 return mine, _ratio(mine, _latency_per_example(teacher.get(field)).get(size))
             if key.startswith("speedup:"):
-                return None, side_ratios.get("speedup", {}).get(key[len("speedup:") :])
+                size = key[len("speedup:") :]
+                speedup = side_ratios.get("speedup", {}).get(size)
+                spread = side_ratios.get("speedup_min_max", {}).get(size)
+                return None, (None if speedup is None else (speedup, spread))
             return side.get(key), side_ratios.get({"size_mb": "size"}.get(key, key))
 
         t = value(teacher, {})[0]
@@ -254,7 +294,13 @@ def format_table(report: Mapping[str, Any]) -> str:
     if isinstance(latency, Mapping) and "seq_len" in latency:
         table += (
             f"\nLatency: {latency.get('device', 'cpu')}, {latency.get('num_threads', '?')} thread(s), sequence length "
-            f"{latency['seq_len']}, synthetic token ids, median of {latency.get('n_runs', '?')} runs.\n"
+            f"{latency['seq_len']}, synthetic token ids, median of {latency.get('n_runs', '?')} runs"
+            + (
+                f" per round, {latency['rounds']} rounds interleaved across the models (the median round; "
+                "speed-ups: the median of the rounds' ratios, their min–max in brackets).\n"
+                if latency.get("rounds", 1) > 1
+                else ".\n"
+            )
         )
         cpu = latency.get("cpu")
         if isinstance(cpu, Mapping):

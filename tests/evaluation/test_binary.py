@@ -79,7 +79,12 @@ def binary_recipe(tmp_path) -> dict:
         },
         "teacher": {"model": teacher, "learning_rate": 1e-3, "head_learning_rate": 1e-2, **common},
         "student": {"from_teacher_layers": [0], "alpha": 0.5, **common},
-        "evaluation": {"latency_batch_sizes": [2], "batch_size": 8, "threshold": {"sensitivity": 0.9}},
+        "evaluation": {
+            "latency_batch_sizes": [2],
+            "latency_rounds": 3,
+            "batch_size": 8,
+            "threshold": {"sensitivity": 0.9},
+        },
         "output_dir": str(tmp_path / "run"),
         "seed": 0,
     }
@@ -90,6 +95,14 @@ def test_two_class_csv_is_a_binary_task_with_triage_metrics(binary_recipe, tmp_p
     root = Path(binary_recipe["output_dir"])
     report = json.loads((root / "report.json").read_text())
     assert report["extra"]["task"] == "binary"
+    # Teacher and student timed in 3 interleaved rounds: each speed-up is the median of the rounds' ratios.
+    rounds = {
+        side: report[side]["latency"]["per_batch_size"]["2"]["rounds_ms_per_example"]
+        for side in ("teacher", "student")
+    }
+    ratios = sorted(t / s for t, s in zip(rounds["teacher"], rounds["student"], strict=True))
+    assert len(ratios) == 3 and report["ratios"]["speedup"]["2"] == pytest.approx(ratios[1])
+    assert report["ratios"]["speedup_min_max"]["2"] == pytest.approx([ratios[0], ratios[2]])
     for side in ("teacher", "student"):
         for split in ("validation", "test"):
             for metric in TRIAGE_METRICS:

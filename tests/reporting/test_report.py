@@ -392,3 +392,40 @@ def test_timings_name_the_cpu_and_its_instruction_sets(tokenizer, monkeypatch, t
     cpuinfo.write_text("model name\t: Old CPU\nflags\t\t: fpu sse sse2\n")
     bare = {**latency, "cpu": model_stats.cpu_description()}
     assert "none of AVX2, AVX-512, VNNI, AMX" in format_table(build_report({"metrics": {}, "latency": bare}, {}))
+
+
+def test_interleaved_rounds_alternate_the_models_and_give_the_median_round_and_ratio_spread():
+    from hf_kd.evaluation.model_stats import interleaved_latency
+
+    calls: list[str] = []
+    teacher_rounds, student_rounds = iter([10.0, 12.0, 30.0, 11.0, 13.0]), iter([5.0, 4.0, 15.0, 5.0, 6.0])
+
+    def timer(name, values):
+        def one_round():
+            calls.append(name)
+            ms = next(values)
+            return latency_of(b4=ms) | {
+                "per_batch_size": {"4": {"batch_size": 4, "ms_per_example": ms, "runs_ms": [4 * ms]}}
+            }
+
+        return one_round
+
+    timed = interleaved_latency({"t": timer("t", teacher_rounds), "s": timer("s", student_rounds)}, rounds=5)
+    assert calls == ["t", "s"] * 5  # one of each per round, in turn
+    teacher, student = timed["t"]["per_batch_size"]["4"], timed["s"]["per_batch_size"]["4"]
+    assert teacher["rounds_ms_per_example"] == [10.0, 12.0, 30.0, 11.0, 13.0] and timed["t"]["rounds"] == 5
+    assert teacher["ms_per_example"] == 12.0 and student["ms_per_example"] == 5.0  # the median round
+    assert teacher["ms_per_batch"] == 48.0 and teacher["runs_ms"] == [40.0, 48.0, 120.0, 44.0, 52.0]
+    report = build_report({"metrics": {}, "latency": timed["t"]}, {"metrics": {}, "latency": timed["s"]})
+    # Round by round 2, 3, 2, 2.2, 2.1667: the median of the ratios and their range, not 12 / 5 of the medians.
+    assert report["ratios"]["speedup"] == pytest.approx({"4": 13 / 6})
+    assert report["ratios"]["speedup_min_max"]["4"] == pytest.approx([2.0, 3.0])
+    table = format_table(report)
+    assert "2.17× (2.00–3.00)" in table and "5 rounds interleaved" in table
+    with pytest.raises(ValueError, match="`rounds` must be an integer >= 1, got 0"):
+        interleaved_latency({"t": timer("t", iter([1.0]))}, rounds=0)
+
+
+def test_a_single_timing_keeps_the_ratio_of_the_medians(hand_report):
+    assert "speedup_min_max" not in hand_report["ratios"]
+    assert "6.00×" in format_table(hand_report) and "rounds interleaved" not in format_table(hand_report)
