@@ -71,12 +71,15 @@ def summarize(run: Path, timing: dict[str, float], recipe: str) -> tuple[dict, s
             seconds = done.get("train_seconds", done.get("seconds"))
             stages[stage] = None if seconds is None else round(float(seconds), 1)
     sides = {"teacher": report["teacher"], "student (PyTorch fp32)": report["student"]}
+    side_ratios = {"teacher": {}, "student (PyTorch fp32)": report["ratios"]}
     if report.get("exported"):
-        sides[f"student ({report['exported'].get('format', 'exported')})"] = report["exported"]
+        name = f"student ({report['exported'].get('format', 'exported')})"
+        sides[name], side_ratios[name] = report["exported"], report["exported_ratios"]
     teacher = report["teacher"]
     rows = {}
     for name, side in sides.items():
         metrics = side.get("metrics", {})
+        ratios = side_ratios[name]
         rows[name] = {
             "validation_blurb_micro_f1": metrics.get("validation_blurb_micro_f1"),
             "test_blurb_micro_f1": metrics.get("test_blurb_micro_f1"),
@@ -84,8 +87,13 @@ def summarize(run: Path, timing: dict[str, float], recipe: str) -> tuple[dict, s
             "size_share": side["size_mb"] / teacher["size_mb"] if side.get("size_mb") else None,
             "ms_batch_1": _latency(side, "latency", "1"),
             "ms_batch_32": _latency(side, "latency", "32"),
-            "speedup_batch_32": (_latency(teacher, "latency", "32") or 0) / (_latency(side, "latency", "32") or 1),
         }
+        for size in ("1", "32"):
+            # The report's: the median of the interleaved rounds' teacher / model ratios, and their min-max (a report
+            # timed in one pass has no range: the min-max is then the ratio itself).
+            speedup = ratios.get("speedup", {}).get(size, 1.0)
+            rows[name][f"speedup_batch_{size}"] = speedup
+            rows[name][f"speedup_batch_{size}_min_max"] = ratios.get("speedup_min_max", {}).get(size, [speedup] * 2)
         rows[name]["test_share"] = rows[name]["test_blurb_micro_f1"] / teacher["metrics"]["test_blurb_micro_f1"]
     host = machine()
     lines = [
@@ -103,19 +111,24 @@ def summarize(run: Path, timing: dict[str, float], recipe: str) -> tuple[dict, s
         ),
         "",
         "| model | validation BLURB micro-F1 | test BLURB micro-F1 | % of teacher (test) | size (MB) | size / teacher "
-        "| ms/example, batch 1 | ms/example, batch 32 | × teacher, batch 32 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ms/example, batch 1 | ms/example, batch 32 | × teacher, batch 1 | batch 1 min-max | × teacher, batch 32 "
+        "| batch 32 min-max |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, row in rows.items():
+        one, many = row["speedup_batch_1_min_max"], row["speedup_batch_32_min_max"]
         lines.append(
             f"| {name} | {100 * row['validation_blurb_micro_f1']:.2f} | {100 * row['test_blurb_micro_f1']:.2f} | "
             f"{100 * row['test_share']:.1f} % | {row['size_mb']:.1f} | {100 * row['size_share']:.1f} % | "
-            f"{row['ms_batch_1']:.2f} | {row['ms_batch_32']:.2f} | {row['speedup_batch_32']:.2f}× |"
+            f"{row['ms_batch_1']:.2f} | {row['ms_batch_32']:.2f} | {row['speedup_batch_1']:.2f}× | "
+            f"{one[0]:.2f}-{one[1]:.2f} | {row['speedup_batch_32']:.2f}× | {many[0]:.2f}-{many[1]:.2f} |"
         )
+    latency = teacher.get("latency") or {}
     lines += [
         "",
-        "Latency is the report's: synthetic token ids of 64 tokens, 2 threads, the median of 5 runs in one pass (no "
-        "interleaved rounds; `benchmarks/deploy.py` times the models in interleaved rounds).",
+        f"Latency is the report's: synthetic token ids of {latency.get('seq_len')} tokens, "
+        f"{latency.get('num_threads')} threads, {latency.get('rounds', 1)} rounds interleaved across the models, "
+        f"each the median of {latency.get('n_runs')} runs; a speed-up is the median of the rounds' ratios.",
     ]
     payload = {"machine": host, "recipe": recipe, "timing": timing, "stages": stages, "models": rows}
     return payload, "\n".join(lines)
@@ -167,7 +180,7 @@ def run_seeds(options: argparse.Namespace) -> None:
         f"Mean ± std over seeds {options.seeds} (each seed fine-tunes its own teacher on its own labelled rows):",
         "",
         "| model | validation BLURB micro-F1 | test BLURB micro-F1 | % of teacher (test) | size / teacher "
-        "| × teacher, batch 32 (min-max over seeds) |",
+        "| × teacher, batch 32 (min-max over seeds' medians) |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, row in models.items():
