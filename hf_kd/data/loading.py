@@ -360,6 +360,9 @@ def _encode(
     return out
 
 
+_TOKENIZE_BATCH_ROWS = 4_000
+"""Rows tokenized per call and written per Arrow record batch."""
+
 # One page release per process and set of source files: in the workers of `datasets.map(num_proc=...)`, the text read
 # so far leaves each worker's resident memory as it tokenizes, as it does in the main process.
 _TEXT_RELEASES: dict[tuple[str, ...], PageRelease] = {}
@@ -487,6 +490,10 @@ def tokenize_for_distillation(
     tokenized = dataset.map(
         _tokenize_batch,
         batched=True,
+        # Record batches of 4,000 rows: loading the file reads each batch's header, and the kernel maps in the pages
+        # around each (about 64 KiB), so that fewer, larger batches leave less of a large file resident.
+        batch_size=_TOKENIZE_BATCH_ROWS,
+        writer_batch_size=_TOKENIZE_BATCH_ROWS,
         remove_columns=remove_columns,
         num_proc=num_proc,
         fn_kwargs={

@@ -129,6 +129,14 @@ def test_tokenizing_releases_the_text_pages_it_has_read(tmp_path, monkeypatch):
     tokenized = tokenize_for_distillation(data, tokenizer, max_length=16)
     assert source_rss() < 0.3 * size  # released every MiB of text read (without: the whole file stays resident)
     assert tokenized[123]["input_ids"] == tokenizer(texts[123], truncation=True, max_length=16)["input_ids"]
+    # Written in record batches of 4,000 rows (the last one shorter), and what loading them mapped in is released.
+    import pyarrow as pa
+    from conftest import mapped_rss
+
+    (written,) = [f["filename"] for f in tokenized.cache_files]
+    assert mapped_rss(written) < 0.05 * os.path.getsize(written)
+    with pa.memory_map(written) as stream:
+        assert [batch.num_rows for batch in pa.ipc.open_stream(stream)] == [4_000] * 7 + [2_000]
     other = data.map(lambda b: b, batched=True, cache_file_name=str(tmp_path / "other.arrow"))  # the same text
     source = other.cache_files[0]["filename"]
     release_mapped_pages([source])
