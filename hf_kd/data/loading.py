@@ -71,6 +71,10 @@ def _builder_for(path: Path) -> tuple[str, dict[str, Any]]:
     return _FILE_BUILDERS[suffix]
 
 
+_LOADED_BATCH_ROWS = 10_000
+"""Rows per record batch of the Arrow copy `datasets` makes of a data file (its default is 1,000)."""
+
+
 def _load_split_files(split: str, paths: Sequence[str | os.PathLike], cache_dir: Any = None) -> Dataset:
     """Load the files of one split with the `datasets` packaged loader matching their extension."""
     files = [Path(p) for p in paths]
@@ -88,9 +92,18 @@ def _load_split_files(split: str, paths: Sequence[str | os.PathLike], cache_dir:
     for path in files:
         _check_readable(path, split, text=builder != "parquet")
     try:
-        return load_dataset(
-            builder, data_files={split: [str(p) for p in files]}, split=split, cache_dir=cache_dir, **kwargs
+        # `datasets` writes its Arrow copy in record batches of this many rows, then loads it: reading each batch's
+        # header maps in the pages around it, which is a large part of a big file with small batches (released).
+        dataset = load_dataset(
+            builder,
+            data_files={split: [str(p) for p in files]},
+            split=split,
+            cache_dir=cache_dir,
+            writer_batch_size=_LOADED_BATCH_ROWS,
+            **kwargs,
         )
+        release_pages_of([dataset])
+        return dataset
     except ValueError as error:
         # `datasets` refuses to build a split without rows ('Instruction "x" corresponds to no data!').
         if "corresponds to no data" in str(error):

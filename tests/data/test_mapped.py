@@ -163,3 +163,22 @@ def test_hidden_labels_are_written_in_large_record_batches_and_left_unmapped(tmp
         assert [batch.num_rows for batch in pa.ipc.open_stream(source)] == [10_000] * 6  # not 60 of 1,000
     assert hidden["text"] == notes and hidden.features["labels"] == List(Value("float32"))
     assert (np.asarray(hidden["labels"]) == -100).all() and len(hidden) == 60_000
+
+
+def test_a_loaded_data_file_is_copied_in_large_record_batches_and_left_unmapped(tmp_path):
+    import json
+
+    import pyarrow as pa
+    from conftest import mapped_rss
+
+    from hf_kd.data.loading import load_data_files
+
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("".join(json.dumps({"text": f"note {i} " * 20}) + "\n" for i in range(25_000)))
+    loaded = load_data_files({"unlabeled": str(notes)}, cache_dir=str(tmp_path / "cache"))["unlabeled"]
+    (copy,) = [f["filename"] for f in loaded.cache_files]
+    assert mapped_rss(copy) < 0.05 * os.path.getsize(copy)  # loading the copy mapped its pages in: released
+    with pa.memory_map(copy) as stream:
+        sizes = [batch.num_rows for batch in pa.ipc.open_stream(stream)]
+    assert sum(sizes) == 25_000 and max(sizes) == 10_000 and len(sizes) <= 4  # not 25 batches of 1,000 rows
+    assert loaded[24_999]["text"] == "note 24999 " * 20
