@@ -60,7 +60,10 @@ def write_results(
     table and where it went."""
     out = Path(out_dir) if out_dir else RESULTS
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "date": _dt.date.today().isoformat(), **payload}
+    import __main__
+
+    script = Path(getattr(__main__, "__file__", "") or "").name or None  # the benchmark script that wrote it
+    payload = {"benchmark": name, "script": script, "date": _dt.date.today().isoformat(), **payload}
     json_path, md_path = out / f"{name}.json", out / f"{name}.md"
     json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     md_path.write_text(markdown.rstrip() + "\n")
