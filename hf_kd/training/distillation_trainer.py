@@ -205,7 +205,7 @@ class DistillationTrainer(Trainer):
                 self._signature_columns.append(column)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
-        """`Trainer`'s sampler, in the same order with memory that does not grow with a transfer set's rows.
+        """`Trainer`'s sampler, in the same order, with less memory per row of a large transfer set.
 
         With `train_sampling_strategy="group_by_length"` and no length column, the lengths of a `datasets.Dataset`'s
         token ids are read from its Arrow offsets instead of row by row in Python (the same lengths, so the same
