@@ -6,6 +6,10 @@ clean copies of the files that the kernel may drop. [`PageRelease`] drops them a
 `every_bytes` read, it tells the kernel (`madvise(MADV_DONTNEED)`) that this process no longer needs the resident
 pages of the dataset's read-only file mappings. A later read faults them in again from the page cache or the file, so
 the data read is unchanged; only the resident memory stays flat. It does nothing off Linux.
+
+The rest serves the same end: [`release_pages_of`] after `datasets` loads a file it wrote (loading reads every record
+batch's header), [`ReleaseMappedPagesCallback`] during training, [`list_lengths`] for length-grouped batches, and
+[`ShuffledIndexSampler`], a shuffled epoch's order without a Python list of every row.
 """
 
 from __future__ import annotations
