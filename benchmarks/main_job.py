@@ -6,6 +6,8 @@
         --name main_job_float16_logits -- --student.teacher_logits_dtype float16      # one field changed
     python benchmarks/main_job.py --recipe recipes/hoc/deploy_narrow_offline.yaml --seeds 42,43,44 \
         --output_dir runs/narrow-bench --name deploy_narrow_offline          # a shipped recipe as shipped, 3 seeds
+    python benchmarks/main_job.py --recipe recipes/hoc/deploy_narrow_offline.yaml --seeds 42,43,44 \
+        --general_grid 3:1e-3,1:5e-4 ...      # and its general-distillation setting chosen on validation
 
 Runs the command under `/usr/bin/time -v` (wall time, CPU time, peak resident memory), then reads the run's
 `report.json` and stage markers, and writes `benchmarks/results/main_job.json` and `main_job.md`: the wall time, each
@@ -15,7 +17,10 @@ made earlier (the command's `/usr/bin/time -v` output saved in `--time_log`) ins
 `--` are recipe overrides; with `--reuse RUN` the output folder starts as a copy of RUN, so that the stages the
 overrides do not touch (the teacher) are the same ones, and only the others run (the wall time is then theirs).
 With `--seeds`, the recipe runs once per seed (`--seed N`, into `<output_dir>-seed<N>`; each seed fine-tunes its own
-teacher on its own labelled rows), and the results hold each seed's table and the mean ± std over the seeds.
+teacher on its own labelled rows), and the results hold each seed's table and the mean ± std over the seeds. With
+`--general_grid`, each seed also runs each general-distillation setting (epochs:learning rate; the first on a fresh
+folder, the others on a copy of it that keeps its teacher and teacher logits); the setting kept is the one with the
+highest mean validation F1 of the deployed model, and only its test F1 is written.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, machine_line, write_results  # noqa: E402
@@ -151,33 +157,69 @@ def _run(recipe: str, run: Path, overrides: list[str], reuse: str | None = None)
     return _time_fields(done.stderr)
 
 
-def run_seeds(options: argparse.Namespace) -> None:
-    """One run per seed of `options.seeds`, then each model's mean ± std (sample) over the seeds."""
-    per_seed: dict[str, dict] = {}
-    lines = []
-    for seed in [int(s) for s in options.seeds.split(",")]:
-        overrides = [*options.overrides, "--seed", str(seed)]
-        run = Path(f"{options.output_dir}-seed{seed}")
-        payload, markdown = summarize(
-            run, _run(options.recipe, run, overrides), " ".join([options.recipe, *overrides])
+def _grid(options: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """The general-distillation settings of `--general_grid` as (label, recipe overrides); the recipe's own setting
+    gets no override (it runs as shipped). Without a grid: the recipe alone."""
+    if not options.general_grid:
+        return [("recipe", [])]
+    from hf_kd.recipe.config import DistillationPipelineConfig
+
+    shipped = DistillationPipelineConfig.from_yaml(ROOT / options.recipe, args=options.overrides).student
+    if not shipped.general_distillation:
+        raise SystemExit(f"--general_grid: {options.recipe} has no student.general_distillation section to vary.")
+    settings = []
+    for pair in options.general_grid.split(","):
+        epochs, lr = (float(v) for v in pair.split(":"))
+        setting = {**shipped.general_distillation, "num_train_epochs": epochs, "learning_rate": lr}
+        same = all(
+            float(shipped.general_distillation.get(k, -1)) == setting[k] for k in ("num_train_epochs", "learning_rate")
         )
-        per_seed[str(seed)] = payload
-        lines += [f"### Seed {seed}", "", markdown, ""]
+        overrides = [] if same else ["--student.general_distillation", json.dumps(setting)]
+        settings.append((f"general e{epochs:g} lr{lr:g}" + (" (as shipped)" if same else ""), overrides))
+    return settings
+
+
+def _mean_std(values: list[float]) -> dict[str, Any]:
+    return {
+        "mean": statistics.mean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "values": values,
+    }
+
+
+def run_seeds(options: argparse.Namespace) -> None:
+    """One run per seed of `options.seeds` (and per general-distillation setting of `--general_grid`: the first
+    setting on a fresh folder, the others on a copy of it, so that they share its teacher and teacher logits), then
+    each model's mean ± std (sample) over the seeds. With a grid, the setting kept is the one whose deployed model
+    (the export, else the fp32 student) has the highest mean validation F1; test F1 is read for it alone."""
+    seeds = [int(s) for s in options.seeds.split(",")]
+    grid = _grid(options)
+    runs: dict[str, dict[str, dict]] = {label: {} for label, _ in grid}
+    lines_of: dict[str, list[str]] = {label: [] for label, _ in grid}
+    for seed in seeds:
+        first = Path(f"{options.output_dir}-seed{seed}")
+        for index, (label, setting) in enumerate(grid):
+            overrides = [*options.overrides, *setting, "--seed", str(seed)]
+            run = first if index == 0 else Path(f"{first}-{label.split(' (')[0].replace(' ', '_')}")
+            timing = _run(options.recipe, run, overrides, reuse=None if index == 0 else str(first))
+            payload, markdown = summarize(run, timing, " ".join([options.recipe, *overrides]))
+            if index:
+                payload["reused"] = f"a copy of {first} (its teacher and teacher logits)"
+            runs[label][str(seed)] = payload
+            lines_of[label] += [f"### Seed {seed}", "", markdown, ""]
+    deployed = list(next(iter(runs[grid[0][0]].values()))["models"])[-1]
+    validation = {
+        label: _mean_std([p["models"][deployed]["validation_blurb_micro_f1"] for p in per_seed.values()])
+        for label, per_seed in runs.items()
+    }
+    chosen = max(validation, key=lambda label: validation[label]["mean"])  # on validation only
+    per_seed = runs[chosen]
     models: dict[str, dict] = {}
     for name in next(iter(per_seed.values()))["models"]:
-        models[name] = {}
-        for key in (
-            "validation_blurb_micro_f1",
-            "test_blurb_micro_f1",
-            "test_share",
-            "size_share",
-            "speedup_batch_32",
-        ):
-            values = [p["models"][name][key] for p in per_seed.values()]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            models[name][key] = {"mean": statistics.mean(values), "std": spread, "values": values}
+        models[name] = {key: _mean_std([p["models"][name][key] for p in per_seed.values()]) for key in SEED_KEYS}
+    teachers = "each seed fine-tunes its own teacher on its own labelled rows"
     table = [
-        f"Mean ± std over seeds {options.seeds} (each seed fine-tunes its own teacher on its own labelled rows):",
+        f"Mean ± std over seeds {options.seeds} ({teachers}):",
         "",
         "| model | validation BLURB micro-F1 | test BLURB micro-F1 | % of teacher (test) | size / teacher "
         "| × teacher, batch 32 (min-max over seeds' medians) |",
@@ -191,8 +233,34 @@ def run_seeds(options: argparse.Namespace) -> None:
             f"{row['speedup_batch_32']['mean']:.2f}× ({min(row['speedup_batch_32']['values']):.2f}-"
             f"{max(row['speedup_batch_32']['values']):.2f}) |"
         )
-    payload = {"machine": machine(), "recipe": options.recipe, "seeds": per_seed, "models": models}
-    write_results(options.name, payload, "\n".join([*table, "", *lines]), options.out)
+    payload = {
+        "machine": machine(),
+        "recipe": options.recipe,
+        "teachers": teachers,
+        "seeds": per_seed,
+        "models": models,
+    }
+    if len(grid) > 1:
+        payload["general_grid"] = {
+            label: {"overrides": setting, "validation_of_deployed": validation[label], "chosen": label == chosen}
+            for label, setting in grid
+        }
+        table = [
+            f"General-distillation settings tried ({options.general_grid}, epochs:lr), chosen on the mean validation "
+            f"BLURB micro-F1 of `{deployed}` over the seeds; test F1 is read for the chosen one only:",
+            "",
+            "| general distillation | validation BLURB micro-F1 (mean ± std) | chosen |",
+            "| --- | ---: | :---: |",
+            *(
+                f"| {label} | {100 * v['mean']:.2f} ± {100 * v['std']:.2f} | {'yes' if label == chosen else ''} |"
+                for label, v in validation.items()
+            ),
+            "",
+            f"The chosen setting, {chosen}:",
+            "",
+            *table,
+        ]
+    write_results(options.name, payload, "\n".join([*table, "", *lines_of[chosen]]), options.out)
 
 
 def main() -> None:
@@ -206,6 +274,12 @@ def main() -> None:
     parser.add_argument("--reuse", default=None, help="Start the output folder as a copy of this run folder.")
     parser.add_argument("--note", default=None, help="A sentence added under the table (how the run was made).")
     parser.add_argument("--seeds", default=None, help="Comma-separated seeds: one run per seed, and their mean.")
+    parser.add_argument(
+        "--general_grid",
+        default=None,
+        help="With --seeds: general-distillation settings as epochs:lr pairs (e.g. 3:1e-3,1:5e-4), the first run on a "
+        "fresh folder; the one kept is chosen on validation.",
+    )
     parser.add_argument("overrides", nargs="*", help="Recipe overrides (after --), e.g. --student.alpha 0.7.")
     options = parser.parse_args()
     if options.seeds:
