@@ -1,9 +1,24 @@
-"""Helpers shared by the benchmark scripts: machine description and result writing."""
+"""Helpers shared by the benchmark scripts: their common arguments and quiet logs, the machine description, the
+result writing, the pipeline arms and the interleaved timing.
+
+Every script starts the same way:
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import benchmark_parser, quiet_logs, ...
+
+    parser = benchmark_parser(__doc__, "deploy", recipe="recipes/hoc/deploy_offline.yaml", seeds="3", ...)
+    cli, rest = parser.parse_known_args()   # rest: `--section.field VALUE` recipe overrides
+    quiet_logs()
+    ...
+    write_results(cli.name, payload, markdown, cli.out)
+"""
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
+import logging
 import os
 import platform
 import statistics
@@ -13,10 +28,57 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers.utils import logging as hf_logging
 
 from hf_kd.evaluation.model_stats import cpu_description
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+
+# The arguments several benchmarks take: name -> (flag, argparse keywords). A script names the ones it takes, with
+# its default, in `benchmark_parser`.
+SHARED_ARGUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "recipe": ("--recipe", {"help": "the recipe (YAML) every run starts from"}),
+    "seeds": ("--seeds", {"help": "count (3 -> 42,43,44) or comma list"}),
+    "output_dir": ("--output_dir", {"help": "folder of the pipeline runs (they resume from their markers)"}),
+    "threads": ("--threads", {"type": int, "help": "intra-op threads (none: torch's default)"}),
+    "rounds": ("--rounds", {"type": int, "help": "interleaved timing rounds (the median is kept)"}),
+    "seq_len": ("--seq_len", {"type": int, "help": "tokens per timed example"}),
+}
+
+
+def benchmark_parser(doc: str | None, name: str, **defaults: Any) -> argparse.ArgumentParser:
+    """
+    The parser every benchmark starts from: its description (the docstring's first line), `--name` (results file
+    names, default `name`), `--out` (results folder, default `benchmarks/results`), and the shared arguments given in
+    `defaults` with their defaults (`recipe` is relative to the repository root).
+
+    Args:
+        doc (`str`, *optional*):
+            The script's docstring.
+        name (`str`):
+            The default results file name (`<name>.json`, `<name>.md`).
+        **defaults:
+            Shared argument (a key of `SHARED_ARGUMENTS`) -> its default in this script.
+
+    Returns:
+        `argparse.ArgumentParser`: The parser; the script adds its own arguments.
+    """
+    parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0] if doc else None)
+    for key, default in defaults.items():
+        if key not in SHARED_ARGUMENTS:
+            raise ValueError(f"benchmark_parser: unknown shared argument {key!r}; known: {sorted(SHARED_ARGUMENTS)}")
+        flag, spec = SHARED_ARGUMENTS[key]
+        parser.add_argument(flag, default=str(ROOT / default) if key == "recipe" else default, **spec)
+    parser.add_argument("--name", default=name, help="results file names (<name>.json and <name>.md)")
+    parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    return parser
+
+
+def quiet_logs(level: int = logging.WARNING) -> None:
+    """transformers' logs at errors only and hf_kd's from `level` up, so that a benchmark prints its table."""
+    hf_logging.set_verbosity_error()
+    logging.getLogger("hf_kd").setLevel(level)
 
 
 def machine() -> dict[str, Any]:

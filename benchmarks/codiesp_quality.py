@@ -18,16 +18,21 @@ validation. Writes `codiesp_quality.json` and `codiesp_quality.md` (numbers only
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import logging
 import sys
 from pathlib import Path
 
-from transformers.utils import logging as hf_logging
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import arms_table, machine, machine_line, parse_seeds, run_student_arms, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    arms_table,
+    benchmark_parser,
+    machine,
+    machine_line,
+    parse_seeds,
+    quiet_logs,
+    run_student_arms,
+    write_results,
+)
 
 from hf_kd.recipe.config import DistillationPipelineConfig  # noqa: E402
 
@@ -35,15 +40,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default=str(ROOT / "recipes" / "dsg_kd" / "offline.yaml"))
-    parser.add_argument("--seeds", default="1", help="count (3 -> 42,43,44) or comma list")
+    parser = benchmark_parser(
+        __doc__, "codiesp_quality", recipe="recipes/dsg_kd/offline.yaml", seeds="1", output_dir="runs/codiesp-quality"
+    )
     parser.add_argument("--hidden_loss_weight", type=float, default=1.0)
-    parser.add_argument("--output_dir", default="runs/codiesp-quality")
-    parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     cli, rest = parser.parse_known_args()
-    hf_logging.set_verbosity_error()
-    logging.getLogger("hf_kd").setLevel(logging.WARNING)
+    quiet_logs()
 
     base = DistillationPipelineConfig.from_yaml(cli.recipe, args=rest)
     hidden = {"hidden_loss_weight": cli.hidden_loss_weight, "hidden_loss": "cosine", "hidden_alignment": "mean"}
@@ -70,7 +72,7 @@ def main() -> None:
         "arms": {name: dataclasses.asdict(student) for name, student in arms.items()},
         "runs": rows,
     }
-    write_results("codiesp_quality", payload, markdown, cli.out)
+    write_results(cli.name, payload, markdown, cli.out)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ and `.md`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -23,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, machine_line, write_results  # noqa: E402
+from _common import benchmark_parser, machine, machine_line, write_results  # noqa: E402
 from transfer_scale import write_notes  # noqa: E402
 
 ARMS = ("datasets default", "hf_kd")
@@ -60,11 +59,9 @@ shutil.rmtree(cache, ignore_errors=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__, "data_file_load", rounds=2)
     parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--work", default="/tmp/hf_kd_transfer_scale", help="Folder of the notes file.")
-    parser.add_argument("--name", default="data_file_load")
     args = parser.parse_args()
     notes = write_notes(Path(args.work) / f"notes-{args.rows}.jsonl", args.rows)
     runs = []
@@ -99,7 +96,9 @@ def main() -> None:
         lines.append(
             f"| {arm} | {row['peak_gb']:.2f} | {low:.2f}-{high:.2f} | {row['after_gb']:.2f} | {row['seconds']:.0f} |"
         )
-    write_results(args.name, {"machine": info, "rows": args.rows, "runs": runs, "table": table}, "\n".join(lines))
+    write_results(
+        args.name, {"machine": info, "rows": args.rows, "runs": runs, "table": table}, "\n".join(lines), args.out
+    )
 
 
 if __name__ == "__main__":

@@ -29,9 +29,7 @@ Writes `deploy.json` and `deploy.md` (numbers only; `--name` changes the file na
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import logging
 import statistics
 import sys
 import tempfile
@@ -39,13 +37,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    benchmark_parser,
     machine,
     machine_line,
     parse_seeds,
+    quiet_logs,
     ratio_spread,
     run_student_arms,
     teacher_model,
@@ -125,21 +124,21 @@ def _gap_lines(runs: list[dict[str, Any]], seeds: list[int], suffix: str = "") -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default=str(ROOT / "recipes" / "hoc" / "deploy_offline.yaml"))
-    parser.add_argument("--seeds", default="3", help="count (3 -> 42,43,44) or comma list")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seq_len", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser = benchmark_parser(
+        __doc__,
+        "deploy",
+        recipe="recipes/hoc/deploy_offline.yaml",
+        seeds="3",
+        threads=2,
+        seq_len=128,
+        rounds=5,
+        output_dir="runs/deploy-bench",
+    )
     parser.add_argument("--no_full", action="store_true", help="skip the three arms with the full vocabulary")
     parser.add_argument("--no_timing", action="store_true", help="quality arms only (no speed and size rows)")
     parser.add_argument("--metric", default=METRIC, help="the F1 reported (micro_f1 for abstract-level HoC)")
-    parser.add_argument("--output_dir", default="runs/deploy-bench")
-    parser.add_argument("--name", default="deploy", help="results file names")
-    parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     cli, rest = parser.parse_known_args()
-    hf_logging.set_verbosity_error()
-    logging.getLogger("hf_kd").setLevel(logging.WARNING)
+    quiet_logs()
     info = machine()
 
     base = DistillationPipelineConfig.from_yaml(cli.recipe, args=rest)

@@ -27,6 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import benchmark_parser, machine, machine_line, quiet_logs, write_results  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2"
 HOC = ROOT.parent / "shared" / "data" / "hoc"
@@ -37,14 +40,13 @@ def worker(cli: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     from hf_kd.data.corpora import load_hoc
     from hf_kd.training.distributed import start_state
     from hf_kd.training.distributed import state as accelerate_state
     from hf_kd.training.teacher_cache import cache_teacher_logits
 
-    hf_logging.set_verbosity_error()
+    quiet_logs()
     import datasets
 
     datasets.disable_progress_bars()
@@ -99,21 +101,17 @@ def launch(processes: int, cli: argparse.Namespace, logits_dir: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__, "distributed_cache")
     parser.add_argument("--sequences", type=int, default=1536)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--logits_dir", help=argparse.SUPPRESS)
-    parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     cli = parser.parse_args()
     if cli.worker:
         return worker(cli)
 
     import torch
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _common import machine, machine_line, write_results
 
     info = machine()
     logits_dir = tempfile.mkdtemp(prefix="hf_kd_bench_logits_")
@@ -151,7 +149,7 @@ def main() -> None:
     ]
     markdown = "\n".join(lines)
     payload = {"machine": info, "settings": vars(cli), "runs": runs, "max_abs_difference": differences}
-    write_results("distributed_cache", payload, markdown, cli.out)
+    write_results(cli.name, payload, markdown, cli.out)
 
 
 if __name__ == "__main__":

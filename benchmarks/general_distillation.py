@@ -20,22 +20,20 @@ stage's training time.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import logging
 import statistics
 import sys
 from pathlib import Path
 
-from transformers.utils import logging as hf_logging
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    benchmark_parser,
     machine,
     machine_line,
     parse_seeds,
     per_seed_table,
+    quiet_logs,
     ratio_spread,
     run_student_arms,
     teacher_model,
@@ -78,9 +76,15 @@ def _speed(run_dir: Path, threads: int, rounds: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default=str(ROOT / "recipes" / "hoc" / "deploy_offline.yaml"))
-    parser.add_argument("--seeds", default="3", help="count (3 -> 42,43,44) or comma list")
+    parser = benchmark_parser(
+        __doc__,
+        "general_distillation",
+        recipe="recipes/hoc/deploy_offline.yaml",
+        seeds="3",
+        output_dir="runs/gd-bench",
+        threads=2,
+        rounds=5,
+    )
     parser.add_argument("--hidden_size", type=int, default=192)
     parser.add_argument("--task_hidden_weight", type=float, default=0.0)
     parser.add_argument(
@@ -93,13 +97,8 @@ def main() -> None:
         default=str(ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2"),
         help="the general stage's teacher: the pretrained model (the arms' teacher.model is the fine-tuned one)",
     )
-    parser.add_argument("--output_dir", default="runs/gd-bench")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     cli, rest = parser.parse_known_args()
-    hf_logging.set_verbosity_error()
-    logging.getLogger("hf_kd").setLevel(logging.WARNING)
+    quiet_logs()
     info = machine()
     base = DistillationPipelineConfig.from_yaml(cli.recipe, args=rest)
     metric = "blurb_micro_f1"
@@ -188,7 +187,7 @@ def main() -> None:
         "speed": speed["rows"],
         "reference_report": {k: v for k, v in report.items() if k != "config"},
     }
-    write_results("general_distillation", payload, markdown, cli.out)
+    write_results(cli.name, payload, markdown, cli.out)
 
 
 if __name__ == "__main__":

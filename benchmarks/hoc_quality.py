@@ -21,21 +21,19 @@ threshold tuned on validation. Writes `hoc_quality.json` and `hoc_quality.md` (n
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import logging
 import sys
 from pathlib import Path
-
-from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     arms_table,
+    benchmark_parser,
     machine,
     machine_line,
     parse_seeds,
     per_seed_table,
+    quiet_logs,
     run_student_arms,
     write_results,
 )
@@ -46,18 +44,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default=str(ROOT / "recipes" / "hoc" / "offline.yaml"))
-    parser.add_argument("--seeds", default="1", help="count (3 -> 42,43,44) or comma list")
+    parser = benchmark_parser(
+        __doc__, "hoc_quality", recipe="recipes/hoc/offline.yaml", seeds="1", output_dir="runs/hoc-quality"
+    )
     parser.add_argument("--pso_recipe", default=None, help="best_recipe.yaml written by `hf-kd search`")
     parser.add_argument(
         "--skip", default="", help="comma list of arms not to run, e.g. student_kd_online (it equals the cached arm)"
     )
-    parser.add_argument("--output_dir", default="runs/hoc-quality")
-    parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     cli, rest = parser.parse_known_args()
-    hf_logging.set_verbosity_error()
-    logging.getLogger("hf_kd").setLevel(logging.WARNING)
+    quiet_logs()
 
     base = DistillationPipelineConfig.from_yaml(cli.recipe, args=rest)
     metric = "blurb_micro_f1" if base.data.level == "sentence" else "micro_f1"
@@ -102,7 +97,7 @@ def main() -> None:
         "arms": {name: dataclasses.asdict(student) for name, student in arms.items()},
         "runs": rows,
     }
-    write_results("hoc_quality", payload, markdown, cli.out)
+    write_results(cli.name, payload, markdown, cli.out)
 
 
 if __name__ == "__main__":

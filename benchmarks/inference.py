@@ -10,33 +10,27 @@ classification head; the student is `hf_kd.student_from_teacher(teacher, num_lay
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
-from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, machine_line, write_results  # noqa: E402
+from _common import benchmark_parser, machine, machine_line, quiet_logs, write_results  # noqa: E402
 
 from hf_kd.evaluation.model_stats import measure_latency, model_size  # noqa: E402
 from hf_kd.training.student import student_from_teacher  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__, "inference", threads=None, seq_len=128, rounds=2)
     parser.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared"))
     parser.add_argument("--student_layers", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
-    parser.add_argument("--seq_len", type=int, default=128)
     parser.add_argument("--n_warmup", type=int, default=2)
     parser.add_argument("--n_runs", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved teacher/student rounds; median kept")
-    parser.add_argument("--out", default=None)
     cli = parser.parse_args()
-    hf_logging.set_verbosity_error()
+    quiet_logs()
     if cli.threads:
         torch.set_num_threads(cli.threads)
     threads = torch.get_num_threads()
@@ -116,7 +110,7 @@ def main() -> None:
         "target_student_batch32_speedup_ge_1.8": {"value": speedup["32"], "met": met},
         "raw_rounds": rounds,
     }
-    write_results("inference", payload, markdown, cli.out)
+    write_results(cli.name, payload, markdown, cli.out)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, machine_line, write_results  # noqa: E402
+from _common import benchmark_parser, machine, machine_line, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -264,13 +264,11 @@ def run_seeds(options: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default="recipes/hoc/deploy_offline.yaml")
-    parser.add_argument("--output_dir", default="runs/hoc-deploy-bench")
+    parser = benchmark_parser(__doc__, "main_job", output_dir="runs/hoc-deploy-bench")
+    # Relative to the repository root, where `hf-kd distill` runs: the results record the recipe as written.
+    parser.add_argument("--recipe", default="recipes/hoc/deploy_offline.yaml", help="the recipe (YAML) to run")
     parser.add_argument("--summarize", default=None, help="Summarize this run folder instead of running.")
     parser.add_argument("--time_log", default=None, help="With --summarize: the command's /usr/bin/time -v output.")
-    parser.add_argument("--name", default="main_job")
-    parser.add_argument("--out", default=None)
     parser.add_argument("--reuse", default=None, help="Start the output folder as a copy of this run folder.")
     parser.add_argument("--note", default=None, help="A sentence added under the table (how the run was made).")
     parser.add_argument("--seeds", default=None, help="Comma-separated seeds: one run per seed, and their mean.")

@@ -12,16 +12,21 @@ initialisation alone, with the teacher's head carried over). Writes `narrow_init
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import logging
 import sys
 from pathlib import Path
 
-from transformers.utils import logging as hf_logging
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, machine_line, parse_seeds, per_seed_table, run_student_arms, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    benchmark_parser,
+    machine,
+    machine_line,
+    parse_seeds,
+    per_seed_table,
+    quiet_logs,
+    run_student_arms,
+    write_results,
+)
 
 from hf_kd.recipe.config import DistillationPipelineConfig  # noqa: E402
 
@@ -42,15 +47,12 @@ def _before_training(base: DistillationPipelineConfig, student: object, root: Pa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default=str(ROOT / "recipes" / "hoc" / "deploy_offline.yaml"))
-    parser.add_argument("--seeds", default="42,", help="count (3 -> 42,43,44) or comma list")
+    parser = benchmark_parser(
+        __doc__, "narrow_init", recipe="recipes/hoc/deploy_offline.yaml", seeds="42,", output_dir="runs/deploy-bench"
+    )
     parser.add_argument("--hidden_size", type=int, default=192)
-    parser.add_argument("--output_dir", default="runs/deploy-bench")
-    parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     cli, rest = parser.parse_known_args()
-    hf_logging.set_verbosity_error()
-    logging.getLogger("hf_kd").setLevel(logging.WARNING)
+    quiet_logs()
     info = machine()
     base = DistillationPipelineConfig.from_yaml(cli.recipe, args=rest)
     metric = "blurb_micro_f1"
@@ -84,7 +86,7 @@ def main() -> None:
     lines += ["", *per_seed_table(rows, order, metric)]
     markdown = "\n".join(lines)
     payload = {"machine": info, "settings": {**vars(cli), "overrides": rest}, "runs": rows, "untrained": untrained}
-    write_results("narrow_init", payload, markdown, cli.out)
+    write_results(cli.name, payload, markdown, cli.out)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ Peak RSS per arm is sampled with psutil (falls back to `resource`). Writes `over
 
 from __future__ import annotations
 
-import argparse
 import copy
 import gc
 import logging
@@ -36,10 +35,9 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
-from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PeakRSS, machine, machine_line, write_results  # noqa: E402
+from _common import PeakRSS, benchmark_parser, machine, machine_line, quiet_logs, write_results  # noqa: E402
 
 from hf_kd import DistillationTrainer, DistillationTrainingArguments, cache_teacher_logits  # noqa: E402
 from hf_kd.data.collator import DistillationDataCollator  # noqa: E402
@@ -102,22 +100,18 @@ def build_models(hidden: int, teacher_layers: int, student_layers: int) -> tuple
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__, "overhead", seq_len=128, threads=None)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--seq_len", type=int, default=128)
     parser.add_argument("--hidden", type=int, default=384)
     parser.add_argument("--teacher_layers", type=int, default=6)
     parser.add_argument("--student_layers", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
-    parser.add_argument("--out", default=None, help="output folder (default benchmarks/results)")
     cli = parser.parse_args()
 
     if cli.threads:
         torch.set_num_threads(cli.threads)
-    hf_logging.set_verbosity_error()
-    logging.getLogger("hf_kd").setLevel(logging.ERROR)
+    quiet_logs(logging.ERROR)
 
     n = cli.steps * cli.batch_size
     train = synthetic_dataset(n, cli.seq_len, seed=1)
@@ -284,7 +278,7 @@ def main() -> None:
         "predict_ratio": pred_ratio,
         "targets": targets,
     }
-    write_results("overhead", payload, markdown, cli.out)
+    write_results(cli.name, payload, markdown, cli.out)
 
 
 if __name__ == "__main__":

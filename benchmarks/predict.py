@@ -16,7 +16,6 @@ is reported as the median over rounds with its min-max. Writes `benchmarks/resul
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, machine_line, write_results  # noqa: E402
+from _common import benchmark_parser, machine, machine_line, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,15 +132,12 @@ def compare(model: str, texts: list[str], rows: int, threads: int, batch_size: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__, "predict", threads=2, rounds=5)
     parser.add_argument("--model", default=str(ROOT / "runs" / "hoc-deploy" / "evaluation" / "export"))
     parser.add_argument("--shared", default=str(ROOT.parent / "shared"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--compare_rows", type=int, default=20_000)
-    parser.add_argument("--out", default=None, help="Results folder (default: benchmarks/results).")
     options = parser.parse_args()
     texts = hoc_sentences(Path(options.shared))
     work = ROOT / "runs" / "predict-bench"
@@ -193,7 +189,7 @@ def main() -> None:
         f"{100 * comparison['ratio_min']:.0f}-{100 * comparison['ratio_max']:.0f} %; goal: at least 80 %).",
     ]
     payload = {"machine": host, "settings": vars(options), "sizes": sizes, "comparison": comparison, "goals": goals}
-    write_results("predict", payload, "\n".join(lines), options.out)
+    write_results(options.name, payload, "\n".join(lines), options.out)
 
 
 if __name__ == "__main__":

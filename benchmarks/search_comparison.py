@@ -17,17 +17,13 @@ Extra `--section.field VALUE` arguments override the recipe as with `hf-kd`. Wri
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import logging
 import sys
 import time
 from pathlib import Path
 
-from transformers.utils import logging as hf_logging
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, machine_line, write_results  # noqa: E402
+from _common import benchmark_parser, machine, machine_line, quiet_logs, write_results  # noqa: E402
 
 from hf_kd.pipeline.recipe_search import run_search  # noqa: E402
 from hf_kd.recipe.config import DistillationPipelineConfig  # noqa: E402
@@ -36,16 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default=str(ROOT / "recipes" / "hoc" / "offline_abstract.yaml"))
+    parser = benchmark_parser(
+        __doc__, "search_comparison", recipe="recipes/hoc/offline_abstract.yaml", output_dir="runs/search-comparison"
+    )
     parser.add_argument("--n_trials", type=int, default=6)
     parser.add_argument("--n_particles", type=int, default=3)
     parser.add_argument("--backends", default="pso,random,tpe")
-    parser.add_argument("--output_dir", default="runs/search-comparison")
-    parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     cli, rest = parser.parse_known_args()
-    hf_logging.set_verbosity_error()
-    logging.getLogger("hf_kd").setLevel(logging.WARNING)
+    quiet_logs()
 
     config = DistillationPipelineConfig.from_yaml(cli.recipe, {"output_dir": cli.output_dir}, args=rest)
     backends = [b.strip() for b in cli.backends.split(",") if b.strip()]
@@ -91,7 +85,7 @@ def main() -> None:
         "settings": {**vars(cli), "overrides": rest, "search": dataclasses.asdict(config.search)},
         "rows": rows,
     }
-    write_results("search_comparison", payload, markdown, cli.out)
+    write_results(cli.name, payload, markdown, cli.out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ ones), with the min-max. Writes `benchmarks/results/shared_cpu.json` and `shared
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -21,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, machine_line, write_results  # noqa: E402
+from _common import benchmark_parser, machine, machine_line, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,11 +83,9 @@ def one(model: str, steps: int, env: dict, busy: bool, shared: bool) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__, "shared_cpu", rounds=3)
     parser.add_argument("--shared", default=str(ROOT.parent / "shared"))
-    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--out", default=None)
     options = parser.parse_args()
     model = str(Path(options.shared) / "models" / "all-MiniLM-L6-v2")
     host = machine()
@@ -116,7 +113,7 @@ def main() -> None:
             f"{median / alone:.2f}× |"
         )
     payload = {"machine": host, "settings": vars(options), "results": summary}
-    write_results("shared_cpu", payload, "\n".join(lines), options.out)
+    write_results(options.name, payload, "\n".join(lines), options.out)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ stage. Writes `benchmarks/results/<name>.json` and `.md`. Run it alone on the ma
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import shutil
@@ -37,7 +36,7 @@ import pyarrow.compute as pc
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, machine_line, write_results  # noqa: E402
+from _common import benchmark_parser, machine, machine_line, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MINILM = ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2"
@@ -230,12 +229,10 @@ def per_size(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__, "transfer_scale", rounds=3)
     parser.add_argument("--sizes", default="10000,100000,1000000", help="Unlabeled rows per run (comma-separated).")
-    parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds over the sizes (tiny teacher).")
     parser.add_argument("--no_minilm", action="store_true", help="Skip the MiniLM-teacher run at 100k rows.")
     parser.add_argument("--work", default="/tmp/hf_kd_transfer_scale", help="Folder for notes and runs.")
-    parser.add_argument("--name", default="transfer_scale", help="Results file name.")
     args = parser.parse_args()
     work = Path(args.work)
     info = machine()
@@ -277,7 +274,9 @@ def main() -> None:
         )
     if summary:
         lines += ["", ", ".join(f"{k}: {v}" for k, v in summary.items())]
-    write_results(args.name, {"machine": info, "runs": runs, "table": table, "summary": summary}, "\n".join(lines))
+    write_results(
+        args.name, {"machine": info, "runs": runs, "table": table, "summary": summary}, "\n".join(lines), args.out
+    )
 
 
 if __name__ == "__main__":

@@ -16,19 +16,24 @@ and `triage_quality.md` (numbers only).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import logging
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-from transformers.utils import logging as hf_logging
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, machine_line, parse_seeds, run_student_arms, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    RESULTS,
+    benchmark_parser,
+    machine,
+    machine_line,
+    parse_seeds,
+    quiet_logs,
+    run_student_arms,
+    write_results,
+)
 
 from hf_kd.recipe.config import DistillationPipelineConfig  # noqa: E402
 
@@ -67,16 +72,16 @@ def threshold(seed_dir: Path, arm: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default=str(ROOT / "recipes" / "dsg_kd" / "triage_offline.yaml"))
-    parser.add_argument("--seeds", default="3", help="count (3 -> 42,43,44) or comma list")
-    parser.add_argument("--output_dir", default="runs/triage-quality")
-    parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    parser = benchmark_parser(
+        __doc__,
+        "triage_quality",
+        recipe="recipes/dsg_kd/triage_offline.yaml",
+        seeds="3",
+        output_dir="runs/triage-quality",
+    )
     parser.add_argument("--table-only", action="store_true", help="rewrite the table from the runs already made")
-    parser.add_argument("--name", default="triage_quality", help="results file names")
     cli, rest = parser.parse_known_args()
-    hf_logging.set_verbosity_error()
-    logging.getLogger("hf_kd").setLevel(logging.WARNING)
+    quiet_logs()
 
     base = DistillationPipelineConfig.from_yaml(cli.recipe, args=rest)
     alone = dataclasses.replace(base.student, training={**base.student.training, "alpha": 1.0})
