@@ -214,13 +214,51 @@ PUBLIC_NAMES = {  # what `from hf_kd import ...` gave before the subpackages: ev
 }  # fmt: skip
 
 
-def test_every_public_name_still_imports_from_hf_kd_and_from_the_module_its_table_names():
+def test_every_public_name_still_imports_from_hf_kd_its_subpackage_and_its_module():
     import importlib
 
     import hf_kd
+    from hf_kd.exports import module_exports
 
     assert PUBLIC_NAMES <= set(hf_kd.__all__)
-    for name, module in hf_kd._EXPORTS.items():
-        value = getattr(hf_kd, name)
-        assert value is getattr(importlib.import_module(f"hf_kd.{module}"), name), name
-        assert (PACKAGE / Path(*module.split("."))).with_suffix(".py").is_file(), module
+    for name, subpackage in hf_kd._EXPORTS.items():
+        home = module_exports(PACKAGE / subpackage)[name]  # the module that defines it: its old import path
+        value = importlib.import_module(f"hf_kd.{subpackage}.{home}").__dict__[name]
+        assert getattr(hf_kd, name) is value, name
+        assert getattr(importlib.import_module(f"hf_kd.{subpackage}"), name) is value, name
+
+
+@pytest.mark.parametrize("subpackage", sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py")))
+def test_each_subpackage_re_exports_every_public_name_its_modules_define(subpackage):
+    import importlib
+
+    from hf_kd.exports import module_exports
+
+    package = importlib.import_module(f"hf_kd.{subpackage}")
+    modules = sorted(p.stem for p in (PACKAGE / subpackage).glob("*.py") if p.name != "__init__.py")
+    defined = {}
+    for stem in modules:
+        module = importlib.import_module(f"hf_kd.{subpackage}.{stem}")
+        for name in module.__all__:  # its functions and classes (a constant does not say where it was defined)
+            if getattr(module.__dict__[name], "__module__", None) == module.__name__:
+                defined[name] = module.__dict__[name]
+    assert set(package.__all__) == set(module_exports(PACKAGE / subpackage))
+    assert set(defined) <= set(package.__all__)
+    for name, value in defined.items():
+        assert getattr(package, name) is value, f"hf_kd.{subpackage}.{name}"
+    with pytest.raises(AttributeError, match="no_such_name"):
+        package.no_such_name  # noqa: B018
+
+
+def test_module_exports_names_the_defining_module_and_refuses_a_module_without_all(tmp_path):
+    from hf_kd.exports import module_exports
+
+    (tmp_path / "a.py").write_text("from .b import shared\n__all__ = ['mine', 'shared']\ndef mine(): ...\n")
+    (tmp_path / "b.py").write_text("__all__ = ['shared', 'LIMIT']\nLIMIT: int = 3\ndef shared(): ...\n")
+    assert module_exports(tmp_path) == {"mine": "a", "shared": "b", "LIMIT": "b"}
+    (tmp_path / "c.py").write_text("def loose(): ...\n")
+    with pytest.raises(ValueError, match=r"c\.py has no `__all__`"):
+        module_exports(tmp_path)
+    (tmp_path / "c.py").write_text("__all__ = ['mine']\ndef mine(): ...\n")
+    with pytest.raises(ValueError, match="'mine' is defined by both a.py and c.py"):
+        module_exports(tmp_path)

@@ -8,18 +8,19 @@
 | `hf_kd.search.isolation` | single-process trials inside a multi-process launch |
 
 `hf-kd search` (a recipe's search, after its teacher stages) is `hf_kd.pipeline.recipe_search.run_search`.
+
+Each module's public names (its `__all__`) are importable from here too (`from hf_kd.search import NAME`), each
+imported from its module on first use (`hf_kd.exports`).
 """
 
-from .pso import PSO_DIR, run_pso
-from .space import DEFAULT_PSO_SPACE, ParamSpec, optuna_space, parse_space
-from .swarm import DEFAULT_PSO_OPTIONS
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "DEFAULT_PSO_OPTIONS",
-    "DEFAULT_PSO_SPACE",
-    "PSO_DIR",
-    "ParamSpec",
-    "optuna_space",
-    "parse_space",
-    "run_pso",
-]
+from ..exports import lazy_exports
+
+if TYPE_CHECKING:
+    from .isolation import *  # noqa: F403
+    from .pso import *  # noqa: F403
+    from .space import *  # noqa: F403
+    from .swarm import *  # noqa: F403
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)
