@@ -36,13 +36,15 @@ ROOT = Path(__file__).resolve().parents[1]
 def _before_training(base: DistillationPipelineConfig, student: object, root: Path, metric: str) -> float:
     """Validation `metric` of a freshly built student (no training), through the pipeline's evaluation."""
     from hf_kd.pipeline.run import PipelineRun
+    from hf_kd.pipeline.stage_models import new_student
+    from hf_kd.pipeline.stages import PIPELINE
 
     teacher = dataclasses.replace(base.teacher, model=str(root / "student_3l_pruned" / "teacher" / "model"))
     config = dataclasses.replace(base, teacher=teacher, student=student, output_dir=str(root / "init_probe"))
-    run = PipelineRun(config)
+    run = PipelineRun(config, PIPELINE)
     run.teacher_path = config.teacher.model
     split = {run.validation_split: run.student_evals[run.validation_split]}
-    metrics, _ = run.evaluate(run.new_student(), run.student_tokenizer, split, Path(config.output_dir))
+    metrics, _ = run.evaluate(new_student(run), run.student_tokenizer, split, Path(config.output_dir))
     return float(metrics[run.validation_split][metric])
 
 

@@ -18,11 +18,14 @@ from ..training.distillation_config import DistillationTrainingArguments
 from ..training.distributed import barrier, is_main_process, on_cpu
 
 __all__ = [
+    "GENERAL_DEFAULTS",
+    "general_arguments",
     "is_finetuned_on",
     "label_kwargs",
     "load_classifier",
     "load_tokenizer",
     "save_trained",
+    "stage_training_args",
     "train_resuming",
     "training_args",
     "with_lora",
@@ -250,3 +253,67 @@ def save_trained(trainer: Any, folder: Path) -> str | None:
         )
     barrier()
     return str(adapter_dir) if adapter_dir is not None else None
+
+
+GENERAL_DEFAULTS = {
+    "hidden_loss_weight": 1.0,
+    "relation_loss_weight": 1.0,
+    "num_train_epochs": 3.0,
+    "learning_rate": 1.0e-3,
+    "per_device_train_batch_size": 32,
+    "warmup_steps": 0.1,
+}
+"""The general distillation's `DistillationTrainingArguments` unless `student.general_distillation` sets them: the
+setting measured on HoC (`benchmarks/general_distillation.py`; one epoch at 5e-4 did not help a 2 x 192 student)."""
+
+
+def stage_training_args(
+    config: DistillationPipelineConfig, stage: str, output_dir: Path
+) -> DistillationTrainingArguments:
+    """
+    The `DistillationTrainingArguments` of a training stage of a recipe: `teacher` (its section, `alpha=1`),
+    `student_warmup` (the student section without the distillation's own fields, `alpha=1`, `student.warmup_epochs`
+    epochs), `general_distillation` ([`general_arguments`]) or `student` (its section).
+
+    Args:
+        config ([`~hf_kd.recipe.config.DistillationPipelineConfig`]):
+            The recipe.
+        stage (`str`):
+            The stage.
+        output_dir (`Path`):
+            The stage's checkpoint folder.
+
+    Returns:
+        [`~hf_kd.DistillationTrainingArguments`]: The arguments.
+    """
+    if stage == "teacher":
+        return training_args(output_dir, config, config.teacher.training, alpha=1.0)
+    if stage == "general_distillation":
+        return general_arguments(config, output_dir)
+    if stage == "student_warmup":
+        ignored = DistillationTrainingArguments.distillation_fields()
+        warmup = {k: v for k, v in config.student.training.items() if k not in ignored}
+        return training_args(output_dir, config, warmup, alpha=1.0, num_train_epochs=config.student.warmup_epochs)
+    if stage != "student":
+        raise ValueError(
+            f"{stage!r} is not a training stage (teacher, general_distillation, student_warmup, student)."
+        )
+    return training_args(output_dir, config, config.student.training)
+
+
+def general_arguments(config: DistillationPipelineConfig, output_dir: Path) -> DistillationTrainingArguments:
+    """
+    The general distillation's `DistillationTrainingArguments`: [`GENERAL_DEFAULTS`], then the fields of
+    `student.general_distillation` (but its `teacher`), `alpha=1`.
+
+    Args:
+        config ([`~hf_kd.recipe.config.DistillationPipelineConfig`]):
+            The recipe.
+        output_dir (`Path`):
+            The stage's checkpoint folder.
+
+    Returns:
+        [`~hf_kd.DistillationTrainingArguments`]: The arguments.
+    """
+    fields = {k: v for k, v in (config.student.general_distillation or {}).items() if k != "teacher"}
+    return training_args(output_dir, config, {**GENERAL_DEFAULTS, **fields}, alpha=1.0)

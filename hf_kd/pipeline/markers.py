@@ -14,7 +14,6 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -249,117 +248,6 @@ class RunLock:
 STARTED_FILE = "STARTED.json"
 """Written when a training stage starts, with its fingerprint: its checkpoints were made from these inputs."""
 
-# Student fields that only the distillation reads (the hard-label warm-up ignores them).
-DISTILLATION_ONLY = (
-    "alpha", "temperature", "single_label_distillation_loss", "multi_label_distillation_loss", "hidden_loss_weight",
-    "hidden_loss", "hidden_alignment", "layer_mapping", "attention_loss_weight", "online_teacher",
-    "keep_teacher_logits", "relation_loss_weight", "num_relation_heads",
-)  # fmt: skip
-
-# Student fields the general-distillation stage is made from (the student's architecture and its own settings).
-GENERAL_STUDENT_FIELDS = (
-    "model", "from_teacher_layers", "num_layers", "tokenizer", "prune_vocabulary", "hidden_size", "intermediate_size",
-    "narrow_init", "general_distillation",
-)  # fmt: skip
-
-
-def stage_fingerprints(config: Any) -> dict[str, dict[str, Any]]:
-    """
-    What each pipeline stage is made from, and its fingerprint (the upstream stage's fingerprint is one of its inputs).
-
-    Args:
-        config (`hf_kd.recipe.config.DistillationPipelineConfig`):
-            The recipe.
-
-    Returns:
-        `dict[str, dict]`: Stage -> `{"fingerprint": str, "inputs": {part: digest}, "after": (stage, ...)}`, `after`
-        naming the stages it is made from. `general_distillation` is there only when the recipe runs it.
-    """
-    # The transfer set is an input of the teacher's logits and after, not of the teacher's fine-tuning.
-    transfer_fields = ("unlabeled_files", "unlabeled_from_corpus")
-    data = {
-        k: v for k, v in asdict(config.data).items() if k not in ("keep_cache", "max_unknown_rate", *transfer_fields)
-    }
-    files = {split: files_identity(path) for split, path in (config.data.data_files or {}).items()}
-    data_fp = digest(data, config.seed, files_identity(config.data.path), files)
-    transfer = [config.data.unlabeled_from_corpus, [files_identity(p) for p in config.data.unlabeled_files or []]]
-    teacher = asdict(config.teacher)
-    # `teacher_logits_dtype` is an input of the logits' stage (and so of the later ones) only when it is not the
-    # default: the fingerprints of float32 runs stay what they were before the field existed.
-    logits_dtype = config.student.teacher_logits_dtype
-    skipped = ("training", "teacher_logits_dtype")
-    student = {k: v for k, v in asdict(config.student).items() if k not in skipped} | dict(config.student.training)
-    warmup = {k: v for k, v in student.items() if k not in DISTILLATION_ONLY}
-    gate = ("gate_metric", "min_teacher_metric")  # read after the teacher's evaluation, not inputs of a stage
-    evaluation = {k: v for k, v in asdict(config.evaluation).items() if k not in gate}
-    student_model = files_identity(config.student.model)
-    inputs: dict[str, dict[str, Any]] = {}
-
-    def stage(name: str, after: tuple[str, ...] = (), **parts: Any) -> str:
-        fingerprint = digest(name, parts)
-        inputs[name] = {"fingerprint": fingerprint, "inputs": {k: digest(v) for k, v in parts.items()}, "after": after}
-        return fingerprint
-
-    # General distillation: the pretrained teacher, the student's architecture and the text; not the fine-tuning.
-    architecture = {k: v for k, v in student.items() if k in GENERAL_STUDENT_FIELDS}
-    general = config.student.general_distillation
-    general_fp = (
-        stage(
-            "general_distillation",
-            data=data_fp,
-            transfer=transfer,
-            teacher=files_identity(general.get("teacher") or config.teacher.model),
-            student=architecture,
-            model=student_model,
-        )
-        if general is not None and general.get("model") is None
-        else digest(general, files_identity((general or {}).get("model")))
-    )
-    teacher_fp = stage("teacher", data=data_fp, teacher=teacher, model=files_identity(config.teacher.model))
-    stage("teacher_eval", ("teacher",), teacher=teacher_fp, threshold=config.evaluation.threshold)
-    # The cached dataset holds the student's token ids too: its tokenizer (pruned or not) is an input.
-    student_tokenizer: Any = student_model
-    if config.student.tokenizer is not None:
-        student_tokenizer = [student_tokenizer, files_identity(config.student.tokenizer)]
-    if config.student.prune_vocabulary:
-        student_tokenizer = [student_tokenizer, "pruned"]
-    logits_fp = stage(
-        "teacher_logits",
-        ("teacher",),
-        teacher=teacher_fp,
-        student_tokenizer=student_tokenizer,
-        data=data_fp,
-        transfer=transfer,
-        **({} if logits_dtype == "float32" else {"logits_dtype": logits_dtype}),
-    )
-    general_after = ("general_distillation",) if "general_distillation" in inputs else ()
-    warm_fp = stage(
-        "student_warmup",
-        ("teacher_logits", *general_after),
-        teacher_logits=logits_fp,
-        student=warmup,
-        model=student_model,
-        general=general_fp,
-    )
-    upstream = ("student_warmup",) if config.student.warmup_epochs else ("teacher_logits", *general_after)
-    student_fp = stage(
-        "student",
-        upstream,
-        upstream=warm_fp if config.student.warmup_epochs else logits_fp,
-        student=student,
-        model=student_model,
-        general=general_fp,
-    )
-    stage(
-        "evaluation",
-        ("student", "teacher_eval"),
-        student=student_fp,
-        teacher_eval=inputs["teacher_eval"]["fingerprint"],
-        evaluation=evaluation,
-        ids=config.data.id_column,  # read by the predictions of an unlabeled test split only
-    )
-    return inputs
-
 
 def write_started(stage_dir: Path, fingerprint: Mapping[str, Any]) -> None:
     """
@@ -369,7 +257,7 @@ def write_started(stage_dir: Path, fingerprint: Mapping[str, Any]) -> None:
         stage_dir (`Path`):
             The stage's folder.
         fingerprint (`Mapping[str, Any]`):
-            Its entry of [`stage_fingerprints`].
+            Its entry of `hf_kd.pipeline.stage.stage_fingerprints`.
     """
     stage_dir.mkdir(parents=True, exist_ok=True)
     (stage_dir / STARTED_FILE).write_text(json.dumps(dict(fingerprint)), encoding="utf-8")
@@ -380,7 +268,7 @@ def changed_stages(
 ) -> list[tuple[str, list[str]]]:
     """
     The stages of a run folder that were made (or started) from other inputs, and every existing stage made after
-    one of them (its `after` stages in [`stage_fingerprints`]).
+    one of them (its `after` stages in `hf_kd.pipeline.stage.stage_fingerprints`).
 
     Args:
         root (`Path`):
@@ -388,7 +276,7 @@ def changed_stages(
         stages (`tuple[str, ...]`):
             The stages, in order.
         fingerprints (`Mapping[str, Mapping[str, Any]]`):
-            From [`stage_fingerprints`].
+            From `hf_kd.pipeline.stage.stage_fingerprints`.
 
     Returns:
         `list[tuple[str, list[str]]]`: Each stage to recompute, with the inputs that changed (`"upstream"` when an

@@ -11,9 +11,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+from transformers import AutoConfig
+
+from ..data.alignment import same_tokenization
+from ..data.coverage import check_unknown_rates, sample_texts, unknown_token_rate
 from ..evaluation.model_stats import usable_positions
 from ..evaluation.task_metrics import default_metric, metric_names
+from ..recipe.config import DistillationPipelineConfig
 from ..training.intermediate import layer_count
+from ..training.model_files import diagnose_model_folder
+from .builders import general_arguments, stage_training_args
+from .splits import RecipeSplits
 
 __all__ = ["check_language", "check_model_path", "check_run"]
 
@@ -37,9 +45,6 @@ def check_model_path(name: str, field: str) -> Any:
     Raises:
         `ValueError`: When a local path does not exist, or no config can be loaded from `name`.
     """
-    from transformers import AutoConfig
-
-    from ..training.model_files import diagnose_model_folder
 
     path = Path(os.path.expanduser(name))
     looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
@@ -77,7 +82,6 @@ def check_language(config: Any, splits: Any, teacher_tokenizer: Any, student_tok
     Raises:
         `ValueError`: Naming the tokenizer, the split and the rate, when a rate is above `data.max_unknown_rate`.
     """
-    from ..data.coverage import check_unknown_rates, sample_texts, unknown_token_rate
 
     data = config.data
     sides = {"teacher": (teacher_tokenizer, data.teacher_text_column or data.text_column, config.teacher.tokenizer)}
@@ -115,12 +119,9 @@ def _check_length(length: int | None, config: Any, tokenizer: Any, field: str, m
         )
 
 
-def _check_general(run: Any) -> None:
+def _check_general(config: DistillationPipelineConfig, student_tokenizer: Any, distill_teacher_tokenizer: Any) -> None:
     """`student.general_distillation`: its training arguments and teacher, or the reused model's folder."""
-    from ..data.alignment import same_tokenization
-    from .stage_models import general_arguments
-
-    settings = run.config.student.general_distillation
+    settings = config.student.general_distillation
     if settings is None:
         return
     if not isinstance(settings, dict):
@@ -133,13 +134,11 @@ def _check_general(run: Any) -> None:
             )
         if not (Path(settings["model"]) / "model.safetensors").is_file():
             raise ValueError(f"`student.general_distillation.model`: no model.safetensors in {settings['model']!r}.")
-        from ..training.model_files import diagnose_model_folder
-
         if (problem := diagnose_model_folder(settings["model"])) is not None:
             raise ValueError(f"`student.general_distillation.model`: {problem}.")
         return
     try:
-        args = general_arguments(run.config, Path(run.config.output_dir))
+        args = general_arguments(config, Path(config.output_dir))
     except (ValueError, TypeError) as error:
         raise ValueError(f"`student.general_distillation`: {error}") from None
     if not args.uses_intermediate_losses:
@@ -147,10 +146,10 @@ def _check_general(run: Any) -> None:
             "`student.general_distillation` sets `hidden_loss_weight` and `relation_loss_weight` to 0: it would "
             "learn nothing (it has no labels and no logit term)."
         )
-    data = run.config.data
+    data = config.data
     if args.relation_loss_weight > 0 and (
         data.teacher_text_column not in (None, data.text_column)
-        or not same_tokenization(run.student_tokenizer, run.distill_teacher_tokenizer)
+        or not same_tokenization(student_tokenizer, distill_teacher_tokenizer)
     ):
         raise ValueError(
             "`student.general_distillation`: the relation term compares token positions, but the teacher reads other "
@@ -159,7 +158,7 @@ def _check_general(run: Any) -> None:
         )
     if settings.get("teacher") is not None:
         own = check_model_path(str(settings["teacher"]), "student.general_distillation.teacher")
-        main = check_model_path(str(run.config.teacher.model), "teacher.model")
+        main = check_model_path(str(config.teacher.model), "teacher.model")
         keys = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads")
         differ = [k for k in keys if getattr(own, k, None) != getattr(main, k, None)]
         if differ:
@@ -170,7 +169,14 @@ def _check_general(run: Any) -> None:
             )
 
 
-def check_run(run: Any) -> None:
+def check_run(
+    config: DistillationPipelineConfig,
+    splits: RecipeSplits,
+    teacher_tokenizer: Any,
+    student_tokenizer: Any,
+    distill_teacher_tokenizer: Any,
+    grouped: bool = False,
+) -> None:
     """
     Check a pipeline run before its first stage; raise a `ValueError` naming the field at fault.
 
@@ -180,19 +186,28 @@ def check_run(run: Any) -> None:
     metrics are metrics the task reports; every evaluation split has examples; `student.general_distillation`.
 
     Args:
-        run (`hf_kd.pipeline.run.PipelineRun`):
-            The run, with its data loaded and tokenizers built.
+        config ([`~hf_kd.recipe.config.DistillationPipelineConfig`]):
+            The recipe.
+        splits ([`~hf_kd.pipeline.splits.RecipeSplits`]):
+            Its splits (task, label names, evaluated splits).
+        teacher_tokenizer (`PreTrainedTokenizerBase`):
+            The teacher's tokenizer.
+        student_tokenizer (`PreTrainedTokenizerBase`):
+            The student's (pruned when the recipe prunes).
+        distill_teacher_tokenizer (`PreTrainedTokenizerBase`):
+            The tokenizer the teacher reads during the distillation.
+        grouped (`bool`, *optional*, defaults to `False`):
+            Whether the training rows come in groups (HoC's sentences of an abstract): the metrics it reports.
     """
-    config = run.config
     for stage in ("teacher", "student_warmup", "student"):
         if stage == "student_warmup" and not config.student.warmup_epochs:
             continue
         section = "teacher" if stage == "teacher" else "student"
         try:
-            run.training_arguments(stage, Path(config.output_dir) / stage / "checkpoints")
+            stage_training_args(config, stage, Path(config.output_dir) / stage / "checkpoints")
         except (ValueError, TypeError) as error:
             raise ValueError(f"`{section}` section: {error}") from None
-    _check_general(run)
+    _check_general(config, student_tokenizer, distill_teacher_tokenizer)
     teacher_config = check_model_path(str(config.teacher.model), "teacher.model")
     n_teacher = layer_count(teacher_config)
     student = config.student
@@ -215,23 +230,24 @@ def check_run(run: Any) -> None:
     _check_length(
         data.teacher_max_length or data.max_length,
         teacher_config,
-        run.teacher_tokenizer,
+        teacher_tokenizer,
         "data.teacher_max_length" if data.teacher_max_length else "data.max_length",
         "teacher",
     )
-    _check_length(data.max_length, student_config, run.student_tokenizer, "data.max_length", "student")
+    _check_length(data.max_length, student_config, student_tokenizer, "data.max_length", "student")
 
-    names = metric_names(run.task, run.label_names, grouped=run.grouped)
-    gate = config.evaluation.gate_metric or default_metric(run.task, run.grouped)
+    task = splits.task
+    names = metric_names(task, splits.label_names, grouped=grouped)
+    gate = config.evaluation.gate_metric or default_metric(task, grouped)
     if config.evaluation.min_teacher_metric is not None and gate is None:
-        raise ValueError(f"A {run.task} task has no default gate metric: set `evaluation.gate_metric`.")
+        raise ValueError(f"A {task} task has no default gate metric: set `evaluation.gate_metric`.")
     checks = [("evaluation.gate_metric", config.evaluation.gate_metric), ("search.metric", config.search.metric)]
     for field, metric in checks:
         if metric is not None and metric not in names:
             raise ValueError(
-                f"`{field}` is {metric!r}, which a {run.task} task does not report; its metrics are "
+                f"`{field}` is {metric!r}, which a {task} task does not report; its metrics are "
                 f"{', '.join(n for n in names if not n.startswith('f1_'))} and the per-label f1_<label>."
             )
-    for name, dataset in run.splits.evals.items():
+    for name, dataset in splits.evals.items():
         if len(dataset) == 0:
             raise ValueError(f"The {name!r} split has no example to evaluate.")

@@ -10,9 +10,10 @@ from typing import Any
 from ..evaluation.task_metrics import default_metric
 from ..recipe.config import DistillationPipelineConfig
 from ..training.distributed import barrier, is_main_process, start_state
+from .context import PipelineRun
 from .markers import RunLock
-from .run import PipelineRun
-from .stage_models import run_general_distillation
+from .stage_models import new_student
+from .stages import PIPELINE
 
 __all__ = ["run_search"]
 
@@ -67,17 +68,16 @@ def run_search(
 
 def _run_search(config: DistillationPipelineConfig, n_trials: int | None, n_particles: int | None) -> Any:
     search, backend = config.search, config.search.backend
-    run = PipelineRun(config)
+    run = PipelineRun(config, PIPELINE)
     run.start()
-    run.general_model = run_general_distillation(run)
-    run.run_teacher()
-    run.run_teacher_eval()
-    train = run.run_teacher_logits()
+    for stage in PIPELINE[: [s.name for s in PIPELINE].index("teacher_logits") + 1]:  # up to the teacher's logits
+        stage.run(run)
+    train = run.logits
     metric = search.metric or default_metric(run.task, run.grouped)
     # PSO keeps its state in search/pso/; an Optuna search's trial folders go to search/<backend>/.
     search_dir = run.root / "search" if backend == "pso" else run.root / "search" / backend
     # A zero-argument `model_init`: Trainer passes the trial to a one-argument one.
-    trainer = run.distillation_trainer(search_dir, train, model_init=lambda: run.new_student())
+    trainer = run.distillation_trainer(search_dir, train, model_init=lambda: new_student(run))
     args = trainer.args
     key = f"eval_{metric}"
 

@@ -15,7 +15,9 @@ from typing import Any
 from ..constants import BINARY, MULTI_LABEL
 from ..evaluation.model_stats import interleaved_latency, measure_latency, model_size
 from ..reporting.report import build_report, jsonable, print_report, write_report
+from ..training.distributed import is_main_process
 from .builders import training_args
+from .context import PipelineRun
 from .evaluation import headline, result_summary
 
 __all__ = ["push_student", "save_predictions", "write_run_report"]
@@ -28,7 +30,7 @@ def _numeric(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 def write_run_report(
-    run: Any,
+    run: PipelineRun,
     student: Any,
     student_dir: str,
     teacher_metrics: dict[str, dict[str, float]],
@@ -44,7 +46,7 @@ def write_run_report(
     (`evaluation.model_card`).
 
     Args:
-        run (`hf_kd.pipeline.run.PipelineRun`):
+        run ([`~hf_kd.pipeline.context.PipelineRun`]):
             The run: its recipe, folders, tokenizers, teacher and label space.
         student (`PreTrainedModel`):
             The distilled student.
@@ -151,7 +153,7 @@ MIN_CURVE_POINTS = 5
 """Training curves are drawn from this many logged losses on (fewer make no curve)."""
 
 
-def _plots(run: Any, teacher_metrics: Any, student_metrics: Any, folder: Path) -> list[str]:
+def _plots(run: PipelineRun, teacher_metrics: Any, student_metrics: Any, folder: Path) -> list[str]:
     """The evaluation stage's figures: training curves, F1 per label or class, and the binary curves."""
     import numpy as np
 
@@ -188,7 +190,13 @@ def _plots(run: Any, teacher_metrics: Any, student_metrics: Any, folder: Path) -
 
 
 def _model_card(
-    run: Any, student: Any, student_dir: str, teacher: Any, student_metrics: Any, teacher_metrics: Any, report: Any
+    run: PipelineRun,
+    student: Any,
+    student_dir: str,
+    teacher: Any,
+    student_metrics: Any,
+    teacher_metrics: Any,
+    report: Any,
 ) -> None:
     from ..reporting.card_data import card_data_from_trainer
     from ..reporting.model_card import write_model_card
@@ -224,8 +232,6 @@ def save_predictions(folder: Path, outputs: Mapping[str, Mapping[str, Any]]) -> 
             Split -> `{"probs", "labels"}` (from `hf_kd.pipeline.evaluation.evaluate_splits`).
     """
     import numpy as np
-
-    from ..training.distributed import is_main_process
 
     if is_main_process() and outputs:
         folder.mkdir(parents=True, exist_ok=True)
@@ -271,13 +277,13 @@ def write_unlabeled_predictions(
     write_records(path, records, task, label_names)
 
 
-def predict_unlabeled(run: Any, student: Any, folder: Path, threshold: float | None) -> dict[str, str]:
+def predict_unlabeled(run: PipelineRun, student: Any, folder: Path, threshold: float | None) -> dict[str, str]:
     """
     The student's predictions on each unlabeled split of a run that has no metrics (an unlabeled test split),
     written by [`write_unlabeled_predictions`] to `folder/predictions_<split>.jsonl`.
 
     Args:
-        run (`hf_kd.pipeline.run.PipelineRun`):
+        run ([`~hf_kd.pipeline.context.PipelineRun`]):
             The run.
         student (`PreTrainedModel`):
             The student.
@@ -289,7 +295,6 @@ def predict_unlabeled(run: Any, student: Any, folder: Path, threshold: float | N
     Returns:
         `dict[str, str]`: Split -> the file written.
     """
-    from ..training.distributed import is_main_process
     from .evaluation import predict_logits
 
     written = {}
@@ -308,14 +313,14 @@ def predict_unlabeled(run: Any, student: Any, folder: Path, threshold: float | N
     return written
 
 
-def push_student(run: Any, student_dir: str) -> str | None:
+def push_student(run: PipelineRun, student_dir: str) -> str | None:
     """
     Push the final student folder (weights in safetensors, tokenizer, the distillation card as `README.md`; not the
     pickled `training_args.bin`) to the Hub, once, when the student section names a `hub_model_id` or sets
     `push_to_hub`.
 
     Args:
-        run (`hf_kd.pipeline.run.PipelineRun`):
+        run ([`~hf_kd.pipeline.context.PipelineRun`]):
             The run.
         student_dir (`str`):
             The student's folder, after its card was written.

@@ -26,19 +26,10 @@ from ..recipe.config import DistillationPipelineConfig
 from ..training.distributed import state
 
 __all__ = [
-    "hold_out_validation",
-    "labelled_split",
-    "load_recipe_data",
-    "model_columns",
-    "recipe_splits",
-    "RecipeSplits",
-    "subset",
-    "tokenize_side",
-    "tokenize_splits",
-    "tokenizer_processes",
-    "TOKENIZE_ROWS_PER_PROCESS",
-    "transfer_set",
-]
+    "RecipeSplits", "TOKENIZE_ROWS_PER_PROCESS", "TokenizedSplits", "hold_out_validation", "labelled_split",
+    "load_recipe_data", "model_columns", "recipe_splits", "subset", "tokenize_side", "tokenize_splits",
+    "tokenizer_processes", "transfer_set",
+]  # fmt: skip
 
 
 TOKENIZE_ROWS_PER_PROCESS = 50_000
@@ -526,9 +517,35 @@ def tokenizer_processes(rows: int) -> int | None:
     return processes if processes > 1 else None
 
 
+@dataclass
+class TokenizedSplits:
+    """
+    The tokenized columns each model of a run reads ([`tokenize_splits`]).
+
+    Args:
+        teacher_train (`Dataset`):
+            The labelled training rows, in the teacher's tokens (its fine-tuning).
+        teacher_evals (`dict[str, Dataset]`):
+            Split -> the evaluated rows in the teacher's tokens.
+        student_train (`Dataset`):
+            [`RecipeSplits.distilled`] in the student's tokens, with the teacher's side and the word alignment when
+            the tokenizers differ.
+        student_evals (`dict[str, Dataset]`):
+            Split -> the evaluated rows in the student's tokens.
+        student_predict (`dict[str, Dataset]`):
+            Split -> the unlabeled rows the student predicts.
+    """
+
+    teacher_train: Any
+    teacher_evals: dict[str, Any]
+    student_train: Any
+    student_evals: dict[str, Any]
+    student_predict: dict[str, Any]
+
+
 def tokenize_splits(
     splits: RecipeSplits, data: Any, teacher_tokenizer: Any, student_tokenizer: Any, distill_teacher_tokenizer: Any
-) -> dict[str, Any]:
+) -> TokenizedSplits:
     """
     The tokenized columns each model of a run reads, from its [`RecipeSplits`].
 
@@ -545,9 +562,7 @@ def tokenize_splits(
             The tokenizer the teacher reads during the distillation (`teacher_*` columns unless it is the student's).
 
     Returns:
-        `dict[str, Any]`: `teacher_train` (labelled rows), `teacher_evals` and `student_evals` (split -> dataset),
-        `student_predict` (the unlabeled test split) and `student_train` ([`RecipeSplits.distilled`], with the
-        teacher's side and word alignment when the tokenizers differ).
+        [`TokenizedSplits`]: The datasets of each model.
     """
     from ..data.loading import tokenize_for_distillation
 
@@ -572,10 +587,10 @@ def tokenize_splits(
         remove_text=True,
         num_proc=tokenizer_processes(len(distilled_rows)),
     )
-    return {
-        "teacher_train": model_columns(teacher_side(splits.train)),
-        "teacher_evals": {name: teacher_side(dataset) for name, dataset in splits.evals.items()},
-        "student_evals": {name: student_side(dataset) for name, dataset in splits.evals.items()},
-        "student_predict": {name: student_side(dataset) for name, dataset in splits.predict.items()},
-        "student_train": model_columns(distilled),
-    }
+    return TokenizedSplits(
+        teacher_train=model_columns(teacher_side(splits.train)),
+        teacher_evals={name: teacher_side(dataset) for name, dataset in splits.evals.items()},
+        student_train=model_columns(distilled),
+        student_evals={name: student_side(dataset) for name, dataset in splits.evals.items()},
+        student_predict={name: student_side(dataset) for name, dataset in splits.predict.items()},
+    )

@@ -8,8 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..constants import STUDENT_INPUT_COLUMNS
-from .builders import load_classifier
+from ..constants import LABELS_COLUMN, STUDENT_INPUT_COLUMNS
+from ..training.distillation_trainer import DistillationTrainer
+from ..training.narrow import narrow_student_from_teacher
+from ..training.student import load_encoder, student_from_teacher
+from ..training.vocabulary import prune_embeddings
+from .builders import GENERAL_DEFAULTS, general_arguments, load_classifier, with_lora
+from .context import PipelineRun
+from .evaluation import evaluate_splits
+from .splits import model_columns
 
 __all__ = [
     "GENERAL_DEFAULTS",
@@ -17,27 +24,17 @@ __all__ = [
     "calibration_batch",
     "export_student",
     "general_arguments",
+    "new_student",
     "run_general_distillation",
 ]
 
-GENERAL_DEFAULTS = {
-    "hidden_loss_weight": 1.0,
-    "relation_loss_weight": 1.0,
-    "num_train_epochs": 3.0,
-    "learning_rate": 1.0e-3,
-    "per_device_train_batch_size": 32,
-    "warmup_steps": 0.1,
-}
-"""The general distillation's `DistillationTrainingArguments` unless `student.general_distillation` sets them: the
-setting measured on HoC (`benchmarks/general_distillation.py`; one epoch at 5e-4 did not help a 2 x 192 student)."""
 
-
-def calibration_batch(run: Any, size: int = 256) -> dict[str, Any]:
+def calibration_batch(run: PipelineRun, size: int = 256) -> dict[str, Any]:
     """
     The first `size` training sequences of a pipeline run as one padded teacher batch (a narrow student's PCA basis).
 
     Args:
-        run (`hf_kd.pipeline.run.PipelineRun`):
+        run ([`~hf_kd.pipeline.context.PipelineRun`]):
             The run.
         size (`int`, *optional*, defaults to 256):
             Number of sequences.
@@ -51,7 +48,7 @@ def calibration_batch(run: Any, size: int = 256) -> dict[str, Any]:
     return dict(run.teacher_tokenizer.pad(features, padding=True, return_tensors="pt"))
 
 
-def build_student(run: Any, warm_model: str | None = None, teacher: Any = None) -> Any:
+def build_student(run: PipelineRun, warm_model: str | None = None, teacher: Any = None) -> Any:
     """
     The student of a pipeline run, before LoRA: loaded from `warm_model` (the warm-up's, already pruned) or
     `student.model`, or built from the teacher's layers (narrow when `student.hidden_size` is set,
@@ -59,7 +56,7 @@ def build_student(run: Any, warm_model: str | None = None, teacher: Any = None) 
     then its encoder replaced by the general distillation's (`run.general_model`) unless `teacher` is given.
 
     Args:
-        run (`hf_kd.pipeline.run.PipelineRun`):
+        run ([`~hf_kd.pipeline.context.PipelineRun`]):
             The run: its recipe, label space, teacher and kept token ids.
         warm_model (`str`, *optional*):
             A saved student to continue from.
@@ -77,8 +74,6 @@ def build_student(run: Any, warm_model: str | None = None, teacher: Any = None) 
     if config.model is not None:
         model = load_classifier(config.model, run.label_names, run.problem_type, seed=seed)
     elif config.hidden_size is not None:
-        from ..training.narrow import narrow_student_from_teacher
-
         model = narrow_student_from_teacher(
             source,
             config.hidden_size,
@@ -90,43 +85,33 @@ def build_student(run: Any, warm_model: str | None = None, teacher: Any = None) 
             seed=seed,
         )
     else:
-        from ..training.student import student_from_teacher
-
         model = student_from_teacher(source, layers=config.from_teacher_layers, num_layers=config.num_layers)
     if config.model is None:
         model.config.hf_kd_teacher = run.teacher_name
     if run.kept_token_ids is not None:
-        from ..training.vocabulary import prune_embeddings
-
         model = prune_embeddings(model, run.kept_token_ids)
     if teacher is None and run.general_model is not None:
-        from ..training.student import load_encoder
-
         model = load_encoder(model, run.general_model)
     return model
 
 
-def general_arguments(config: Any, output_dir: Path) -> Any:
+def new_student(run: PipelineRun, warm_model: str | None = None) -> Any:
     """
-    The general distillation's `DistillationTrainingArguments`: [`GENERAL_DEFAULTS`], then the fields of
-    `student.general_distillation` (but its `teacher`), `alpha=1`.
+    A fresh student of the run ([`build_student`]), with LoRA when `student.lora` is set.
 
     Args:
-        config (`hf_kd.recipe.config.DistillationPipelineConfig`):
-            The recipe.
-        output_dir (`Path`):
-            The stage's checkpoint folder.
+        run ([`~hf_kd.pipeline.context.PipelineRun`]):
+            The run.
+        warm_model (`str`, *optional*):
+            A saved student to continue from (the warm-up's).
 
     Returns:
-        `DistillationTrainingArguments`: The arguments.
+        `PreTrainedModel`: The student.
     """
-    from .builders import training_args
-
-    fields = {k: v for k, v in (config.student.general_distillation or {}).items() if k != "teacher"}
-    return training_args(output_dir, config, {**GENERAL_DEFAULTS, **fields}, alpha=1.0)
+    return with_lora(build_student(run, warm_model), run.config.student.lora, "student", run.config.seed)
 
 
-def run_general_distillation(run: Any) -> str | None:
+def run_general_distillation(run: PipelineRun) -> str | None:
     """
     The pipeline's optional first stage, `general_distillation` (`student.general_distillation`): build the student
     from the pretrained teacher (`teacher.model`, or the section's `teacher`, e.g. the base an already fine-tuned
@@ -136,16 +121,12 @@ def run_general_distillation(run: Any) -> str | None:
     ([`~hf_kd.training.student.load_encoder`]); `model: <path>` in the section reuses another run's output instead.
 
     Args:
-        run (`hf_kd.pipeline.run.PipelineRun`):
+        run ([`~hf_kd.pipeline.context.PipelineRun`]):
             The run.
 
     Returns:
         `str` or `None`: The general-distilled student's folder, or `None` when the recipe has no such stage.
     """
-    from ..constants import LABELS_COLUMN
-    from ..training.distillation_trainer import DistillationTrainer
-    from .splits import model_columns
-
     stage, settings = "general_distillation", run.config.student.general_distillation
     if settings is None:
         run.stages[stage] = "disabled"
@@ -179,13 +160,13 @@ def run_general_distillation(run: Any) -> str | None:
     return model_dir
 
 
-def export_student(run: Any, student_dir: str, folder: Path, threshold: float | None) -> dict[str, Any]:
+def export_student(run: PipelineRun, student_dir: str, folder: Path, threshold: float | None) -> dict[str, Any]:
     """
     The pipeline's `evaluation.export`: export the student to ONNX in `folder/export/`, and evaluate it through
     onnxruntime on the run's splits at the student's threshold.
 
     Args:
-        run (`hf_kd.pipeline.run.PipelineRun`):
+        run ([`~hf_kd.pipeline.context.PipelineRun`]):
             The run.
         student_dir (`str`):
             The student's folder.
@@ -202,7 +183,6 @@ def export_student(run: Any, student_dir: str, folder: Path, threshold: float | 
 
     from ..export.onnx import export_onnx
     from ..export.onnx_classifier import OnnxClassifier
-    from .evaluation import evaluate_splits
 
     config = run.config.evaluation
     target = folder / "export"

@@ -186,6 +186,19 @@ class DistillationTrainingArguments(TrainingArguments):
             return args
         return cls(**{f.name: getattr(args, f.name) for f in fields(args) if f.init and hasattr(args, f.name)})
 
+    @classmethod
+    def distillation_fields(cls) -> frozenset[str]:
+        """
+        The fields only a distillation reads: every field this class adds to `TrainingArguments` but
+        `head_learning_rate` (the head's learning rate of any training, hard-label training included). A
+        hard-label run (`alpha=1`, e.g. the pipeline's student warm-up) ignores them.
+
+        Returns:
+            `frozenset[str]`: The field names.
+        """
+        own = {f.name for f in fields(cls)} - {f.name for f in fields(TrainingArguments)}
+        return frozenset(own - {"head_learning_rate"})
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if not (

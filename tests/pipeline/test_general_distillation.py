@@ -15,6 +15,7 @@ from transformers import Trainer, TrainerCallback
 
 from hf_kd.pipeline.run import DONE_FILE, PipelineRun, run_pipeline
 from hf_kd.pipeline.stage_models import build_student
+from hf_kd.pipeline.stages import PIPELINE
 from hf_kd.recipe.config import DistillationPipelineConfig
 from hf_kd.training.losses import attention_relation_loss
 
@@ -139,7 +140,7 @@ def test_the_stage_trains_on_all_the_text_and_the_student_starts_from_its_encode
     assert general["bert.embeddings.word_embeddings.weight"].shape[1] == 16  # the narrow, pruned student
 
     # A student of this run starts from the general distillation's encoder and the fine-tuned teacher's head.
-    run = PipelineRun(config)
+    run = PipelineRun(config, PIPELINE)
     run.teacher_path = result["teacher_model"]
     without = {k: v.clone() for k, v in build_student(run).state_dict().items()}
     run.general_model = marker["model"]

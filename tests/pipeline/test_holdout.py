@@ -12,8 +12,8 @@ import pytest
 from conftest import write_label_files
 
 from hf_kd.constants import BINARY, MIN_VALIDATION_ROWS, MULTI_LABEL, SINGLE_LABEL
-from hf_kd.pipeline.markers import stage_fingerprints
 from hf_kd.pipeline.splits import hold_out_validation, recipe_splits
+from hf_kd.pipeline.stages import stage_fingerprints
 from hf_kd.recipe.config import DistillationPipelineConfig
 
 
