@@ -10,21 +10,26 @@ A probability `p` is predicted positive when `p >= threshold`; labels equal to `
   ([`sensitivity_threshold`]), e.g. to miss few emergencies in triage.
 
 [`choose_threshold`] applies a rule; the rule is chosen on the validation split and the threshold it gives is then
-used on every split.
+used on every split. The threshold travels with the model: [`save_threshold`] records it in the model's config
+(`config.json`'s `hf_kd_threshold`) and [`saved_threshold`] reads it back, for `hf-kd evaluate`, the export and
+`hf-kd predict`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from ..constants import BINARY, IGNORE_INDEX, MULTI_LABEL, REGRESSION, SINGLE_LABEL
+from ..constants import BINARY, IGNORE_INDEX, MULTI_LABEL, REGRESSION, SINGLE_LABEL, THRESHOLD_KEY
 from .numeric import (
     as_numeric,
     as_probabilities,
+    check_threshold,
     confusion_counts,
     f1_from_counts,
     labeled_mask,
@@ -41,6 +46,8 @@ __all__ = [
     "decided_labels",
     "positive_rate_threshold",
     "predicted_labels",
+    "save_threshold",
+    "saved_threshold",
     "sensitivity_threshold",
     "tune_thresholds",
 ]
@@ -293,3 +300,38 @@ def decided_labels(
     scores, flat = positive_scores(logits), labels.reshape(-1)
     keep = flat != IGNORE_INDEX
     return (scores >= float(threshold)).astype(int)[keep].tolist(), flat[keep].astype(int).tolist()
+
+
+def save_threshold(config: Any, threshold: float) -> None:
+    """
+    Record a model's operating threshold in its config (`hf_kd_threshold`, saved with `config.json`).
+
+    Args:
+        config (`PretrainedConfig`):
+            The model's config (saved afterwards with `save_pretrained`).
+        threshold (`float`):
+            The threshold chosen on the validation split, in [0, 1].
+
+    Raises:
+        `ValueError`: Quoting the threshold when it is not a number in [0, 1] (NaN included).
+    """
+    config.update({THRESHOLD_KEY: check_threshold(threshold, "the operating threshold")})
+
+
+def saved_threshold(source: Any) -> float | None:
+    """
+    The operating threshold recorded with a model ([`save_threshold`]), if any.
+
+    Args:
+        source (`PretrainedConfig`, `str` or `Path`):
+            The model's config, or its folder (its `config.json` is read; a Hub id or a folder without one: None).
+
+    Returns:
+        `float` or `None`: The threshold.
+    """
+    if isinstance(source, str | Path):
+        path = Path(source) / "config.json"
+        value = json.loads(path.read_text(encoding="utf-8")).get(THRESHOLD_KEY) if path.is_file() else None
+    else:
+        value = getattr(source, THRESHOLD_KEY, None)
+    return None if value is None else float(value)

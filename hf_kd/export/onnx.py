@@ -45,7 +45,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..constants import EXPORT_FORMATS, STUDENT_INPUT_COLUMNS, THRESHOLD_KEY, problem_type_of_task, task_of_config
+from ..constants import EXPORT_FORMATS, STUDENT_INPUT_COLUMNS, problem_type_of_task, task_of_config
+from ..evaluation.thresholds import saved_threshold
 from .onnx_classifier import EXPORT_FILE, ONNX_FILE
 
 __all__ = [
@@ -296,7 +297,7 @@ def export_onnx(
     # unset (a single-label head), as the task hf-kd reads from the config (`task_of_config`).
     config.problem_type = problem_type_of_task(task_of_config(config))
     config.save_pretrained(output)
-    threshold = getattr(config, THRESHOLD_KEY, None)
+    threshold = saved_threshold(config)
     import onnxruntime
 
     info = {

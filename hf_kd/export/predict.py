@@ -27,10 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from ..constants import MULTI_LABEL, REGRESSION, THRESHOLD_KEY, task_of_config
+from ..constants import MULTI_LABEL, REGRESSION, task_of_config
 from ..data.streaming import INPUT_FORMATS, file_columns, read_chunks
 from ..evaluation.numeric import sigmoid, softmax
-from ..evaluation.thresholds import predicted_labels  # imported here: not inside the timed loop (scikit-learn)
+from ..evaluation.thresholds import (
+    predicted_labels,  # imported here: not inside the timed loop (scikit-learn)
+    saved_threshold,
+)
 
 __all__ = [
     "OUTPUT_FORMATS",
@@ -155,7 +158,7 @@ class Predictor:
                 tensors = {k: torch.from_numpy(v).to(model_device) for k, v in batch.items()}
                 return model(**tensors).logits.float().cpu().numpy()
 
-        threshold = getattr(config, THRESHOLD_KEY, None)
+        threshold = saved_threshold(config)
         return cls(run_torch, tokenizer, task, names, threshold, int(min(limit, positions)), inputs, "pytorch")
 
     def warm_up(self, batch_size: int = 64) -> None:

@@ -14,7 +14,6 @@ The threshold of multi-label and binary tasks comes from the recipe's rule (`eva
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from collections.abc import Mapping, Sequence
@@ -23,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from ..constants import BINARY, LABELS_COLUMN, MULTI_LABEL, THRESHOLD_KEY, problem_type_of_task
+from ..constants import BINARY, LABELS_COLUMN, MULTI_LABEL, problem_type_of_task
 from ..evaluation.task_metrics import split_metrics
+from ..evaluation.thresholds import saved_threshold
 from ..recipe.config import DistillationPipelineConfig
 from ..training.distillation_config import DistillationTrainingArguments
 from ..training.distributed import on_cpu, start_state
@@ -231,24 +231,6 @@ def result_summary(
         `dict[str, Any]`: `{"teacher": {...}, "student": {...}}`.
     """
     return {"teacher": headline(teacher_metrics), "student": headline(student_metrics)}
-
-
-def saved_threshold(model: str) -> float | None:
-    """
-    The operating threshold saved in a model folder's `config.json` by the pipeline, if any.
-
-    Args:
-        model (`str`):
-            The model folder (or Hub id: None).
-
-    Returns:
-        `float` or `None`: The threshold.
-    """
-    path = Path(model) / "config.json"
-    if not path.is_file():
-        return None
-    value = json.loads(path.read_text(encoding="utf-8")).get(THRESHOLD_KEY)
-    return float(value) if value is not None else None
 
 
 def evaluate_model(

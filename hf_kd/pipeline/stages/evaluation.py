@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from ...constants import BINARY, MULTI_LABEL, THRESHOLD_KEY
+from ...constants import BINARY, MULTI_LABEL
+from ...evaluation.thresholds import save_threshold
 from ...recipe.config import DistillationPipelineConfig
 from ...training.distributed import is_main_process
 from ..builders import load_classifier
@@ -49,7 +50,7 @@ def _run(run: PipelineRun) -> None:
         result["predicted"] = predict_unlabeled(run, student, folder, threshold)
     if is_main_process():
         if threshold is not None:
-            student.config.update({THRESHOLD_KEY: threshold})
+            save_threshold(student.config, threshold)
             student.config.save_pretrained(student_dir)
         if run.config.data.max_length:  # `hf-kd export` and `hf-kd predict` truncate where training did
             run.student_tokenizer.model_max_length = int(run.config.data.max_length)
