@@ -27,7 +27,7 @@ from datasets.exceptions import DatasetGenerationError
 from transformers import PreTrainedTokenizerBase
 
 from ..constants import STUDENT_INPUT_COLUMNS
-from .alignment import same_tokenization, tokenizer_name
+from .alignment import same_tokenization, tokenizer_name, word_ids_for_encoding
 from .labels import encode_labels
 from .mapped import PageRelease, cache_paths, release_pages_of
 
@@ -367,8 +367,6 @@ def _encode(
     )
     out = {key: encoding[key] for key in encoding if key != "offset_mapping"}
     if with_word_ids:
-        from .alignment import word_ids_for_encoding
-
         out["word_ids"] = word_ids_for_encoding(texts, encoding)
     return out
 

@@ -9,6 +9,7 @@ from typing import Any
 from datasets import Features, Value, concatenate_datasets
 
 from ..constants import IGNORE_INDEX, LABELS_COLUMN
+from .loading import load_data_files, require_text_column
 from .mapped import release_pages_of
 
 __all__ = ["UNLABELED_SPLIT", "hide_labels", "unlabeled_rows"]
@@ -39,7 +40,6 @@ def unlabeled_rows(
     Raises:
         `ValueError`: Naming the file and the column when a file lacks a text column or a row lacks its text.
     """
-    from .loading import load_data_files, require_text_column
 
     columns = [text_column] + ([teacher_text_column] if teacher_text_column not in (None, text_column) else [])
     parts = []

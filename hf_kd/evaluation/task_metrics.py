@@ -12,6 +12,18 @@ from typing import Any
 import numpy as np
 
 from ..constants import BINARY, MULTI_LABEL, SINGLE_LABEL
+from .blurb import blurb_hoc_f1
+from .metrics import (
+    binary_metrics,
+    make_compute_metrics,
+    multilabel_metrics,
+    positive_scores,
+    sigmoid,
+    single_label_metrics,
+    softmax,
+)
+from .numeric import metric_keys
+from .thresholds import decided_labels
 
 __all__ = ["default_metric", "metric_names", "split_metrics", "trainer_compute_metrics", "user_metric"]
 
@@ -31,7 +43,6 @@ def metric_names(task: str, label_names: Sequence[str], grouped: bool = False) -
     Returns:
         `list[str]`: The metric names.
     """
-    from .numeric import metric_keys
 
     per_label = [f"f1_{key}" for key in metric_keys(label_names, len(label_names))] if label_names else []
     if task == MULTI_LABEL:
@@ -86,7 +97,6 @@ def trainer_compute_metrics(task: str, label_names: Sequence[str], threshold: An
     Returns:
         `Callable`: For `Trainer(compute_metrics=...)`.
     """
-    from .metrics import make_compute_metrics
 
     if task not in (MULTI_LABEL, BINARY):
         threshold = 0.5
@@ -147,8 +157,6 @@ def split_metrics(
     """
     out = _split_metrics(logits, labels, groups, task, label_names, threshold)
     if evaluate_metric is not None:
-        from .thresholds import decided_labels
-
         predictions, references = decided_labels(logits, labels, task, threshold)
         extra = evaluate_metric.compute(predictions=predictions, references=references)
         out = {**{k: v for k, v in extra.items() if k not in out}, **out}
@@ -158,8 +166,6 @@ def split_metrics(
 def _split_metrics(
     logits: np.ndarray, labels: np.ndarray, groups: Any, task: str, label_names: Sequence[str], threshold: float
 ) -> dict[str, float]:
-    from .blurb import blurb_hoc_f1
-    from .metrics import binary_metrics, multilabel_metrics, positive_scores, sigmoid, single_label_metrics, softmax
 
     if task == MULTI_LABEL:
         probs = sigmoid(logits)

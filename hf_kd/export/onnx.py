@@ -46,7 +46,9 @@ import numpy as np
 import torch
 
 from ..constants import EXPORT_FORMATS, STUDENT_INPUT_COLUMNS, problem_type_of_task, task_of_config
+from ..evaluation.model_stats import BYTES_PER_MB, cpu_description
 from ..evaluation.thresholds import saved_threshold
+from ..training.model_files import named_load_errors
 from .onnx_classifier import EXPORT_FILE, ONNX_FILE
 
 __all__ = [
@@ -237,8 +239,6 @@ def export_onnx(
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from ..evaluation.model_stats import BYTES_PER_MB, cpu_description
-
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"`quantize` must be one of {list(QUANTIZATIONS)}, got {quantize!r}.")
     if quantize == "int8-static" and not calibration_texts:
@@ -247,7 +247,6 @@ def export_onnx(
     if not model_dir.is_dir():
         raise ValueError(f"`model_dir` must be a local folder with a saved classifier; {str(model_dir)!r} is not one.")
     _require_onnx()
-    from ..training.model_files import named_load_errors
 
     with named_load_errors(model_dir, f"the model at {str(model_dir)!r}"):
         model = AutoModelForSequenceClassification.from_pretrained(

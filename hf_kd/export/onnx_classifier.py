@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from ..constants import SHARED_CPU_ENV
-from ..evaluation.model_stats import time_batch
+from ..evaluation.model_stats import BYTES_PER_MB, time_batch
+from ..evaluation.thresholds import predicted_labels
 
 __all__ = ["EXPORT_FILE", "ONNX_FILE", "OnnxClassifier", "onnx_latency", "onnx_size_mb"]
 
@@ -168,14 +169,12 @@ class OnnxClassifier:
         Returns:
             `list`: The predictions.
         """
-        from ..evaluation.thresholds import predicted_labels
 
         return predicted_labels(self.logits(texts, batch_size), self.info["task"], self.label_names, self.threshold)
 
 
 def onnx_size_mb(folder: str | Path) -> float:
     """The size of an export's `model.onnx`, in MB of 10^6 bytes."""
-    from ..evaluation.model_stats import BYTES_PER_MB
 
     return Path(folder, ONNX_FILE).stat().st_size / BYTES_PER_MB
 

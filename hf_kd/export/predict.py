@@ -34,6 +34,8 @@ from ..evaluation.thresholds import (
     predicted_labels,  # imported here: not inside the timed loop (scikit-learn)
     saved_threshold,
 )
+from ..training.distributed import barrier, start_state, state
+from ..training.model_files import named_load_errors
 
 __all__ = [
     "OUTPUT_FORMATS",
@@ -136,7 +138,6 @@ class Predictor:
 
         if num_threads is not None:
             torch.set_num_threads(num_threads)
-        from ..training.model_files import named_load_errors
 
         with named_load_errors(folder, f"the model at {str(folder)!r}"):
             model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True).eval()
@@ -443,8 +444,6 @@ def predict_files(
             existing output without `overwrite`, or parts of another run left beside the output.
     """
     from tqdm.auto import tqdm
-
-    from ..training.distributed import barrier, start_state, state
 
     output = Path(output)
     if output.suffix.lower() not in OUTPUT_FORMATS:

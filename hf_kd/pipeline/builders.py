@@ -14,8 +14,10 @@ from typing import Any
 from ..recipe.config import DistillationPipelineConfig
 from ..recipe.sections import lora_config
 from ..reporting.report import jsonable
+from ..training.checkpoints import last_complete_checkpoint
 from ..training.distillation_config import DistillationTrainingArguments
 from ..training.distributed import barrier, is_main_process, on_cpu
+from ..training.model_files import named_load_errors
 
 __all__ = [
     "GENERAL_DEFAULTS",
@@ -44,8 +46,6 @@ def load_tokenizer(name: str) -> Any:
         `PreTrainedTokenizerBase`: The tokenizer.
     """
     from transformers import AutoTokenizer
-
-    from ..training.model_files import named_load_errors
 
     with named_load_errors(name, f"the tokenizer at {name!r}"):
         return AutoTokenizer.from_pretrained(name)
@@ -115,8 +115,6 @@ def load_classifier(name: str, label_names: Sequence[str], problem_type: str, se
     """
     import torch
     from transformers import AutoModelForSequenceClassification
-
-    from ..training.model_files import named_load_errors
 
     with (
         torch.random.fork_rng(devices=[], enabled=seed is not None),
@@ -216,7 +214,6 @@ def train_resuming(trainer: Any) -> None:
             "`teacher.lora` / `student.lora` are not supported with DeepSpeed or FSDP in the pipeline (the adapter is "
             "merged into unsharded weights); run it single-process or with DDP, or use `DistillationTrainer` directly."
         )
-    from ..training.checkpoints import last_complete_checkpoint
 
     if is_main_process():
         last_complete_checkpoint(trainer.args.output_dir)  # names and removes a checkpoint cut off midway

@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 
 from ..constants import BINARY, LABELS_COLUMN, MULTI_LABEL, problem_type_of_task
+from ..evaluation.metrics import positive_scores, sigmoid
 from ..evaluation.task_metrics import split_metrics
-from ..evaluation.thresholds import saved_threshold
+from ..evaluation.thresholds import choose_threshold, saved_threshold
 from ..recipe.config import DistillationPipelineConfig
 from ..training.distillation_config import DistillationTrainingArguments
+from ..training.distillation_trainer import DistillationTrainer
 from ..training.distributed import on_cpu, start_state
 from .builders import load_classifier, load_tokenizer
 from .splits import labelled_split, load_recipe_data, model_columns, subset, tokenize_side
@@ -95,7 +97,6 @@ def predict_logits(model: Any, tokenizer: Any, dataset: Any, output_dir: Path, b
     Returns:
         `np.ndarray`: float64 logits, one row per example, in the split's order.
     """
-    from ..training.distillation_trainer import DistillationTrainer
 
     # Rows are run sorted by length (each batch padded to its own longest row: less padding), then put back.
     columns = model_columns(dataset, teacher_side=False)
@@ -118,7 +119,6 @@ def predict_logits(model: Any, tokenizer: Any, dataset: Any, output_dir: Path, b
 
 
 def _probabilities(logits: np.ndarray, task: str) -> np.ndarray:
-    from ..evaluation.metrics import positive_scores, sigmoid
 
     return sigmoid(logits) if task == MULTI_LABEL else positive_scores(logits)
 
@@ -168,7 +168,6 @@ def evaluate_splits(
         `tuple[dict, dict]`: Split -> metrics, and split -> `{"probs", "labels"}` arrays (multi-label and binary
         probabilities, for the figures).
     """
-    from ..evaluation.thresholds import choose_threshold
 
     raw: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
     for name, dataset in splits.items():

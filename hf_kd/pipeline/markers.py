@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..reporting.report import jsonable
+
 __all__ = [
     "DONE_FILE",
     "LOCK_FILE",
@@ -146,7 +148,6 @@ def write_marker(stage_dir: Path, info: Mapping[str, Any]) -> None:
         info (`Mapping[str, Any]`):
             What the stage records (its fingerprint among it).
     """
-    from ..reporting.report import jsonable
 
     stage_dir.mkdir(parents=True, exist_ok=True)
     tmp = stage_dir / (DONE_FILE + ".tmp")

@@ -12,13 +12,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..constants import BINARY, MULTI_LABEL
+from ..constants import BINARY, MULTI_LABEL, SINGLE_LABEL
 from ..evaluation.model_stats import interleaved_latency, measure_latency, model_size
+from ..reporting.card_data import card_data_from_trainer
+from ..reporting.model_card import write_model_card
 from ..reporting.report import build_report, jsonable, print_report, write_report
+from ..training.distillation_trainer import DistillationTrainer
 from ..training.distributed import is_main_process
 from .builders import training_args
 from .context import PipelineRun
-from .evaluation import headline, result_summary
+from .evaluation import headline, predict_logits, result_summary
 
 __all__ = ["push_student", "save_predictions", "write_run_report"]
 
@@ -157,7 +160,6 @@ def _plots(run: PipelineRun, teacher_metrics: Any, student_metrics: Any, folder:
     """The evaluation stage's figures: training curves, F1 per label or class, and the binary curves."""
     import numpy as np
 
-    from ..constants import SINGLE_LABEL
     from ..reporting.plots import plot_binary_curves, plot_per_label_f1, plot_training_curves
 
     written: list[str] = []
@@ -198,9 +200,6 @@ def _model_card(
     teacher_metrics: Any,
     report: Any,
 ) -> None:
-    from ..reporting.card_data import card_data_from_trainer
-    from ..reporting.model_card import write_model_card
-    from ..training.distillation_trainer import DistillationTrainer
 
     config = run.config
     args = training_args(run.stage_dir("evaluation") / "tmp", config, config.student.training)
@@ -295,7 +294,6 @@ def predict_unlabeled(run: PipelineRun, student: Any, folder: Path, threshold: f
     Returns:
         `dict[str, str]`: Split -> the file written.
     """
-    from .evaluation import predict_logits
 
     written = {}
     for name, dataset in run.student_predict.items():

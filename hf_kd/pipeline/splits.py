@@ -19,7 +19,9 @@ from ..constants import (
     TEACHER_SIDE_COLUMNS,
     infer_task,
 )
+from ..data.corpora import load_codiesp, load_hoc
 from ..data.leakage import guard_leakage
+from ..data.loading import load_classification_dataset, tokenize_for_distillation
 from ..data.mapped import cache_paths, release_mapped_pages
 from ..data.unlabeled import UNLABELED_SPLIT, hide_labels, unlabeled_rows
 from ..recipe.config import DistillationPipelineConfig
@@ -57,8 +59,6 @@ def load_recipe_data(config: DistillationPipelineConfig, cache_dir: str | None =
         `ValueError`: When the section lacks the path its dataset needs, the data is invalid, the declared label
             names do not fit the data, or a binary task has named classes in no declared order.
     """
-    from ..data.corpora import load_codiesp, load_hoc
-    from ..data.loading import load_classification_dataset
 
     data = config.data
     declared = list(data.label_names) if data.label_names is not None else None
@@ -492,7 +492,6 @@ def tokenize_side(dataset: Any, tokenizer: Any, column: str, max_length: int | N
     Returns:
         `datasets.Dataset`: The tokenized split.
     """
-    from ..data.loading import tokenize_for_distillation
 
     return tokenize_for_distillation(
         dataset, tokenizer, text_column=column, max_length=max_length, remove_text=True, word_alignment=False
@@ -564,7 +563,6 @@ def tokenize_splits(
     Returns:
         [`TokenizedSplits`]: The datasets of each model.
     """
-    from ..data.loading import tokenize_for_distillation
 
     teacher_column = data.teacher_text_column or data.text_column
     teacher_length = data.teacher_max_length or data.max_length

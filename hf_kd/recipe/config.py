@@ -31,6 +31,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from ..constants import EXPORT_FORMATS
+from ..evaluation.thresholds import check_threshold_rule
 from .sections import (
     SECTIONS,
     TRAINED_SECTIONS,
@@ -368,7 +369,6 @@ class DistillationPipelineConfig:
         if self.evaluation.export not in (None, *EXPORT_FORMATS):
             raise ValueError(f"`evaluation.export` must be one of {EXPORT_FORMATS}, got {self.evaluation.export!r}.")
         check_data_section(self.data)
-        from ..evaluation.thresholds import check_threshold_rule
 
         try:
             check_threshold_rule(self.evaluation.threshold)

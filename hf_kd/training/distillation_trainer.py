@@ -18,8 +18,11 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
 from ..constants import DISTILLATION_COLUMNS, TEACHER_LOGITS_COLUMN, problem_type_of_config
+from ..data.collator import DistillationDataCollator
 from ..data.label_checks import check_label_column
 from ..data.mapped import ShuffledIndexSampler, list_lengths
+from ..reporting.card_data import trainer_card_data
+from ..reporting.model_card import write_model_card
 from .checkpoints import last_complete_checkpoint, mark_checkpoint_complete
 from .distillation_config import DistillationTrainingArguments
 from .intermediate import PROJECTIONS_MODULE, attach_intermediate, load_projections, save_projections
@@ -113,8 +116,6 @@ class DistillationTrainer(Trainer):
         if isinstance(teacher_model, str):
             teacher_model = load_teacher(teacher_model, args.teacher_model_init_kwargs)
         if data_collator is None and processing_class is not None and hasattr(processing_class, "pad"):
-            from ..data.collator import DistillationDataCollator
-
             # Without a teacher tokenizer the teacher shares the student's: it pads teacher_* columns too (e.g. a
             # teacher reading a translation with the same tokenizer).
             data_collator = DistillationDataCollator(
@@ -485,8 +486,6 @@ class DistillationTrainer(Trainer):
         """The distillation card as `output_dir/README.md` (what `push_to_hub` uploads): see `trainer_card_data`."""
         if not self.is_world_process_zero():
             return
-        from ..reporting.card_data import trainer_card_data
-        from ..reporting.model_card import write_model_card
 
         write_model_card(self.args.output_dir, trainer_card_data(self, *args, **kwargs))
 

@@ -18,6 +18,8 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 from transformers.utils import logging
 
 from ..constants import SINGLE_LABEL, STUDENT_INPUT_COLUMNS, TEACHER_INPUT_COLUMNS
+from .losses import distillation_loss
+from .model_files import named_load_errors
 from .student import layer_list
 
 __all__ = [
@@ -53,7 +55,6 @@ def load_teacher(name_or_path: str, init_kwargs: dict | None = None) -> PreTrain
     """
     kwargs = {"use_safetensors": True, "trust_remote_code": False, **(init_kwargs or {})}
     logger.info(f"Loading the teacher from {name_or_path}.")
-    from .model_files import named_load_errors
 
     with named_load_errors(name_or_path, f"the teacher at {name_or_path!r}"):
         return AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
@@ -348,7 +349,6 @@ def teacher_eval_stats(
     Returns:
         `torch.Tensor` of shape `(batch, 4)`: The four values per example.
     """
-    from .losses import distillation_loss
 
     teacher = teacher.reshape(student.shape)
     agree, items = agreement_counts(student, teacher, problem_type)
