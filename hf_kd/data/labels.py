@@ -336,13 +336,36 @@ def encode_labels(
         `ValueError`: On a missing or empty label, an unknown label, inconsistent formats or labels that contradict
             `problem_type`, naming the column, split and row.
     """
+    label_names = _checked_names(problem_type, label_names)
+    values = _label_values(dataset, column, label_delimiter)
+    feature = next(iter(dataset.values())).features[column]
+    kind, prepare, default_order = _label_kind(feature, values, column, label_delimiter, label_names, label_format)
+    problem_type, kind, prepare = _reconciled(problem_type, kind, prepare, values, column)
+    if kind == "delimited":
+        values, kind, prepare = (
+            _split_delimited(values, label_delimiter),
+            "multi_names",
+            _name_splitter(label_delimiter),
+        )
+    vocabulary, encode = _encoder(kind, values, column, problem_type, label_names, default_order)
+    return _apply(dataset, column, problem_type, encode, prepare), vocabulary, problem_type
+
+
+def _checked_names(problem_type: str | None, label_names: Sequence[Any] | None) -> list[Any] | None:
+    """`problem_type` is a problem type; the declared `label_names` are unique."""
     if problem_type is not None and problem_type not in PROBLEM_TYPES:
         raise ValueError(f"`problem_type` must be one of {PROBLEM_TYPES} or None, got {problem_type!r}.")
-    if label_names is not None:
-        label_names = list(label_names)
-        duplicates = sorted({n for n in label_names if label_names.count(n) > 1}, key=str)
-        if duplicates:
-            raise ValueError(f"`label_names` has duplicates: {duplicates}.")
+    if label_names is None:
+        return None
+    names = list(label_names)
+    duplicates = sorted({n for n in names if names.count(n) > 1}, key=str)
+    if duplicates:
+        raise ValueError(f"`label_names` has duplicates: {duplicates}.")
+    return names
+
+
+def _label_values(dataset: DatasetDict, column: str, label_delimiter: str | None) -> dict[str, Any]:
+    """Each split's label column as one Arrow array, refused when a label is missing or looks like free text."""
     values = {split: ds.data.column(column).combine_chunks() for split, ds in dataset.items()}
     for split, arr in values.items():
         problem = missing_label_row(arr)
@@ -355,118 +378,116 @@ def encode_labels(
                     "JSON list ([] when none applies), or move an unlabeled row's text to `data.unlabeled_files`."
                 )
             raise ValueError(f"{what} label in column '{column}' of split '{split}' at row {row}.{hint}")
-
     refuse_free_text(values, column)
+    return values
 
-    # `ClassLabel` columns (Hub datasets) carry their names; -1 marks an unlabeled example there.
-    feature = next(iter(dataset.values())).features[column]
-    default_order: list[str] | None = None
-    prepare: Callable[[Any], Any] | None = None
+
+def _label_kind(
+    feature: Any,
+    values: dict[str, Any],
+    column: str,
+    label_delimiter: str | None,
+    label_names: list[Any] | None,
+    label_format: str | None,
+) -> tuple[str, Callable[[Any], Any] | None, list[str] | None]:
+    """How the labels are written (`kind`), the per-value preparation it needs, and the names' default order.
+    `ClassLabel` columns (Hub datasets) carry their names; -1 marks an unlabeled example there."""
     if isinstance(feature, datasets.ClassLabel):
-        default_order = list(feature.names)
         names = feature.names
-        prepare = lambda v: None if v == -1 else names[int(v)]  # noqa: E731
-        kind = "names"
-    elif isinstance(getattr(feature, "feature", None), datasets.ClassLabel):
-        default_order = list(feature.feature.names)
+        return "names", lambda v: None if v == -1 else names[int(v)], list(names)
+    if isinstance(getattr(feature, "feature", None), datasets.ClassLabel):
         names = feature.feature.names
-        prepare = lambda r: [names[int(v)] for v in r]  # noqa: E731
-        kind = "multi_names"
-    elif label_format is not None:
-        kind = label_format
-    else:
-        kind = _infer_kind(values, column, label_delimiter, label_names)
+        return "multi_names", lambda r: [names[int(v)] for v in r], list(names)
+    if label_format is not None:
+        return label_format, None, None
+    return _infer_kind(values, column, label_delimiter, label_names), None, None
 
+
+def _reconciled(
+    problem_type: str | None, kind: str, prepare: Callable[[Any], Any] | None, values: dict[str, Any], column: str
+) -> tuple[str, str, Callable[[Any], Any] | None]:
+    """The problem type (inferred from `kind` when not given), and `kind` / `prepare` read as that problem type
+    (one label per example as a one-hot vector for multi-label, class ids as values for regression); a `ValueError`
+    when the labels contradict it."""
     inferred = MULTI_LABEL if kind in _MULTI_KINDS else REGRESSION if kind == "float" else SINGLE_LABEL
-    if problem_type is None:
-        problem_type = inferred
-    elif problem_type != inferred:
-        if inferred == MULTI_LABEL:
-            raise ValueError(
-                f"Label column '{column}' holds label lists (multi-label), incompatible with "
-                f"problem_type={problem_type!r}."
-            )
-        if inferred == REGRESSION:
-            split, row, value = first_non_integer(values)  # type: ignore[misc]
-            raise ValueError(
-                f"Label {value!r} in column '{column}' of split '{split}' (row {row}) is not an integer class id, "
-                f"incompatible with problem_type={problem_type!r}."
-            )
-        if problem_type == MULTI_LABEL:
-            # One label per example, encoded as a one-hot vector.
-            base = prepare
-            prepare = lambda v: None if v is None or v == IGNORE_INDEX else [v]  # noqa: E731
-            if base is not None:
-                prepare = lambda v, base=base, one=prepare: one(base(v))  # noqa: E731
-            kind = "multi_names" if kind == "names" else "multi_ids"
-        elif kind == "names":
-            raise ValueError(
-                f"Label column '{column}' holds label names, incompatible with problem_type='regression'."
-            )
-        else:
-            kind = "float"
+    if problem_type is None or problem_type == inferred:
+        return inferred, kind, prepare
+    if inferred == MULTI_LABEL:
+        raise ValueError(
+            f"Label column '{column}' holds label lists (multi-label), incompatible with "
+            f"problem_type={problem_type!r}."
+        )
+    if inferred == REGRESSION:
+        split, row, value = first_non_integer(values)  # type: ignore[misc]
+        raise ValueError(
+            f"Label {value!r} in column '{column}' of split '{split}' (row {row}) is not an integer class id, "
+            f"incompatible with problem_type={problem_type!r}."
+        )
+    if problem_type == MULTI_LABEL:  # one label per example, encoded as a one-hot vector
+        base = prepare
 
+        def one_hot(v: Any) -> Any:
+            v = base(v) if base is not None else v
+            return None if v is None or v == IGNORE_INDEX else [v]
+
+        return problem_type, "multi_names" if kind == "names" else "multi_ids", one_hot
+    if kind == "names":
+        raise ValueError(f"Label column '{column}' holds label names, incompatible with problem_type='regression'.")
+    return problem_type, "float", prepare
+
+
+def _name_splitter(delimiter: str | None) -> Callable[[str], list[str]]:
+    def split_names(value: str) -> list[str]:
+        return [piece.strip() for piece in value.split(delimiter) if piece.strip()]
+
+    return split_names
+
+
+def _split_delimited(values: dict[str, Any], delimiter: str | None) -> dict[str, Any]:
+    """Delimited names as one flat array of names per split (the vocabulary is read from it)."""
+    pieces = {s: pc.utf8_trim_whitespace(pc.list_flatten(pc.split_pattern(a, delimiter))) for s, a in values.items()}
+    return {s: pc.filter(a, pc.not_equal(a, "")) for s, a in pieces.items()}
+
+
+def _encoder(
+    kind: str,
+    values: dict[str, Any],
+    column: str,
+    problem_type: str,
+    label_names: list[Any] | None,
+    default_order: list[str] | None,
+) -> tuple[list[Any], Callable[[Any, str, int], Any]]:
+    """The label vocabulary and the `(value, split, row) -> label` encoder of a `kind` of labels."""
+    declared = label_names is not None
     if kind == "float":
-        vocabulary = list(label_names) if label_names is not None else []
         if problem_type == REGRESSION and any(
             pc.any(pc.equal(arr, IGNORE_INDEX)).as_py() for arr in values.values() if not is_list_type(arr.type)
         ):
             logger.warning("Regression labels of column '%s' contain -100; it is treated as a value.", column)
-        return _apply(dataset, column, problem_type, lambda v, s, r: float(v)), vocabulary, problem_type
-
-    if kind == "delimited":
-        delimiter = label_delimiter
-
-        def split_names(value: str) -> list[str]:
-            return [piece.strip() for piece in value.split(delimiter) if piece.strip()]
-
-        prepare = split_names
-        pieces = {
-            s: pc.utf8_trim_whitespace(pc.list_flatten(pc.split_pattern(a, delimiter))) for s, a in values.items()
-        }
-        values = {s: pc.filter(a, pc.not_equal(a, "")) for s, a in pieces.items()}
-        kind = "multi_names"
-
+        return (list(label_names) if declared else []), lambda v, s, r: float(v)
     if kind == "ids":
         vocabulary = _id_vocabulary(values, column, label_names, gaps=False)
-        encode = _id_encoder(column, len(vocabulary), multi=False)
-
-        def single(value: Any, split: str, row: int) -> int:
-            return IGNORE_INDEX if value == IGNORE_INDEX else encode(value, split, row)
-
-        return _apply(dataset, column, problem_type, single), vocabulary, problem_type
-
+        encode_id = _id_encoder(column, len(vocabulary), multi=False)
+        return vocabulary, lambda v, s, r: IGNORE_INDEX if v == IGNORE_INDEX else encode_id(v, s, r)
     if kind == "names":
         vocabulary = _vocabulary(values, column, label_names, default_order)
-        encode = _name_encoder(column, vocabulary, declared=label_names is not None)
-
-        def named(value: Any, split: str, row: int) -> int:
-            return IGNORE_INDEX if value is None else encode(value, split, row)
-
-        return _apply(dataset, column, problem_type, named, prepare), vocabulary, problem_type
-
+        encode_name = _name_encoder(column, vocabulary, declared=declared)
+        return vocabulary, lambda v, s, r: IGNORE_INDEX if v is None else encode_name(v, s, r)
     if kind == "multi_hot":
         lengths = sorted({n for arr in values.values() for n in pc.unique(pc.list_value_length(arr)).to_pylist()})
         if len(lengths) != 1:
             raise ValueError(f"Multi-hot labels of column '{column}' have different lengths: {lengths}.")
         (width,) = lengths
-        if label_names is not None and len(label_names) != width:
+        if declared and len(label_names) != width:
             raise ValueError(
                 f"Multi-hot labels of column '{column}' have {width} entries but {len(label_names)} label names were "
                 "given."
             )
-        vocabulary = list(label_names) if label_names is not None else [str(i) for i in range(width)]
-        return _apply(dataset, column, problem_type, _multi_hot_row(width, column)), vocabulary, problem_type
-
+        return (list(label_names) if declared else [str(i) for i in range(width)]), _multi_hot_row(width, column)
     if kind == "multi_ids":
         vocabulary = _id_vocabulary(values, column, label_names)
-        position = _id_encoder(column, len(vocabulary), multi=True)
-        encode = _to_multi_hot(len(vocabulary), position)
-        return _apply(dataset, column, problem_type, encode, prepare), vocabulary, problem_type
-
+        return vocabulary, _to_multi_hot(len(vocabulary), _id_encoder(column, len(vocabulary), multi=True))
     if kind in ("multi_names", "multi_values"):
         vocabulary = _vocabulary(values, column, label_names, default_order)
-        encode = _to_multi_hot(len(vocabulary), _name_encoder(column, vocabulary, declared=label_names is not None))
-        return _apply(dataset, column, problem_type, encode, prepare), vocabulary, problem_type
-
+        return vocabulary, _to_multi_hot(len(vocabulary), _name_encoder(column, vocabulary, declared=declared))
     raise ValueError(f"Unknown label format {kind!r}.")

@@ -22,7 +22,9 @@ from ..constants import (
     infer_task,
     problem_type_of_task,
 )
-from ..data.coverage import UNKNOWN_WARN_RATE
+from ..data.coverage import UNKNOWN_WARN_RATE, sample_texts, unknown_token_rate
+from ..data.loading import load_classification_dataset
+from ..data.unlabeled import unlabeled_rows
 from .sections import DataConfig
 
 __all__ = ["DEFAULT_TARGET", "TARGETS", "starting_recipe", "write_starting_recipe"]
@@ -88,47 +90,16 @@ def starting_recipe(
         `ValueError`: When the data cannot be read as labelled text, two named classes have no `positive_label`, the
             target is unknown, or the teacher's tokenizer and config cannot be read.
     """
-    from ..data.loading import load_classification_dataset
-
     if "train" not in data_files:
         raise ValueError("A recipe needs a `train` file.")
     if target not in TARGETS:
         raise ValueError(f"`--target` must be one of {list(TARGETS)}, got {target!r}.")
-    loader_type = problem_type_of_task(problem_type) if problem_type else None
-    dataset, names = load_classification_dataset(
-        dict(data_files),
-        text_column=text_column,
-        label_column=label_column,
-        problem_type=loader_type,
-        label_delimiter=label_delimiter,
-        teacher_text_column=teacher_text_column,
-        unlabeled_splits=True,
+    dataset, names, labelless = _labelled_files(
+        data_files, text_column, label_column, problem_type, label_delimiter, teacher_text_column
     )
-    labelless = [split for split, ds in dataset.items() if LABELS_COLUMN not in ds.column_names]
-    if "validation" in labelless:
-        raise ValueError(
-            f"The validation file has no label column {label_column!r}: thresholds and the teacher's gate need "
-            "labels. Pass an unlabeled file with --unlabeled instead."
-        )
-    unlabeled_texts: list[str] = []  # a seeded sample: an archive of notes is never read whole
-    unlabeled = None
-    if unlabeled_files:
-        from ..data.coverage import sample_texts
-        from ..data.unlabeled import unlabeled_rows
-
-        unlabeled = unlabeled_rows(unlabeled_files, text_column, teacher_text_column)
-        unlabeled_texts = sample_texts(unlabeled, text_column)
-    unlabeled_rows_count = 0 if unlabeled is None else len(unlabeled)
+    unlabeled = unlabeled_rows(unlabeled_files, text_column, teacher_text_column) if unlabeled_files else None
     task = problem_type or infer_task(dataset["train"].features[LABELS_COLUMN], len(names))
-    if task == BINARY and names not in (["0", "1"], ["False", "True"]):
-        if positive_label is None:
-            raise ValueError(
-                f"The labels are two named classes {names}: give the positive one with `--positive` (e.g. "
-                f"`--positive {names[-1]}`), so that sensitivity and AUROC are about it."
-            )
-        if positive_label not in names:
-            raise ValueError(f"`--positive {positive_label}` is not one of the labels {names}.")
-        names = [n for n in names if n != positive_label] + [positive_label]
+    names = _positive_last(task, names, positive_label)
     data: dict[str, Any] = {"dataset": "files", "data_files": dict(data_files), "text_column": text_column}
     if teacher_text_column:
         data["teacher_text_column"] = teacher_text_column
@@ -137,34 +108,23 @@ def starting_recipe(
         data["label_delimiter"] = label_delimiter
     if unlabeled_files:
         data["unlabeled_files"] = list(unlabeled_files)
-    chosen: list[str] = []
-    if "validation" not in data_files:
-        held: float | int = validation_size
-        if round(validation_size * len(dataset["train"])) < MIN_VALIDATION_ROWS:
-            held = MIN_VALIDATION_ROWS  # a count: the fewest rows that can tune a threshold
-        data["validation_size"] = held
-        chosen.append(
-            f"data.validation_size {held}: no validation file, so a stratified, seeded "
-            f"{'share' if held < 1 else 'count'} of train is held out for the threshold and the teacher's gate"
-        )
+    chosen = _held_out_validation(data, data_files, len(dataset["train"]), validation_size)
     tokenizer, model_config = _teacher_files(teacher)
     teacher_column = teacher_text_column or text_column
     train_texts = [t for t in dataset["train"][teacher_column] if isinstance(t, str)]
-    max_length, p99 = _max_length(tokenizer, train_texts, model_config)
-    data["max_length"] = max_length
-    chosen.append(f"data.max_length {max_length}: the 99th percentile of the training texts' lengths is {p99} tokens")
-    transfer_texts = unlabeled_texts + [
+    data["max_length"], p99 = _max_length(tokenizer, train_texts, model_config)
+    chosen.append(
+        f"data.max_length {data['max_length']}: the 99th percentile of the training texts' lengths is {p99} tokens"
+    )
+    transfer_texts = (sample_texts(unlabeled, text_column) if unlabeled is not None else []) + [
         t for split in labelless for t in dataset[split][teacher_column] if isinstance(t, str)
-    ]
-    from ..data.coverage import unknown_token_rate
-
+    ]  # a seeded sample of the unlabeled files: an archive of notes is never read whole
     rates = {"train": unknown_token_rate(tokenizer, train_texts)}
     if transfer_texts:
         rates["transfer set"] = unknown_token_rate(tokenizer, transfer_texts)
     training = {"learning_rate": 5.0e-5, "head_learning_rate": 1.0e-3, "warmup_steps": 0.1}
     training.update(per_device_train_batch_size=16, num_train_epochs=3)
     student, evaluation, why = _target_sections(target, model_config, has_transfer=bool(transfer_texts))
-    chosen += why
     if task in (MULTI_LABEL, BINARY):
         evaluation = {"threshold": "f1", **evaluation}
     recipe = {
@@ -182,23 +142,93 @@ def starting_recipe(
         "label_names": names if len(names) <= 20 else f"{len(names)} names",
         "target": target,
         "unknown_token_rate": {k: None if v is None else round(v, 4) for k, v in rates.items()},
-        "chosen": chosen,
+        "chosen": chosen + why,
     }
+    _add_warnings(summary, rates, dataset, labelless, unlabeled, [text_column, teacher_text_column])
+    return recipe, summary
+
+
+def _labelled_files(
+    data_files: dict[str, str],
+    text_column: str,
+    label_column: str,
+    problem_type: str | None,
+    label_delimiter: str | None,
+    teacher_text_column: str | None,
+) -> tuple[Any, list[str], list[str]]:
+    """The files read as labelled text (a test file may lack labels: it joins the transfer set), the label names and
+    the splits without labels; a validation file must have them."""
+    loader_type = problem_type_of_task(problem_type) if problem_type else None
+    dataset, names = load_classification_dataset(
+        dict(data_files),
+        text_column=text_column,
+        label_column=label_column,
+        problem_type=loader_type,
+        label_delimiter=label_delimiter,
+        teacher_text_column=teacher_text_column,
+        unlabeled_splits=True,
+    )
+    labelless = [split for split, ds in dataset.items() if LABELS_COLUMN not in ds.column_names]
+    if "validation" in labelless:
+        raise ValueError(
+            f"The validation file has no label column {label_column!r}: thresholds and the teacher's gate need "
+            "labels. Pass an unlabeled file with --unlabeled instead."
+        )
+    return dataset, names, labelless
+
+
+def _positive_last(task: str, names: list[str], positive_label: str | None) -> list[str]:
+    """Two named classes of a binary task, the positive one (`--positive`) second."""
+    if task != BINARY or names in (["0", "1"], ["False", "True"]):
+        return names
+    if positive_label is None:
+        raise ValueError(
+            f"The labels are two named classes {names}: give the positive one with `--positive` (e.g. "
+            f"`--positive {names[-1]}`), so that sensitivity and AUROC are about it."
+        )
+    if positive_label not in names:
+        raise ValueError(f"`--positive {positive_label}` is not one of the labels {names}.")
+    return [n for n in names if n != positive_label] + [positive_label]
+
+
+def _held_out_validation(data: dict[str, Any], data_files: dict[str, str], n_train: int, size: float) -> list[str]:
+    """Without a validation file, `data.validation_size` (at least `MIN_VALIDATION_ROWS` rows); what was chosen."""
+    if "validation" in data_files:
+        return []
+    held: float | int = size
+    if round(size * n_train) < MIN_VALIDATION_ROWS:
+        held = MIN_VALIDATION_ROWS  # a count: the fewest rows that can tune a threshold
+    data["validation_size"] = held
+    return [
+        f"data.validation_size {held}: no validation file, so a stratified, seeded "
+        f"{'share' if held < 1 else 'count'} of train is held out for the threshold and the teacher's gate"
+    ]
+
+
+def _add_warnings(
+    summary: dict[str, Any],
+    rates: dict[str, float | None],
+    dataset: Any,
+    labelless: list[str],
+    unlabeled: Any,
+    columns: list[str | None],
+) -> None:
+    """The summary's unknown-token warning, its leakage counts, and what happens to the transfer set."""
     worst = max((v for v in rates.values() if v is not None), default=0.0)
     if worst > UNKNOWN_WARN_RATE:
         summary["warning"] = (
             f"The teacher's tokenizer reads {worst:.1%} of the tokens as unknown: it may not read this language "
             f"(`hf-kd distill` refuses above data.max_unknown_rate, {DataConfig().max_unknown_rate:.0%} by default)."
         )
-    summary["leakage"] = _leakage_counts(dataset, labelless, unlabeled, [text_column, teacher_text_column])
+    summary["leakage"] = _leakage_counts(dataset, labelless, unlabeled, columns)
     if summary["leakage"]["train_rows_in_evaluation"]:
         summary["leakage"]["warning"] = (
             "training rows equal to a validation or test row (case, whitespace and punctuation folded): kept, but "
             "their scores are not held out"
         )
     transfer = {split: len(dataset[split]) for split in labelless}
-    if unlabeled_rows_count:
-        transfer["unlabeled_files"] = unlabeled_rows_count
+    if unlabeled is not None and len(unlabeled):
+        transfer["unlabeled_files"] = len(unlabeled)
     if transfer:
         summary["transfer_set"] = {
             "rows": transfer,
@@ -207,7 +237,6 @@ def starting_recipe(
         }
         if "test" in labelless:
             summary["transfer_set"]["test"] = "no labels: the student's predictions are written instead of metrics"
-    return recipe, summary
 
 
 def _leakage_counts(dataset: Any, labelless: list[str], unlabeled: Any, columns: list[Any]) -> dict[str, int]:
