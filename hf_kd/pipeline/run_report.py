@@ -74,28 +74,20 @@ def write_run_report(
         json.dumps(jsonable(result_summary(teacher_metrics, student_metrics)), indent=2) + "\n", encoding="utf-8"
     )
     teacher = run.load_teacher()
-    sides: dict[str, dict[str, Any]] = {}
-    timers: dict[tuple[str, str], Any] = {}  # (latency key, side) -> one timing of that model
-    batch_sizes = tuple(config.evaluation.latency_batch_sizes)
-    typical = typical_length(run.teacher_train)
-    max_length = config.data.max_length or 128
-    lengths = {"latency": max_length}
-    if typical is not None and typical < max_length:
-        lengths["latency_typical"] = typical
-    for name, model, tokenizer, metrics, path in (
+    lengths = _latency_lengths(run)
+    models = [
         ("teacher", teacher, run.teacher_tokenizer, teacher_metrics, run.teacher_path),
         ("student", student, run.student_tokenizer, student_metrics, student_dir),
-    ):
-        side: dict[str, Any] = {"metrics": headline(metrics)}
-        size = model_size(path if Path(path).is_dir() else model)
-        side.update({"parameters": size["parameters"], "size_mb": size["size_mb"]})
-        for key, length in lengths.items():
-            timers[(key, name)] = partial(measure_latency, model, tokenizer, batch_sizes=batch_sizes, seq_len=length)
-        sides[name] = side
+    ]
+    sides = {name: _side(metrics, path, model) for name, model, _, metrics, path in models}
+    batch_sizes = tuple(config.evaluation.latency_batch_sizes)
+    timers: dict[tuple[str, str], Any] = {  # (latency key, side) -> one timing of that model
+        (key, name): partial(measure_latency, model, tokenizer, batch_sizes=batch_sizes, seq_len=length)
+        for name, model, tokenizer, _, _ in models
+        for key, length in lengths.items()
+    }
     exported_side = None
     if exported is not None:
-        from ..export.onnx_classifier import onnx_latency
-
         info = exported["export"]
         exported_side = {
             "metrics": headline(exported["metrics"]),
@@ -103,16 +95,56 @@ def write_run_report(
             "size_mb": info["size_mb"],
             "format": f"ONNX {info['quantize'] or 'fp32'}",
         }
-        for key, length in lengths.items():
-            timers[(key, "exported")] = partial(
-                onnx_latency, exported["classifier"], batch_sizes=batch_sizes, seq_len=length
-            )
+        timers.update(_export_timers(exported["classifier"], lengths, batch_sizes))
     if config.evaluation.latency:
         # Teacher, student and export in turn, round after round: a slow spell of the machine falls on all three.
         order = sorted(timers, key=lambda k: list(lengths).index(k[0]))
         timed = interleaved_latency({k: timers[k] for k in order}, rounds=config.evaluation.latency_rounds)
         for (key, name), latency in timed.items():
             (exported_side if name == "exported" else sides[name])[key] = latency
+    extra = _report_extra(run, student, teacher_metrics, student_metrics, folder)
+    report = build_report(sides["teacher"], sides["student"], extra=extra, exported=exported_side)
+    write_report(report, run.root)
+    write_report(report, folder)
+    print_report(report)
+    if config.evaluation.model_card:
+        _model_card(run, student, student_dir, teacher, student_metrics, teacher_metrics, report)
+    return report
+
+
+def _latency_lengths(run: PipelineRun) -> dict[str, int]:
+    """The sequence lengths the models are timed at: `data.max_length` (128 without one), and the training rows'
+    median length when it is shorter (`latency_typical`)."""
+    max_length = run.config.data.max_length or 128
+    lengths = {"latency": max_length}
+    typical = typical_length(run.teacher_train)
+    if typical is not None and typical < max_length:
+        lengths["latency_typical"] = typical
+    return lengths
+
+
+def _side(metrics: dict[str, dict[str, float]], path: str, model: Any) -> dict[str, Any]:
+    """One model's column of the report before timing: its headline metrics, parameters and size on disk."""
+    size = model_size(path if Path(path).is_dir() else model)
+    return {"metrics": headline(metrics), "parameters": size["parameters"], "size_mb": size["size_mb"]}
+
+
+def _export_timers(classifier: Any, lengths: dict[str, int], batch_sizes: tuple[int, ...]) -> dict[tuple, Any]:
+    """The exported student's timings (through onnxruntime, imported only when a run exports)."""
+    from ..export.onnx_classifier import onnx_latency
+
+    return {
+        (key, "exported"): partial(onnx_latency, classifier, batch_sizes=batch_sizes, seq_len=length)
+        for key, length in lengths.items()
+    }
+
+
+def _report_extra(
+    run: PipelineRun, student: Any, teacher_metrics: Any, student_metrics: Any, folder: Path
+) -> dict[str, Any]:
+    """What the report records besides the models' columns: the data, the task, the checks, the figures, the
+    student's vocabulary and width."""
+    config = run.config
     extra = {
         "dataset": config.data.dataset,
         "level": config.data.level,
@@ -121,12 +153,12 @@ def write_run_report(
         "student_layers": getattr(student.config, "num_hidden_layers", None),
         "task": run.task,
         "threshold_rule": config.evaluation.threshold if run.task in (MULTI_LABEL, BINARY) else None,
-        "unknown_token_rate": getattr(run, "unknown_rates", None),
+        "unknown_token_rate": run.unknown_rates,
         "leakage": dict(run.splits.leakage),
     }
     if config.evaluation.plots:
         extra["figures"] = [Path(f).name for f in _plots(run, teacher_metrics, student_metrics, folder)]
-        from ..reporting.plots import label_font
+        from ..reporting.plots import label_font  # matplotlib, imported only when plotting
 
         if run.task != BINARY and label_font(run.label_names) is None:
             extra["label_legend"] = list(run.label_names)  # the figures number the labels
@@ -134,13 +166,7 @@ def write_run_report(
     if vocabulary:
         extra["student_vocabulary"] = {"kept": student.config.vocab_size, **vocabulary}
     extra["student_hidden_size"] = getattr(student.config, "hidden_size", None)
-    report = build_report(sides["teacher"], sides["student"], extra=extra, exported=exported_side)
-    write_report(report, run.root)
-    write_report(report, folder)
-    print_report(report)
-    if config.evaluation.model_card:
-        _model_card(run, student, student_dir, teacher, student_metrics, teacher_metrics, report)
-    return report
+    return extra
 
 
 def typical_length(dataset: Any) -> int | None:
