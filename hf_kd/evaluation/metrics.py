@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import accuracy_score, average_precision_score, brier_score_loss, f1_score, roc_auc_score
 
-from ..constants import IGNORE_INDEX, MULTI_LABEL, SINGLE_LABEL, TASK_TYPES
+from ..constants import BINARY, IGNORE_INDEX, MULTI_LABEL, REGRESSION, SINGLE_LABEL, TASK_TYPES
 from .numeric import (
     as_numeric,
     as_probabilities,
@@ -278,7 +278,7 @@ def agreement(
     if problem_type == SINGLE_LABEL:
         student = as_numeric(student_probs, "student_probs")
         teacher = as_numeric(teacher_probs, "teacher_probs")
-    elif problem_type in ("multi_label_classification", "binary"):
+    elif problem_type in (MULTI_LABEL, BINARY):
         student = as_probabilities(student_probs, "student_probs")
         teacher = as_probabilities(teacher_probs, "teacher_probs")
     else:
@@ -415,10 +415,10 @@ def make_compute_metrics(
         raise ValueError("`threshold='tune'` is now the threshold rule `'f1'`.")
     rule = isinstance(threshold, str | dict)
     if rule:
-        if problem_type not in ("multi_label_classification", "binary"):
+        if problem_type not in (MULTI_LABEL, BINARY):
             raise ValueError(f"A threshold rule ({threshold!r}) applies to multi-label and binary tasks only.")
         check_threshold_rule(threshold)
-    elif problem_type == "binary" or np.ndim(threshold) == 0:
+    elif problem_type == BINARY or np.ndim(threshold) == 0:
         check_threshold(threshold)
     else:
         threshold_vector(threshold, int(np.size(threshold)))
@@ -443,7 +443,7 @@ def make_compute_metrics(
         logits = as_numeric(_first(predictions), "predictions")
         labels = as_numeric(_first(label_ids), "label_ids")
 
-        if problem_type == "regression":
+        if problem_type == REGRESSION:
             preds = logits[:, 0] if logits.ndim == 2 and logits.shape[1] == 1 else logits
             targets = labels[:, 0] if labels.ndim == 2 and labels.shape[1] == 1 else labels
             check_same_shape(preds, "predictions", targets, "label_ids")

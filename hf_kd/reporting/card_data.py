@@ -15,7 +15,7 @@ from typing import Any
 
 from accelerate.utils import extract_model_from_parallel
 
-from ..constants import MULTI_LABEL, SINGLE_LABEL, is_finite_number
+from ..constants import MULTI_LABEL, REGRESSION, SINGLE_LABEL, is_finite_number
 from .report import quality_metrics
 
 __all__ = ["DistillationCardData", "card_data_from_trainer", "trainer_card_data"]
@@ -24,7 +24,7 @@ _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 _HARD_LOSSES = {
     SINGLE_LABEL: "cross-entropy",
     MULTI_LABEL: "binary cross-entropy",
-    "regression": "MSE",
+    REGRESSION: "MSE",
 }
 
 
@@ -202,64 +202,27 @@ def card_data_from_trainer(
     teacher = getattr(trainer, "teacher_model", None)
     config = getattr(student, "config", None)
     problem_type = getattr(config, "problem_type", None)
-
     if teacher_id is None and teacher is not None:
         teacher_id = _name_or_path(teacher)
     init_kwargs = getattr(args, "teacher_model_init_kwargs", None) or {}
     if teacher_revision is None and init_kwargs.get("revision"):
         teacher_revision = str(init_kwargs["revision"])
-
-    losses: dict[str, str] = {}
-    if problem_type in _HARD_LOSSES:
-        losses["hard"] = _HARD_LOSSES[problem_type]
-    if problem_type == SINGLE_LABEL:
-        losses["distill"] = args.single_label_distillation_loss
-    elif problem_type == MULTI_LABEL:
-        losses["distill"] = args.multi_label_distillation_loss
-    elif problem_type == "regression":
-        losses["distill"] = "mse"
-    else:
-        losses["distill (single-label)"] = args.single_label_distillation_loss
-        losses["distill (multi-label)"] = args.multi_label_distillation_loss
-    hidden_weight = float(getattr(args, "hidden_loss_weight", 0.0))
-    attention_weight = float(getattr(args, "attention_loss_weight", 0.0))
-    if hidden_weight > 0:
-        losses["hidden"] = args.hidden_loss
-    loss_weights = {}
-    if hidden_weight > 0 or attention_weight > 0:
-        loss_weights = {"hidden states": hidden_weight, "attention maps": attention_weight}
+    losses, loss_weights = _losses(args, problem_type)
     intermediate = getattr(trainer, "intermediate", None)
     layer_mapping = getattr(intermediate, "layer_mapping", None) or getattr(args, "layer_mapping", None)
-    if not loss_weights:
-        layer_mapping = None
-
     train_dataset = getattr(trainer, "train_dataset", None)
     cached = bool(
         getattr(args, "precompute_teacher_logits", False)
         or "teacher_logits" in (getattr(train_dataset, "column_names", None) or [])
         or teacher is None
     )
-    label_names: list[str] = []
-    id2label = getattr(config, "id2label", None) or {}
-    if id2label and not all(_DEFAULT_LABEL.match(str(v)) for v in id2label.values()):
-        label_names = [str(id2label[i]) for i in sorted(id2label)]
-
     hub_model_id = getattr(args, "hub_model_id", None)
-    model_name = hub_model_id.split("/")[-1] if hub_model_id else Path(str(args.output_dir)).name or None
-    student_metrics = {k: v for k, v in quality_metrics(metrics).items() if math.isfinite(v)}
-    training = {
-        "Learning rate": args.learning_rate,
-        "Epochs": float(args.num_train_epochs),
-        "Batch size per device": args.per_device_train_batch_size,
-        "Gradient accumulation steps": args.gradient_accumulation_steps,
-        "Seed": args.seed,
-    }
     # A student built from the teacher's layers records them in its config (`hf_kd.student_from_teacher`): it was
     # initialised from the teacher, not from the folder it was last loaded from.
     student_layers = getattr(config, "hf_kd_teacher_layers", None)
     base_model = (getattr(config, "hf_kd_teacher", None) or teacher_id) if student_layers else _name_or_path(student)
     data = DistillationCardData(
-        model_name=model_name,
+        model_name=hub_model_id.split("/")[-1] if hub_model_id else Path(str(args.output_dir)).name or None,
         base_model=base_model,
         student_layers=list(student_layers) if student_layers else None,
         teacher_id=teacher_id,
@@ -268,16 +231,58 @@ def card_data_from_trainer(
         temperature=float(args.temperature),
         alpha=float(args.alpha),
         losses=losses,
-        layer_mapping=list(layer_mapping) if layer_mapping is not None else None,
+        layer_mapping=list(layer_mapping) if layer_mapping is not None and loss_weights else None,
         loss_weights=loss_weights,
         head_learning_rate=args.head_learning_rate,
         cached_teacher_logits=cached,
-        training=training,
+        training=_training_settings(args),
         datasets=list(dataset_names),
-        label_names=label_names,
-        student_metrics=student_metrics,
+        label_names=_label_names(config),
+        student_metrics={k: v for k, v in quality_metrics(metrics).items() if math.isfinite(v)},
     )
     return dataclasses.replace(data, **overrides) if overrides else data
+
+
+def _losses(args: Any, problem_type: str | None) -> tuple[dict[str, str], dict[str, float]]:
+    """The losses a distillation's arguments choose for its task, and the intermediate terms' weights (empty when it
+    has none)."""
+    losses: dict[str, str] = {}
+    if problem_type in _HARD_LOSSES:
+        losses["hard"] = _HARD_LOSSES[problem_type]
+    if problem_type == SINGLE_LABEL:
+        losses["distill"] = args.single_label_distillation_loss
+    elif problem_type == MULTI_LABEL:
+        losses["distill"] = args.multi_label_distillation_loss
+    elif problem_type == REGRESSION:
+        losses["distill"] = "mse"
+    else:
+        losses["distill (single-label)"] = args.single_label_distillation_loss
+        losses["distill (multi-label)"] = args.multi_label_distillation_loss
+    hidden_weight = float(getattr(args, "hidden_loss_weight", 0.0))
+    attention_weight = float(getattr(args, "attention_loss_weight", 0.0))
+    if hidden_weight > 0:
+        losses["hidden"] = args.hidden_loss
+    if hidden_weight > 0 or attention_weight > 0:
+        return losses, {"hidden states": hidden_weight, "attention maps": attention_weight}
+    return losses, {}
+
+
+def _training_settings(args: Any) -> dict[str, Any]:
+    return {
+        "Learning rate": args.learning_rate,
+        "Epochs": float(args.num_train_epochs),
+        "Batch size per device": args.per_device_train_batch_size,
+        "Gradient accumulation steps": args.gradient_accumulation_steps,
+        "Seed": args.seed,
+    }
+
+
+def _label_names(config: Any) -> list[str]:
+    """The student's label names, unless they are `transformers`' defaults (`LABEL_0`, ...)."""
+    id2label = getattr(config, "id2label", None) or {}
+    if id2label and not all(_DEFAULT_LABEL.match(str(v)) for v in id2label.values()):
+        return [str(id2label[i]) for i in sorted(id2label)]
+    return []
 
 
 def trainer_card_data(

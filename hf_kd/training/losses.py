@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..constants import IGNORE_INDEX, MULTI_LABEL, SINGLE_LABEL
+from ..constants import IGNORE_INDEX, MULTI_LABEL, REGRESSION, SINGLE_LABEL
 
 __all__ = [
     "attention_kl_loss",
@@ -193,7 +193,7 @@ def distillation_loss(
         `torch.Tensor`: the loss.
     """
     teacher_logits = teacher_logits.reshape(student_logits.shape)
-    if problem_type == "regression":
+    if problem_type == REGRESSION:
         return logit_mse_loss(student_logits, teacher_logits, reduction=reduction)
     loss = single_label_loss if problem_type == SINGLE_LABEL else multi_label_loss
     if loss == "mse":
@@ -244,7 +244,7 @@ def hard_label_loss(
         targets = torch.where(valid, labels, torch.zeros_like(labels))
         per_item = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none") * valid
         count = valid.sum()
-    elif problem_type == "regression":
+    elif problem_type == REGRESSION:
         if logits.numel() != labels.numel():
             raise ValueError(
                 f"Regression labels of shape {tuple(labels.shape)} do not match the logits' shape "
