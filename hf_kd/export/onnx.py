@@ -237,8 +237,6 @@ def export_onnx(
             `model_dir` is not a folder.
         `ImportError`: When onnx, onnxruntime or onnxscript is missing.
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"`quantize` must be one of {list(QUANTIZATIONS)}, got {quantize!r}.")
     if quantize == "int8-static" and not calibration_texts:
@@ -247,38 +245,15 @@ def export_onnx(
     if not model_dir.is_dir():
         raise ValueError(f"`model_dir` must be a local folder with a saved classifier; {str(model_dir)!r} is not one.")
     _require_onnx()
-
-    with named_load_errors(model_dir, f"the model at {str(model_dir)!r}"):
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, use_safetensors=True, attn_implementation="eager"
-        ).eval()
-    with named_load_errors(tokenizer_dir or model_dir, "the tokenizer"):
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or model_dir)
-    names = [n for n in tokenizer.model_input_names if n in STUDENT_INPUT_COLUMNS]
-    if "token_type_ids" in names and not getattr(model.config, "type_vocab_size", 0):
-        names.remove("token_type_ids")
-    if "input_ids" not in names:
-        names.insert(0, "input_ids")
-    example = tokenizer(["a b c", "a"], padding=True, return_tensors="pt")
-    sample = tuple(example[name] if name in example else torch.zeros_like(example["input_ids"]) for name in names)
+    model, tokenizer = _load_for_export(model_dir, tokenizer_dir)
+    names = _graph_inputs(model, tokenizer)
     max_length = int(min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512)))
-
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     target = output / ONNX_FILE
     with tempfile.TemporaryDirectory(prefix="hf_kd_onnx_") as scratch, _quiet():
         traced, fused = Path(scratch) / "traced.onnx", Path(scratch) / "fused.onnx"
-        with torch.no_grad():
-            torch.onnx.export(
-                _Logits(model, names),
-                sample,
-                str(traced),
-                input_names=names,
-                output_names=["logits"],
-                dynamic_axes={name: {0: "batch", 1: "sequence"} for name in names},
-                opset_version=opset,
-                dynamo=False,
-            )
+        _trace(model, tokenizer, names, traced, opset)
         # Static int8 is calibrated on the traced graph (standard ops; the quantizer cannot type the outputs of
         # fused contrib ops, so it would leave the activations in float); onnxruntime fuses its QDQ pairs at load.
         static = quantize == "int8-static"
@@ -287,7 +262,7 @@ def export_onnx(
             shutil.copyfile(graph, target)
         else:
             calibration = None
-            if quantize == "int8-static":
+            if static:
                 calibration = _Calibration(tokenizer, list(calibration_texts or []), names, max_length)
             _quantize(graph, target, quantize, calibration)
     tokenizer.save_pretrained(output)
@@ -296,10 +271,61 @@ def export_onnx(
     # unset (a single-label head), as the task hf-kd reads from the config (`task_of_config`).
     config.problem_type = problem_type_of_task(task_of_config(config))
     config.save_pretrained(output)
-    threshold = saved_threshold(config)
+    info = _export_record(config, quantize, max_length, names, opset, target)
+    (output / EXPORT_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return {**info, "path": str(target), "size_mb": target.stat().st_size / BYTES_PER_MB}
+
+
+def _load_for_export(model_dir: Path, tokenizer_dir: str | Path | None) -> tuple[Any, Any]:
+    """The classifier (safetensors, eager attention: the traceable one) and its tokenizer, with named load errors."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    with named_load_errors(model_dir, f"the model at {str(model_dir)!r}"):
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, use_safetensors=True, attn_implementation="eager"
+        ).eval()
+    with named_load_errors(tokenizer_dir or model_dir, "the tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or model_dir)
+    return model, tokenizer
+
+
+def _graph_inputs(model: Any, tokenizer: Any) -> list[str]:
+    """The graph's inputs: the tokenizer's model inputs the student reads (`token_type_ids` only when the model has
+    token types), `input_ids` first."""
+    names = [n for n in tokenizer.model_input_names if n in STUDENT_INPUT_COLUMNS]
+    if "token_type_ids" in names and not getattr(model.config, "type_vocab_size", 0):
+        names.remove("token_type_ids")
+    if "input_ids" not in names:
+        names.insert(0, "input_ids")
+    return names
+
+
+def _trace(model: Any, tokenizer: Any, names: list[str], path: Path, opset: int) -> None:
+    """The model traced to ONNX (TorchScript exporter) with dynamic batch and sequence axes."""
+    example = tokenizer(["a b c", "a"], padding=True, return_tensors="pt")
+    sample = tuple(example[name] if name in example else torch.zeros_like(example["input_ids"]) for name in names)
+    with torch.no_grad():
+        torch.onnx.export(
+            _Logits(model, names),
+            sample,
+            str(path),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes={name: {0: "batch", 1: "sequence"} for name in names},
+            opset_version=opset,
+            dynamo=False,
+        )
+
+
+def _export_record(
+    config: Any, quantize: str | None, max_length: int, names: list[str], opset: int, target: Path
+) -> dict[str, Any]:
+    """What `hf_kd_export.json` records: the task, labels, threshold and limits the graph is served with, and how and
+    where it was built."""
     import onnxruntime
 
-    info = {
+    threshold = saved_threshold(config)
+    return {
         "format": "onnx",
         "quantize": quantize,
         "task": task_of_config(config),
@@ -314,5 +340,3 @@ def export_onnx(
         "onnxruntime_version": onnxruntime.__version__,
         "built_on_cpu": cpu_description(),  # dynamic int8 speed depends on the CPU that runs it (VNNI, AMX)
     }
-    (output / EXPORT_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    return {**info, "path": str(target), "size_mb": target.stat().st_size / BYTES_PER_MB}
