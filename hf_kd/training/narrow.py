@@ -24,7 +24,7 @@ another architecture is refused with an error naming it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -175,6 +175,49 @@ def narrow_student_from_teacher(
     if init not in NARROW_INITS:
         raise ValueError(f"`init` must be one of {list(NARROW_INITS)}, got {init!r}.")
     config = teacher.config
+    head_size = int(config.hidden_size) // int(config.num_attention_heads)
+    heads, ffn = _narrow_shape(config, hidden_size, num_attention_heads, intermediate_size, init)
+    n_teacher = int(config.num_hidden_layers)
+    if layers is None:
+        layers = uniform_layers(n_teacher, num_layers if num_layers is not None else (n_teacher + 1) // 2)
+    layers = [int(i) for i in layers]
+    if not layers or any(not 0 <= i < n_teacher for i in layers):
+        raise ValueError(f"`layers` must be non-empty 0-based indices below {n_teacher}, got {layers}.")
+    if init == "pca" and calibration is None:
+        raise ValueError("init='pca' needs a `calibration` batch of teacher inputs.")
+    student_config = type(config).from_dict(config.to_dict())
+    student_config.update(
+        {
+            "hidden_size": hidden_size,
+            "num_attention_heads": heads,
+            "intermediate_size": ffn,
+            "num_hidden_layers": len(layers),
+        }
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        student = type(teacher)(student_config)
+    if init != "random":
+        device = next(teacher.parameters()).device
+        if init == "pca":
+            basis = residual_basis(teacher, calibration, hidden_size, layers).to(device)
+        else:
+            basis = torch.eye(int(config.hidden_size), device=device)[:hidden_size]
+        student.to(device)
+        _copy_projected(student, teacher, basis.to(next(teacher.parameters()).dtype), layers, heads, head_size, ffn)
+    student.config.hf_kd_teacher = getattr(config, "_name_or_path", None) or None
+    student.config.hf_kd_teacher_layers = layers
+    student.config.hf_kd_narrow_init = init
+    student.config.name_or_path = ""
+    student.requires_grad_(True)
+    student.train()
+    return student
+
+
+def _narrow_shape(
+    config: Any, hidden_size: int, num_attention_heads: int | None, intermediate_size: int | None, init: str
+) -> tuple[int, int]:
+    """The student's heads and feed-forward width, checked against the teacher's (whole heads unless `random`)."""
     teacher_hidden = int(config.hidden_size)
     head_size = teacher_hidden // int(config.num_attention_heads)
     if not 0 < hidden_size < teacher_hidden:
@@ -194,56 +237,34 @@ def narrow_student_from_teacher(
     ffn = intermediate_size if intermediate_size is not None else round(ratio * hidden_size)
     if not 0 < ffn <= int(config.intermediate_size):
         raise ValueError(f"`intermediate_size` must be in 1..{config.intermediate_size}, got {ffn}.")
-    n_teacher = int(config.num_hidden_layers)
-    if layers is None:
-        layers = uniform_layers(n_teacher, num_layers if num_layers is not None else (n_teacher + 1) // 2)
-    layers = [int(i) for i in layers]
-    if not layers or any(not 0 <= i < n_teacher for i in layers):
-        raise ValueError(f"`layers` must be non-empty 0-based indices below {n_teacher}, got {layers}.")
-    if init == "pca" and calibration is None:
-        raise ValueError("init='pca' needs a `calibration` batch of teacher inputs.")
+    return heads, ffn
 
-    student_config = type(config).from_dict(config.to_dict())
-    student_config.update(
-        {
-            "hidden_size": hidden_size,
-            "num_attention_heads": heads,
-            "intermediate_size": ffn,
-            "num_hidden_layers": len(layers),
-        }
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        student = type(teacher)(student_config)
-    if init != "random":
-        device = next(teacher.parameters()).device
-        if init == "pca":
-            basis = residual_basis(teacher, calibration, hidden_size, layers).to(device)
-        else:
-            basis = torch.eye(teacher_hidden, device=device)[:hidden_size]
-        basis = basis.to(next(teacher.parameters()).dtype)
-        student.to(device)
-        with torch.no_grad():
-            source, target = teacher.bert.embeddings, student.bert.embeddings
-            for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
-                if hasattr(source, name):
-                    getattr(target, name).weight.copy_(getattr(source, name).weight @ basis.T)
-            _layer_norm(target.LayerNorm, source.LayerNorm, basis)
-            for index, teacher_layer in enumerate(layers):
-                source_layer = teacher.bert.encoder.layer[teacher_layer]
-                _copy_layer(student.bert.encoder.layer[index], source_layer, basis, heads, head_size, ffn)
-            if teacher.bert.pooler is not None and student.bert.pooler is not None:
-                pooler_source, pooler_target = teacher.bert.pooler.dense, student.bert.pooler.dense
-                pooler_target.weight.copy_(basis @ pooler_source.weight @ basis.T)
-                pooler_target.bias.copy_(basis @ pooler_source.bias)
-            classifier = getattr(teacher, "classifier", None)
-            if isinstance(classifier, nn.Linear):
-                student.classifier.weight.copy_(classifier.weight @ basis.T)
-                student.classifier.bias.copy_(classifier.bias)
-    student.config.hf_kd_teacher = getattr(config, "_name_or_path", None) or None
-    student.config.hf_kd_teacher_layers = layers
-    student.config.hf_kd_narrow_init = init
-    student.config.name_or_path = ""
-    student.requires_grad_(True)
-    student.train()
-    return student
+
+@torch.no_grad()
+def _copy_projected(
+    student: PreTrainedModel,
+    teacher: PreTrainedModel,
+    basis: torch.Tensor,
+    layers: list[int],
+    heads: int,
+    head_size: int,
+    ffn: int,
+) -> None:
+    """The teacher's embeddings, chosen layers, pooler and head copied into the student through `basis`
+    (`(hidden_size, teacher_hidden)`, orthonormal rows)."""
+    source, target = teacher.bert.embeddings, student.bert.embeddings
+    for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+        if hasattr(source, name):
+            getattr(target, name).weight.copy_(getattr(source, name).weight @ basis.T)
+    _layer_norm(target.LayerNorm, source.LayerNorm, basis)
+    for index, teacher_layer in enumerate(layers):
+        source_layer = teacher.bert.encoder.layer[teacher_layer]
+        _copy_layer(student.bert.encoder.layer[index], source_layer, basis, heads, head_size, ffn)
+    if teacher.bert.pooler is not None and student.bert.pooler is not None:
+        pooler_source, pooler_target = teacher.bert.pooler.dense, student.bert.pooler.dense
+        pooler_target.weight.copy_(basis @ pooler_source.weight @ basis.T)
+        pooler_target.bias.copy_(basis @ pooler_source.bias)
+    classifier = getattr(teacher, "classifier", None)
+    if isinstance(classifier, nn.Linear):
+        student.classifier.weight.copy_(classifier.weight @ basis.T)
+        student.classifier.bias.copy_(classifier.bias)
