@@ -150,7 +150,6 @@ def _run_trial(
     repeat the run. The record then names that trial in `reused_from`. A result is also reused when an interrupted run
     of the search had finished this trial.
     """
-    trainer = search.trainer
     params = {spec.name: spec.value(u) for spec, u in zip(search.specs, position)}
     trial_dir = os.path.join(search.pso_dir, f"trial-{k}")
     record = {
@@ -162,6 +161,42 @@ def _run_trial(
         "hyperparameters": params,
         "output_dir": trial_dir,
     }
+    reused = _reused_result(record, earlier, trial_dir)
+    if reused is not None:
+        return reused
+    os.makedirs(trial_dir, exist_ok=True)
+    resume = None
+    if read_json(os.path.join(trial_dir, _PARAMS_FILE)) == params and get_last_checkpoint(trial_dir) is not None:
+        resume = get_last_checkpoint(trial_dir)
+    write_json(os.path.join(trial_dir, _PARAMS_FILE), params)
+    logger.info(f"PSO trial {k} (iteration {iteration}, particle {particle}): {params}")
+    with single_process_state(search.isolate_device):
+        trial_trainer = _trial_trainer(search, params, trial_dir, k)
+        try:
+            trial_trainer.train(resume_from_checkpoint=resume)
+            metrics = trial_trainer.evaluate()
+            objective = float(search.compute_objective(metrics))
+        finally:
+            # Give the accelerator memory back (a collection costs time on CPU).
+            if trial_trainer.args.device.type != "cpu":
+                trial_trainer.accelerator.free_memory()
+            del trial_trainer
+    record["objective"] = objective if math.isfinite(objective) else None
+    write_json(os.path.join(trial_dir, _TRIAL_FILE), record)
+    if record["objective"] is None:
+        logger.warning(
+            f"PSO trial {k}: the objective is {objective} (training diverged, or the metric could not be computed); "
+            "the swarm treats this point as the worst possible."
+        )
+    else:
+        logger.info(f"PSO trial {k}: objective {objective}")
+    return record
+
+
+def _reused_result(record: dict[str, Any], earlier: Sequence[dict[str, Any]], trial_dir: str) -> dict[str, Any] | None:
+    """The trial's record from an earlier trial of the search with the same hyperparameters (`reused_from`), or from
+    an interrupted run that had finished it; None when it must be trained."""
+    k, params = record["trial"], record["hyperparameters"]
     same = next((t for t in earlier if t["hyperparameters"] == params), None)
     if same is not None:
         logger.info(f"PSO trial {k} has the hyperparameters of trial {same['trial']}; reusing its objective.")
@@ -175,14 +210,13 @@ def _run_trial(
     if done is not None and done.get("position") == record["position"] and done.get("hyperparameters") == params:
         logger.info(f"PSO trial {k} was finished by an earlier run; reusing its objective {done['objective']}.")
         return {**record, "objective": done["objective"]}
+    return None
 
-    os.makedirs(trial_dir, exist_ok=True)
-    resume = None
-    if read_json(os.path.join(trial_dir, _PARAMS_FILE)) == params and get_last_checkpoint(trial_dir) is not None:
-        resume = get_last_checkpoint(trial_dir)
-    write_json(os.path.join(trial_dir, _PARAMS_FILE), params)
-    logger.info(f"PSO trial {k} (iteration {iteration}, particle {particle}): {params}")
 
+def _trial_trainer(search: _Search, params: dict[str, Any], trial_dir: str, k: int) -> Any:
+    """A trainer of the search's class for one trial: a fresh student from `model_init`, the trial's arguments, the
+    search's datasets (with their cached logits), the teacher only when the trial needs it online."""
+    trainer = search.trainer
     model_init = trainer.model_init
     if number_of_arguments(model_init) == 1:
 
@@ -191,57 +225,37 @@ def _run_trial(
 
     else:
         trial_model_init = model_init
-
-    with single_process_state(search.isolate_device):
-        run_name = search.hp_name(dict(params)) if search.hp_name is not None else f"pso-trial-{k}"
-        overrides: dict[str, Any] = {"output_dir": trial_dir, "run_name": run_name}
-        cached = _has_logits(search.train_dataset)
-        if cached:
-            # Already done by this search's teacher, and the trial may have no teacher.
-            overrides.update(precompute_teacher_logits=False, keep_teacher_logits=True)
-        overrides.update(single_process_overrides(search.isolate_device))
-        args = replace(trainer.args, **params, **overrides)
-        if search.isolate_device is not None:
-            pin_device(args, search.isolate_device)
-        online = args.uses_intermediate_losses or not (
-            cached and (not args.teacher_eval_metrics or _has_logits(search.eval_dataset))
-        )
-        teacher = trainer.teacher_model if online else None
-        if teacher is not None:
-            teacher = extract_model_from_parallel(teacher)
-        set_seed(args.seed)  # as Trainer.train does before calling `model_init`
-        trial_trainer = type(trainer)(
-            model=trial_model_init(),  # one fresh student per trial (a `model_init` would be called twice)
-            teacher_model=teacher,
-            args=args,
-            data_collator=trainer.data_collator,
-            train_dataset=search.train_dataset,
-            eval_dataset=search.eval_dataset,
-            processing_class=trainer.processing_class,
-            compute_metrics=trainer.compute_metrics,
-            callbacks=_trial_callbacks(trainer),
-            optimizer_cls_and_kwargs=trainer.optimizer_cls_and_kwargs,
-            preprocess_logits_for_metrics=trainer.preprocess_logits_for_metrics,
-            teacher_processing_class=getattr(trainer, "teacher_processing_class", None),
-        )
-        try:
-            trial_trainer.train(resume_from_checkpoint=resume)
-            metrics = trial_trainer.evaluate()
-            objective = float(search.compute_objective(metrics))
-        finally:
-            if args.device.type != "cpu":  # give the accelerator memory back (a collection costs time on CPU)
-                trial_trainer.accelerator.free_memory()
-            del trial_trainer
-    record["objective"] = objective if math.isfinite(objective) else None
-    write_json(os.path.join(trial_dir, _TRIAL_FILE), record)
-    if record["objective"] is None:
-        logger.warning(
-            f"PSO trial {k}: the objective is {objective} (training diverged, or the metric could not be computed); "
-            "the swarm treats this point as the worst possible."
-        )
-    else:
-        logger.info(f"PSO trial {k}: objective {objective}")
-    return record
+    run_name = search.hp_name(dict(params)) if search.hp_name is not None else f"pso-trial-{k}"
+    overrides: dict[str, Any] = {"output_dir": trial_dir, "run_name": run_name}
+    cached = _has_logits(search.train_dataset)
+    if cached:
+        # Already done by this search's teacher, and the trial may have no teacher.
+        overrides.update(precompute_teacher_logits=False, keep_teacher_logits=True)
+    overrides.update(single_process_overrides(search.isolate_device))
+    args = replace(trainer.args, **params, **overrides)
+    if search.isolate_device is not None:
+        pin_device(args, search.isolate_device)
+    online = args.uses_intermediate_losses or not (
+        cached and (not args.teacher_eval_metrics or _has_logits(search.eval_dataset))
+    )
+    teacher = (
+        extract_model_from_parallel(trainer.teacher_model) if online and trainer.teacher_model is not None else None
+    )
+    set_seed(args.seed)  # as Trainer.train does before calling `model_init`
+    return type(trainer)(
+        model=trial_model_init(),  # one fresh student per trial (a `model_init` would be called twice)
+        teacher_model=teacher,
+        args=args,
+        data_collator=trainer.data_collator,
+        train_dataset=search.train_dataset,
+        eval_dataset=search.eval_dataset,
+        processing_class=trainer.processing_class,
+        compute_metrics=trainer.compute_metrics,
+        callbacks=_trial_callbacks(trainer),
+        optimizer_cls_and_kwargs=trainer.optimizer_cls_and_kwargs,
+        preprocess_logits_for_metrics=trainer.preprocess_logits_for_metrics,
+        teacher_processing_class=getattr(trainer, "teacher_processing_class", None),
+    )
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -324,37 +338,23 @@ def run_pso(
     Returns:
         [`~trainer_utils.BestRun`]: the best trial's number (`run_id`), objective and hyperparameters.
     """
-    if getattr(trainer, "model_init", None) is None:
-        raise RuntimeError(
-            "hyperparameter_search(backend='pso') trains a fresh student per trial, so the trainer needs `model_init` "
-            "(a function returning a new student), not only `model`."
-        )
-    if trainer.train_dataset is None or trainer.eval_dataset is None:
-        raise ValueError("hyperparameter_search(backend='pso') needs both `train_dataset` and `eval_dataset`.")
-    if direction not in ("minimize", "maximize"):
-        raise ValueError(f"`direction` must be 'minimize' or 'maximize' for backend='pso', got {direction!r}.")
+    _check_trainer(trainer, direction)
     n_trials = _check_int("n_trials", n_trials, 1)
     n_particles = min(10, n_trials) if n_particles is None else _check_int("n_particles", n_particles, 1)
     seed = trainer.args.seed if seed is None else _check_int("seed", seed, 0)
-    options = _check_options(pso_options)
-    clamp = _check_clamp(velocity_clamp)
-    if hp_space is None:
-        hp_space = DEFAULT_PSO_SPACE
+    options, clamp = _check_options(pso_options), _check_clamp(velocity_clamp)
     compute_objective = default_compute_objective if compute_objective is None else compute_objective
-
     args = trainer.args
     world_size, rank = args.world_size, args.process_index
     distributed = is_distributed(world_size)
-    device = args.device
-    specs = parse_space(hp_space, args, check_values=False)
-    check_bounds(specs, args, device if distributed else None)
+    specs = parse_space(DEFAULT_PSO_SPACE if hp_space is None else hp_space, args, check_values=False)
+    check_bounds(specs, args, args.device if distributed else None)
     if distributed and (getattr(trainer, "is_deepspeed_enabled", False) or getattr(trainer, "is_fsdp_enabled", False)):
         raise ValueError(
             "hyperparameter_search(backend='pso') trains one particle per process, so it cannot shard a trial with "
             "DeepSpeed or FSDP; launch the search without them."
         )
     pso_dir = os.path.join(args.output_dir, PSO_DIR)
-    state_path = os.path.join(pso_dir, _STATE_FILE)
     iterations = math.ceil(n_trials / n_particles)
     config = {
         "space": {spec.name: spec.to_json() for spec in specs},
@@ -364,8 +364,51 @@ def run_pso(
         "pso_options": options,
         "velocity_clamp": clamp,
     }
+    state = _shared_state(pso_dir, config, rank, world_size)
+    if state["iteration"] < iterations:
+        train_dataset, eval_dataset = trainer.train_dataset, trainer.eval_dataset
+        if trainer.teacher_model is not None:
+            # One pass of the teacher for the whole search; the trials train from the cached column.
+            train_dataset = trainer.with_teacher_logits(train_dataset)
+            if args.teacher_eval_metrics:
+                eval_dataset = trainer.with_teacher_logits(eval_dataset)
+        search = _Search(
+            trainer=trainer,
+            specs=specs,
+            pso_dir=pso_dir,
+            compute_objective=compute_objective,
+            hp_name=hp_name,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            isolate_device=args.device if distributed else None,
+            rank=rank,
+        )
+        state = _iterate(search, state, iterations, world_size)
+    elif rank == 0 and state["trials"] and not os.path.isfile(os.path.join(pso_dir, "trials.csv")):
+        write_reports(pso_dir, state)
+    best = best_trial(state["trials"], direction)
+    if best is None:
+        raise ValueError("The PSO search ran no trials.")
+    return best_run(best)
 
-    # Process 0 reads or starts the search and hands it to the others, so all start from the same swarm.
+
+def _check_trainer(trainer: Any, direction: str) -> None:
+    """A PSO search trains a fresh student per trial (`model_init`) and scores it on `eval_dataset`."""
+    if getattr(trainer, "model_init", None) is None:
+        raise RuntimeError(
+            "hyperparameter_search(backend='pso') trains a fresh student per trial, so the trainer needs `model_init` "
+            "(a function returning a new student), not only `model`."
+        )
+    if trainer.train_dataset is None or trainer.eval_dataset is None:
+        raise ValueError("hyperparameter_search(backend='pso') needs both `train_dataset` and `eval_dataset`.")
+    if direction not in ("minimize", "maximize"):
+        raise ValueError(f"`direction` must be 'minimize' or 'maximize' for backend='pso', got {direction!r}.")
+
+
+def _shared_state(pso_dir: str, config: dict[str, Any], rank: int, world_size: int) -> dict[str, Any]:
+    """The search's state: process 0 reads it (or starts it) and hands it to the others, so that all start from the
+    same swarm; a saved search with another configuration is refused, naming the field."""
+    state_path = os.path.join(pso_dir, _STATE_FILE)
     state, problem = None, None
     if rank == 0:
         state = read_json(state_path)
@@ -384,32 +427,7 @@ def run_pso(
     state, problem = broadcast((state, problem), world_size)
     if problem is not None:
         raise ValueError(problem)
-
-    if state["iteration"] < iterations:
-        train_dataset, eval_dataset = trainer.train_dataset, trainer.eval_dataset
-        if trainer.teacher_model is not None:
-            # One pass of the teacher for the whole search; the trials train from the cached column.
-            train_dataset = trainer.with_teacher_logits(train_dataset)
-            if args.teacher_eval_metrics:
-                eval_dataset = trainer.with_teacher_logits(eval_dataset)
-        search = _Search(
-            trainer=trainer,
-            specs=specs,
-            pso_dir=pso_dir,
-            compute_objective=compute_objective,
-            hp_name=hp_name,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            isolate_device=device if distributed else None,
-            rank=rank,
-        )
-        state = _iterate(search, state, iterations, world_size)
-    elif rank == 0 and state["trials"] and not os.path.isfile(os.path.join(pso_dir, "trials.csv")):
-        write_reports(pso_dir, state)
-    best = best_trial(state["trials"], direction)
-    if best is None:
-        raise ValueError("The PSO search ran no trials.")
-    return best_run(best)
+    return state
 
 
 def _iterate(search: _Search, state: dict[str, Any], iterations: int, world_size: int) -> dict[str, Any]:
