@@ -222,18 +222,7 @@ def cache_teacher_logits(
     order = None if label_order is None else torch.as_tensor(list(map(int, label_order)), dtype=torch.long)
     teacher = extract_model_from_parallel(teacher_model)
     teacher.eval()
-    parts = [
-        teacher_fingerprint(teacher),
-        dataset._fingerprint,
-        ",".join(columns),
-        "" if order is None else ",".join(map(str, order.tolist())),
-        str(batch_size),
-        "" if teacher_tokenizer is None else _tokenizer_state(teacher_tokenizer),
-    ]
-    if logits_dtype != "float32":
-        parts.append(logits_dtype)
-    fingerprint = hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
-
+    fingerprint = _store_fingerprint(teacher, dataset, columns, order, batch_size, teacher_tokenizer, logits_dtype)
     processes = accelerator.num_processes if accelerator is not None else 1
     rank = accelerator.process_index if accelerator is not None else 0
     temporary = None
@@ -267,6 +256,30 @@ def cache_teacher_logits(
             if rank == 0:
                 shutil.rmtree(temporary, ignore_errors=True)
     return cached
+
+
+def _store_fingerprint(
+    teacher: nn.Module,
+    dataset: datasets.Dataset,
+    columns: list[str],
+    order: torch.Tensor | None,
+    batch_size: int,
+    teacher_tokenizer: Any,
+    logits_dtype: str,
+) -> str:
+    """The store's key: the teacher's weights, the dataset, the columns it reads, the label order, the batch size,
+    the teacher's tokenizer and (when not float32) the logits' dtype."""
+    parts = [
+        teacher_fingerprint(teacher),
+        dataset._fingerprint,
+        ",".join(columns),
+        "" if order is None else ",".join(map(str, order.tolist())),
+        str(batch_size),
+        "" if teacher_tokenizer is None else _tokenizer_state(teacher_tokenizer),
+    ]
+    if logits_dtype != "float32":
+        parts.append(logits_dtype)
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
 def _shared_temporary_folder(rank: int, processes: int) -> str:
