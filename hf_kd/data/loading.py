@@ -344,6 +344,37 @@ def load_classification_dataset(
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def _word_ids_possible(tokenizer: Any, teacher: Any, word_alignment: bool | str) -> bool:
+    """Whether the word ids that align two tokenizations can be added: both tokenizers fast (character offsets);
+    `word_alignment=True` with a slow one is refused, `"auto"` warns and goes without."""
+    if word_alignment is False:
+        return False
+    slow = [t for t in (tokenizer, teacher) if not getattr(t, "is_fast", False)]
+    if not slow:
+        return True
+    if word_alignment is True:
+        raise ValueError(
+            f"word_alignment=True needs fast tokenizers (character offsets); {tokenizer_name(slow[0])} is slow."
+        )
+    logger.warning(
+        "Tokenizers differ but %s is slow: no word_ids/teacher_word_ids are added, so hidden states cannot "
+        "be aligned word by word.",
+        tokenizer_name(slow[0]),
+    )
+    return False
+
+
+def _check_tokenizable(splits: Any, text_column: str, teacher_text_column: str | None, produced: list[str]) -> None:
+    """Every split has its text columns, and none of the columns tokenizing adds."""
+    for split, ds in splits:
+        require_text_column(ds, text_column, split)
+        if teacher_text_column is not None:
+            require_text_column(ds, teacher_text_column, split)
+        clashes = [c for c in produced if c in ds.column_names]
+        if clashes:
+            raise ValueError(f"Split '{split}' already has column(s) {clashes}; remove them before tokenizing again.")
+
+
 def _truncation_length(tokenizer: PreTrainedTokenizerBase, max_length: int | None) -> int | None:
     """The length sequences are truncated to: `max_length`, else the tokenizer's real limit, else None."""
     if max_length is not None:
@@ -469,34 +500,14 @@ def tokenize_for_distillation(
     teacher_length = _truncation_length(teacher, teacher_max_length if teacher_max_length is not None else max_length)
     separate_teacher = not (same_text and same_tokens and student_length == teacher_length)
 
-    with_word_ids = False
-    if separate_teacher and same_text and not same_tokens and word_alignment is not False:
-        slow = [t for t in (tokenizer, teacher) if not getattr(t, "is_fast", False)]
-        if not slow:
-            with_word_ids = True
-        elif word_alignment is True:
-            raise ValueError(
-                f"word_alignment=True needs fast tokenizers (character offsets); {tokenizer_name(slow[0])} is slow."
-            )
-        else:
-            logger.warning(
-                "Tokenizers differ but %s is slow: no word_ids/teacher_word_ids are added, so hidden states cannot "
-                "be aligned word by word.",
-                tokenizer_name(slow[0]),
-            )
-
+    with_word_ids = (
+        separate_teacher and same_text and not same_tokens and _word_ids_possible(tokenizer, teacher, word_alignment)
+    )
     splits = dataset.items() if isinstance(dataset, DatasetDict) else [("<dataset>", dataset)]
     produced = [*STUDENT_INPUT_COLUMNS] + (["word_ids"] if with_word_ids else [])
     if separate_teacher:
         produced += [f"teacher_{c}" for c in produced]
-    for split, ds in splits:
-        require_text_column(ds, text_column, split)
-        if not same_text:
-            require_text_column(ds, teacher_text_column, split)
-        clashes = [c for c in produced if c in ds.column_names]
-        if clashes:
-            raise ValueError(f"Split '{split}' already has column(s) {clashes}; remove them before tokenizing again.")
-
+    _check_tokenizable(splits, text_column, None if same_text else teacher_text_column, produced)
     remove_columns = sorted({text_column, teacher_text_column}) if remove_text else None
     tokenized = dataset.map(
         _tokenize_batch,
