@@ -57,13 +57,14 @@ def results(name: str) -> Any:
 
 
 def lookup(data: Any, path: str) -> Any:
-    """The value at `path` ("/"-joined keys, list indices, or `name[field=value]`: the list's items whose field is
-    that value)."""
+    """The value at `path` ("/"-joined keys, list indices, or `name[field=value;...]`: the list's items whose fields
+    have those values, `*` for any)."""
     for part in path.split("/"):
-        where = re.fullmatch(r"(.*)\[(\w+)=(.*)\]", part)
+        where = re.fullmatch(r"(.*)\[(.*)\]", part)
         if where:
-            name, field, wanted = where.groups()
-            data = [item for item in data[name] if str(item.get(field)) == wanted]
+            name, conditions = where.groups()
+            wanted = [c.split("=", 1) for c in conditions.split(";")]
+            data = [item for item in data[name] if all(v == "*" or str(item.get(f)) == v for f, v in wanted)]
         else:
             data = data[int(part)] if isinstance(data, list) else data[part]
     return data
@@ -78,18 +79,32 @@ def column_value(entry: dict[str, Any], row: str, spec: dict[str, Any]) -> Any:
     data = results(name)
     if "path" in spec:
         found = lookup(data, spec["path"].format(row=row))
-        if "key_template" not in spec:
+        if "key_template" not in spec and "key" not in spec:
             return found
-        key = spec["key_template"].format(row=row)
+        key = spec["key_template"].format(row=row) if "key_template" in spec else spec["key"]
     else:
         found, key = lookup(data, row), spec["key"]
     return [item[key] for item in found] if isinstance(found, list) else found[key]
 
 
 def expected(entry: dict[str, Any], label: str, spec: dict[str, Any]) -> str | None:
-    """The cell that the results give for a row and a column spec (`None` for a column marked `unchecked`)."""
+    """The cell that the results give for a row and a column spec (`None` for a column marked `unchecked`). A spec's
+    `by_row` entry overrides its fields for one row; `keys` puts several keys in one cell, each reduced by its item of
+    `reduce` (a list) and formatted in turn."""
+    spec = {**spec, **spec.get("by_row", {}).get(label, {})}
     if "unchecked" in spec:
         return None
+    if "keys" in spec:
+        reduces = spec.get("reduce") or ["mean"] * len(spec["keys"])
+        numbers: list[float] = []
+        for key, how in zip(spec["keys"], reduces, strict=True):
+            values = column_value(entry, entry["rows"][label], {**spec, "key": key})
+            values = values if isinstance(values, list) else [values]
+            if how == "mean_std":
+                numbers += [statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
+            else:
+                numbers.append(REDUCE[how](values))
+        return spec["format"].format(*(n * spec.get("scale", 1) for n in numbers))
     value, scale, reduce = column_value(entry, entry["rows"][label], spec), spec.get("scale", 1), spec.get("reduce")
     if spec.get("range"):
         return spec["format"].format(min(value) * scale, max(value) * scale)
@@ -149,8 +164,13 @@ def test_every_map_entry_names_a_table_a_committed_script_and_results_file():
             stem = Path(entry["script"]).stem
             if written.get("script"):
                 assert written["script"] == Path(entry["script"]).name, entry["results"]
-            else:
-                assert written["benchmark"] == stem or written["benchmark"].startswith(f"{stem}_"), entry["results"]
+            else:  # an older file: named after its script, or by the `--name` it was run with (in its settings)
+                named = (
+                    written["benchmark"] == (written.get("settings") or {}).get("name") == Path(entry["results"]).stem
+                )
+                assert named or written["benchmark"] == stem or written["benchmark"].startswith(f"{stem}_"), entry[
+                    "results"
+                ]
         if kind == "untraced":
             assert entry.get("why"), f"untraced table {entry['header']} without a reason"
 
