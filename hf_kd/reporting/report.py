@@ -227,6 +227,17 @@ def format_table(report: Mapping[str, Any]) -> str:
     Returns:
         `str`: The markdown table (with a line on how latency was measured, when it was), ending with a newline.
     """
+    table = "\n".join(_table_lines(report)) + "\n"
+    return table + _latency_note(report) + _notes(report)
+
+
+def _typical_length(report: Mapping[str, Any]) -> int | None:
+    typical = report["student"].get("latency_typical") or report["teacher"].get("latency_typical")
+    return typical.get("seq_len") if isinstance(typical, Mapping) else None
+
+
+def _table_lines(report: Mapping[str, Any]) -> list[str]:
+    """The table's lines: the header, one row per metric, parameters, size, latency per batch size, speed-ups."""
     teacher, student, ratios = report["teacher"], report["student"], report.get("ratios", {})
     exported, exported_ratios = report.get("exported"), report.get("exported_ratios", {})
     t_metrics, s_metrics = teacher.get("metrics", {}), student.get("metrics", {})
@@ -277,8 +288,7 @@ def format_table(report: Mapping[str, Any]) -> str:
     sizes = {size for side in sides for size in _latency_per_example(side.get("latency"))}
     sizes |= {*ratios.get("speedup", {}), *exported_ratios.get("speedup", {})}
     sizes = sorted(sizes, key=_batch_order)
-    typical = student.get("latency_typical") or teacher.get("latency_typical")
-    typical_len = typical.get("seq_len") if isinstance(typical, Mapping) else None
+    typical_len = _typical_length(report)
     for size in sizes:
         row(f"Latency, batch {size} (ms/example)", f"latency:latency:{size}", "latency")
         if typical_len is not None:
@@ -289,7 +299,14 @@ def format_table(report: Mapping[str, Any]) -> str:
             )
     for size in sizes:
         row(f"Speed-up, batch {size} (teacher / student latency)", f"speedup:{size}", "metric", "speedup")
-    table = "\n".join(lines) + "\n"
+    return lines
+
+
+def _latency_note(report: Mapping[str, Any]) -> str:
+    """How the models were timed (device, threads, length, runs and rounds) and on which CPU."""
+    teacher, student = report["teacher"], report["student"]
+    typical_len = _typical_length(report)
+    table = ""
     latency = student.get("latency") or teacher.get("latency")
     if isinstance(latency, Mapping) and "seq_len" in latency:
         table += (
@@ -308,6 +325,14 @@ def format_table(report: Mapping[str, Any]) -> str:
             table += f"CPU: {cpu.get('model')}, {cpu.get('cpus')} logical CPUs ({features}).\n"
         if typical_len is not None:
             table += f"Also timed at {typical_len} tokens, the data's median length (the rows that name it).\n"
+    return table
+
+
+def _notes(report: Mapping[str, Any]) -> str:
+    """The notes under the table: unknown-token rates, leakage counts, the figures' label legend, the export's
+    timing."""
+    exported = report.get("exported")
+    table = ""
     extra = report.get("extra", {})
     rates = extra.get("unknown_token_rate") if isinstance(extra, Mapping) else None
     if rates:
