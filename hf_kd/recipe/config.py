@@ -30,8 +30,6 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
-from ..constants import EXPORT_FORMATS
-from ..evaluation.thresholds import check_threshold_rule
 from .sections import (
     SECTIONS,
     TRAINED_SECTIONS,
@@ -41,10 +39,6 @@ from .sections import (
     StudentConfig,
     TeacherConfig,
     TopLevelConfig,
-    check_data_section,
-    check_search_section,
-    check_student_section,
-    lora_config,
 )
 
 __all__ = [
@@ -356,29 +350,13 @@ class DistillationPipelineConfig:
     student: StudentConfig = field(default_factory=StudentConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
-    output_dir: str = "runs/hf-kd"
-    seed: int = 42
+    output_dir: str = TopLevelConfig.output_dir  # the top-level fields' defaults are written once, there
+    seed: int = TopLevelConfig.seed
 
     def __post_init__(self) -> None:
-        if self.teacher.model is None:
-            raise ValueError("The recipe needs `teacher.model` (a path or Hub id).")
-        check_student_section(self.student)
-        rounds = self.evaluation.latency_rounds
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-            raise ValueError(f"`evaluation.latency_rounds` must be an integer >= 1, got {rounds!r}.")
-        if self.evaluation.export not in (None, *EXPORT_FORMATS):
-            raise ValueError(f"`evaluation.export` must be one of {EXPORT_FORMATS}, got {self.evaluation.export!r}.")
-        check_data_section(self.data)
-
-        try:
-            check_threshold_rule(self.evaluation.threshold)
-        except ValueError as error:
-            raise ValueError(f"`evaluation.threshold`: {error}") from None
-        check_search_section(self.search)
-        for section in TRAINED_SECTIONS:
-            lora = getattr(self, section).lora
-            if lora is not None:
-                lora_config(lora, section)
+        # Each section checks itself; the order is the error a recipe with several mistakes reports first.
+        for section in (self.teacher, self.student, self.evaluation, self.data, self.search):
+            section.validate()
 
     @property
     def use_cpu(self) -> bool:

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from ..constants import CORPUS_LEVELS, NARROW_INITS, TEACHER_LOGITS_DTYPES
+from ..constants import CORPUS_LEVELS, EXPORT_FORMATS, NARROW_INITS, TEACHER_LOGITS_DTYPES
+from ..evaluation.thresholds import check_threshold_rule
 
 __all__ = [
     "SEARCH_BACKENDS",
@@ -161,6 +162,41 @@ class DataConfig:
         default=False, metadata={"help": "Keep output_dir/cache (datasets cache files, text copies) after success."}
     )
 
+    def validate(self) -> None:
+        """Check the section's fields, and set the corpus's default level; a `ValueError` names the field."""
+        data = self
+        if data.dataset not in (*CORPUS_LEVELS, "files"):
+            raise ValueError(f"`data.dataset` must be one of {(*CORPUS_LEVELS, 'files')}, got {data.dataset!r}.")
+        levels = CORPUS_LEVELS.get(data.dataset, (None,))
+        if data.level is None:
+            data.level = levels[0]
+        elif data.level not in levels:
+            raise ValueError(
+                f"`data.level` must be one of {[level for level in levels if level]} for `data.dataset: "
+                f"{data.dataset}`, got {data.level!r}."
+            )
+        for name in ("train_size", "eval_size"):
+            value = getattr(data, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"`data.{name}` must be a positive integer when set, got {value!r}.")
+        size = data.validation_size
+        if size is not None and (
+            isinstance(size, bool)
+            or not isinstance(size, int | float)
+            or size <= 0
+            or (isinstance(size, float) and not size.is_integer() and size >= 1)
+        ):
+            raise ValueError(
+                f"`data.validation_size` must be a fraction in (0, 1) or a positive count of rows, got {size!r}."
+            )
+        rate = data.max_unknown_rate
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+            raise ValueError(f"`data.max_unknown_rate` must be a number in [0, 1], got {rate!r}.")
+        if data.unlabeled_files is not None and (
+            isinstance(data.unlabeled_files, str) or not all(isinstance(f, str) and f for f in data.unlabeled_files)
+        ):
+            raise ValueError(f"`data.unlabeled_files` must be a list of file paths, got {data.unlabeled_files!r}.")
+
 
 @dataclass
 class TeacherConfig:
@@ -194,6 +230,13 @@ class TeacherConfig:
         default=None, metadata={"help": "Fine-tune with LoRA: peft.LoraConfig keyword arguments (YAML mapping)."}
     )
     training: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Check the section: a teacher is named, its LoRA is a LoraConfig; a `ValueError` names the field."""
+        if self.model is None:
+            raise ValueError("The recipe needs `teacher.model` (a path or Hub id).")
+        if self.lora is not None:
+            lora_config(self.lora, "teacher")
 
 
 @dataclass
@@ -296,6 +339,35 @@ class StudentConfig:
         weights = (float(self.training.get(k, 0) or 0) for k in ("hidden_loss_weight", "attention_loss_weight"))
         return bool(self.online_teacher) or any(w > 0 for w in weights)
 
+    def validate(self) -> None:
+        """Check the section's own fields together (and its LoRA); a `ValueError` names the field and value."""
+        student = self
+        if student.model is not None and (student.from_teacher_layers is not None or student.num_layers is not None):
+            raise ValueError(
+                "`student.model` (a pretrained student) excludes `student.from_teacher_layers` / `student.num_layers`."
+            )
+        if student.model is not None and student.hidden_size is not None:
+            raise ValueError(
+                "`student.model` (a pretrained student) excludes `student.hidden_size` (a narrow student)."
+            )
+        if student.hidden_size is not None and (isinstance(student.hidden_size, bool) or student.hidden_size < 1):
+            raise ValueError(f"`student.hidden_size` must be a positive integer, got {student.hidden_size!r}.")
+        if student.intermediate_size is not None and student.hidden_size is None:
+            raise ValueError("`student.intermediate_size` is set without `student.hidden_size` (a narrow student).")
+        if student.narrow_init not in NARROW_INITS:
+            raise ValueError(
+                f"`student.narrow_init` must be one of {list(NARROW_INITS)}, got {student.narrow_init!r}."
+            )
+        if student.teacher_logits_dtype not in TEACHER_LOGITS_DTYPES:
+            raise ValueError(
+                f"`student.teacher_logits_dtype` must be one of {list(TEACHER_LOGITS_DTYPES)}, got "
+                f"{student.teacher_logits_dtype!r}."
+            )
+        if student.warmup_epochs < 0:
+            raise ValueError(f"`student.warmup_epochs` must be >= 0, got {student.warmup_epochs!r}.")
+        if student.lora is not None:
+            lora_config(student.lora, "student")
+
 
 @dataclass
 class EvaluationConfig:
@@ -365,6 +437,18 @@ class EvaluationConfig:
         default=None, metadata={"help": "Export the student to ONNX as a last step: fp32, int8 or int8-static."}
     )
 
+    def validate(self) -> None:
+        """Check the rounds of timing, the export format and the threshold rule; a `ValueError` quotes the value."""
+        rounds = self.latency_rounds
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"`evaluation.latency_rounds` must be an integer >= 1, got {rounds!r}.")
+        if self.export not in (None, *EXPORT_FORMATS):
+            raise ValueError(f"`evaluation.export` must be one of {EXPORT_FORMATS}, got {self.export!r}.")
+        try:
+            check_threshold_rule(self.threshold)
+        except ValueError as error:
+            raise ValueError(f"`evaluation.threshold`: {error}") from None
+
 
 @dataclass
 class SearchConfig:
@@ -402,6 +486,14 @@ class SearchConfig:
     backend: Literal["pso", "tpe", "random"] = field(
         default="pso", metadata={"help": "pso (pyswarms), or tpe / random (Optuna)."}
     )
+
+    def validate(self) -> None:
+        """Check the direction and backend; a `ValueError` quotes the bad value."""
+        search = self
+        if search.direction not in ("maximize", "minimize"):
+            raise ValueError(f"`search.direction` must be 'maximize' or 'minimize', got {search.direction!r}.")
+        if search.backend not in SEARCH_BACKENDS:
+            raise ValueError(f"`search.backend` must be one of {list(SEARCH_BACKENDS)}, got {search.backend!r}.")
 
 
 @dataclass
@@ -465,83 +557,32 @@ def lora_config(values: Mapping[str, Any], section: str) -> Any:
 
 def check_data_section(data: DataConfig) -> None:
     """
-    Check the `data:` section's fields, and set the corpus's default level; raise a `ValueError` naming the field.
+    `data.validate()` ([`DataConfig.validate`]), kept under its earlier name.
 
     Args:
         data ([`DataConfig`]):
             The section.
     """
-    if data.dataset not in (*CORPUS_LEVELS, "files"):
-        raise ValueError(f"`data.dataset` must be one of {(*CORPUS_LEVELS, 'files')}, got {data.dataset!r}.")
-    levels = CORPUS_LEVELS.get(data.dataset, (None,))
-    if data.level is None:
-        data.level = levels[0]
-    elif data.level not in levels:
-        raise ValueError(
-            f"`data.level` must be one of {[level for level in levels if level]} for `data.dataset: "
-            f"{data.dataset}`, got {data.level!r}."
-        )
-    for name in ("train_size", "eval_size"):
-        value = getattr(data, name)
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"`data.{name}` must be a positive integer when set, got {value!r}.")
-    size = data.validation_size
-    if size is not None and (
-        isinstance(size, bool)
-        or not isinstance(size, int | float)
-        or size <= 0
-        or (isinstance(size, float) and not size.is_integer() and size >= 1)
-    ):
-        raise ValueError(
-            f"`data.validation_size` must be a fraction in (0, 1) or a positive count of rows, got {size!r}."
-        )
-    rate = data.max_unknown_rate
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
-        raise ValueError(f"`data.max_unknown_rate` must be a number in [0, 1], got {rate!r}.")
-    if data.unlabeled_files is not None and (
-        isinstance(data.unlabeled_files, str) or not all(isinstance(f, str) and f for f in data.unlabeled_files)
-    ):
-        raise ValueError(f"`data.unlabeled_files` must be a list of file paths, got {data.unlabeled_files!r}.")
+    data.validate()
 
 
 def check_student_section(student: StudentConfig) -> None:
     """
-    Check the `student:` section's own fields together; raise a `ValueError` naming the field and value at fault.
+    `student.validate()` ([`StudentConfig.validate`]), kept under its earlier name.
 
     Args:
         student ([`StudentConfig`]):
             The section.
     """
-    if student.model is not None and (student.from_teacher_layers is not None or student.num_layers is not None):
-        raise ValueError(
-            "`student.model` (a pretrained student) excludes `student.from_teacher_layers` / `student.num_layers`."
-        )
-    if student.model is not None and student.hidden_size is not None:
-        raise ValueError("`student.model` (a pretrained student) excludes `student.hidden_size` (a narrow student).")
-    if student.hidden_size is not None and (isinstance(student.hidden_size, bool) or student.hidden_size < 1):
-        raise ValueError(f"`student.hidden_size` must be a positive integer, got {student.hidden_size!r}.")
-    if student.intermediate_size is not None and student.hidden_size is None:
-        raise ValueError("`student.intermediate_size` is set without `student.hidden_size` (a narrow student).")
-    if student.narrow_init not in NARROW_INITS:
-        raise ValueError(f"`student.narrow_init` must be one of {list(NARROW_INITS)}, got {student.narrow_init!r}.")
-    if student.teacher_logits_dtype not in TEACHER_LOGITS_DTYPES:
-        raise ValueError(
-            f"`student.teacher_logits_dtype` must be one of {list(TEACHER_LOGITS_DTYPES)}, got "
-            f"{student.teacher_logits_dtype!r}."
-        )
-    if student.warmup_epochs < 0:
-        raise ValueError(f"`student.warmup_epochs` must be >= 0, got {student.warmup_epochs!r}.")
+    student.validate()
 
 
 def check_search_section(search: SearchConfig) -> None:
     """
-    Check the `search:` section's direction and backend; raise a `ValueError` quoting the bad value.
+    `search.validate()` ([`SearchConfig.validate`]), kept under its earlier name.
 
     Args:
         search ([`SearchConfig`]):
             The section.
     """
-    if search.direction not in ("maximize", "minimize"):
-        raise ValueError(f"`search.direction` must be 'maximize' or 'minimize', got {search.direction!r}.")
-    if search.backend not in SEARCH_BACKENDS:
-        raise ValueError(f"`search.backend` must be one of {list(SEARCH_BACKENDS)}, got {search.backend!r}.")
+    search.validate()
