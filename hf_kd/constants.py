@@ -35,9 +35,11 @@ __all__ = [
     "WORD_ID_COLUMNS",
     "MIN_VALIDATION_ROWS",
     "SHARED_CPU_ENV",
+    "THRESHOLDED_TASKS",
     "THRESHOLD_KEY",
     "CORPUS_LEVELS",
     "EXPORT_FORMATS",
+    "has_threshold",
     "infer_task",
     "is_finite_number",
     "is_number",
@@ -62,6 +64,16 @@ TASK_TYPES: tuple[str, ...] = (SINGLE_LABEL, MULTI_LABEL, BINARY, REGRESSION)
 """The tasks `hf_kd` evaluates: the problem types plus `binary` (a two-class task scored as triage). A binary task's
 models are single-label classifiers with two logits ([`problem_type_of_task`]); the second label is the positive
 class."""
+
+THRESHOLDED_TASKS: tuple[str, ...] = (MULTI_LABEL, BINARY)
+"""The tasks decided at an operating threshold (chosen on validation by the recipe's `evaluation.threshold` rule and
+saved with the model); the others take the argmax (single-label) or the value (regression)."""
+
+
+def has_threshold(task: str) -> bool:
+    """Whether a task's predictions are decided at an operating threshold ([`THRESHOLDED_TASKS`])."""
+    return task in THRESHOLDED_TASKS
+
 
 THRESHOLD_KEY = "hf_kd_threshold"
 """The `config.json` entry that records a model's operating threshold, chosen on the validation split."""

@@ -39,3 +39,10 @@ def test_tasks_from_a_model_and_back():
     assert task_of_config(config) == MULTI_LABEL
     assert [problem_type_of_task(t) for t in TASK_TYPES] == [SINGLE_LABEL, MULTI_LABEL, SINGLE_LABEL, REGRESSION]
     assert set(PROBLEM_TYPES) == {problem_type_of_task(t) for t in TASK_TYPES}
+
+
+def test_the_thresholded_tasks_are_multi_label_and_binary():
+    from hf_kd.constants import BINARY, MULTI_LABEL, REGRESSION, SINGLE_LABEL, TASK_TYPES, has_threshold
+
+    assert [t for t in TASK_TYPES if has_threshold(t)] == [MULTI_LABEL, BINARY]
+    assert not has_threshold(SINGLE_LABEL) and not has_threshold(REGRESSION)

@@ -115,6 +115,11 @@ def expected(entry: dict[str, Any], label: str, spec: dict[str, Any]) -> str | N
         return spec["format"].format(statistics.mean(value) * scale, spread * scale)
     if reduce:
         value = REDUCE[reduce](value)
+    if "minus" in spec:  # a difference between two results values of the row (e.g. int8 − fp32)
+        other = column_value(
+            entry, entry["rows"][label], {k: v for k, v in {**spec, **spec["minus"]}.items() if k != "minus"}
+        )
+        value = value - (REDUCE[reduce](other) if reduce else other)
     if "divide_by" in spec:
         other = column_value(entry, entry["rows"][spec["divide_by"]], spec)
         value = value / (REDUCE[reduce](other) if reduce else other)

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import accuracy_score, average_precision_score, brier_score_loss, f1_score, roc_auc_score
 
-from ..constants import BINARY, IGNORE_INDEX, MULTI_LABEL, REGRESSION, SINGLE_LABEL, TASK_TYPES
+from ..constants import BINARY, IGNORE_INDEX, MULTI_LABEL, REGRESSION, SINGLE_LABEL, TASK_TYPES, has_threshold
 from .numeric import (
     as_numeric,
     as_probabilities,
@@ -278,7 +278,7 @@ def agreement(
     if problem_type == SINGLE_LABEL:
         student = as_numeric(student_probs, "student_probs")
         teacher = as_numeric(teacher_probs, "teacher_probs")
-    elif problem_type in (MULTI_LABEL, BINARY):
+    elif has_threshold(problem_type):
         student = as_probabilities(student_probs, "student_probs")
         teacher = as_probabilities(teacher_probs, "teacher_probs")
     else:
@@ -415,7 +415,7 @@ def make_compute_metrics(
         raise ValueError("`threshold='tune'` is now the threshold rule `'f1'`.")
     rule = isinstance(threshold, str | dict)
     if rule:
-        if problem_type not in (MULTI_LABEL, BINARY):
+        if not has_threshold(problem_type):
             raise ValueError(f"A threshold rule ({threshold!r}) applies to multi-label and binary tasks only.")
         check_threshold_rule(threshold)
     elif problem_type == BINARY or np.ndim(threshold) == 0:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..constants import BINARY, MULTI_LABEL, SINGLE_LABEL
+from ..constants import BINARY, MULTI_LABEL, SINGLE_LABEL, has_threshold
 from .blurb import blurb_hoc_f1
 from .metrics import (
     binary_metrics,
@@ -98,7 +98,7 @@ def trainer_compute_metrics(task: str, label_names: Sequence[str], threshold: An
         `Callable`: For `Trainer(compute_metrics=...)`.
     """
 
-    if task not in (MULTI_LABEL, BINARY):
+    if not has_threshold(task):
         threshold = 0.5
     names = label_names if task != BINARY else None
     return make_compute_metrics(task, threshold=threshold, label_names=names, evaluate_metric=evaluate_metric)

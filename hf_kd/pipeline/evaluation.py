@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..constants import BINARY, LABELS_COLUMN, MULTI_LABEL, problem_type_of_task
+from ..constants import LABELS_COLUMN, MULTI_LABEL, has_threshold, problem_type_of_task
 from ..evaluation.metrics import positive_scores, sigmoid
 from ..evaluation.task_metrics import split_metrics
 from ..evaluation.thresholds import choose_threshold, saved_threshold
@@ -178,7 +178,7 @@ def evaluate_splits(
         groups = np.asarray(dataset["group"]) if "group" in dataset.column_names else None
         raw[name] = (logits, labels, groups)
     chosen = 0.5
-    if task in (MULTI_LABEL, BINARY):
+    if has_threshold(task):
         if fixed_threshold is not None:
             chosen = float(fixed_threshold)
         elif validation_split in raw:
@@ -189,7 +189,7 @@ def evaluate_splits(
         for name, (logits, labels, groups) in raw.items()
     }
     outputs = {}
-    if task in (MULTI_LABEL, BINARY):
+    if has_threshold(task):
         outputs = {name: {"probs": _probabilities(lg, task), "labels": lb} for name, (lg, lb, _) in raw.items()}
     return metrics, outputs
 
@@ -292,6 +292,6 @@ def _evaluate_model(config: DistillationPipelineConfig, model: str, split: str, 
         config.evaluation.threshold,
         scratch,
         config.evaluation.batch_size,
-        fixed_threshold=saved_threshold(model) if task in (MULTI_LABEL, BINARY) else None,
+        fixed_threshold=saved_threshold(model) if has_threshold(task) else None,
     )
     return metrics[split]

@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..constants import BINARY, MULTI_LABEL, SINGLE_LABEL
+from ..constants import BINARY, MULTI_LABEL, SINGLE_LABEL, has_threshold
 from ..evaluation.model_stats import interleaved_latency, measure_latency, model_size
 from ..reporting.card_data import card_data_from_trainer
 from ..reporting.model_card import write_model_card
@@ -152,7 +152,7 @@ def _report_extra(
         "teacher": run.teacher_name,
         "student_layers": getattr(student.config, "num_hidden_layers", None),
         "task": run.task,
-        "threshold_rule": config.evaluation.threshold if run.task in (MULTI_LABEL, BINARY) else None,
+        "threshold_rule": config.evaluation.threshold if has_threshold(run.task) else None,
         "unknown_token_rate": run.unknown_rates,
         "leakage": dict(run.splits.leakage),
     }

@@ -17,8 +17,8 @@ from ..constants import (
     BINARY,
     LABELS_COLUMN,
     MIN_VALIDATION_ROWS,
-    MULTI_LABEL,
     REGRESSION,
+    has_threshold,
     infer_task,
     problem_type_of_task,
 )
@@ -125,7 +125,7 @@ def starting_recipe(
     training = {"learning_rate": 5.0e-5, "head_learning_rate": 1.0e-3, "warmup_steps": 0.1}
     training.update(per_device_train_batch_size=16, num_train_epochs=3)
     student, evaluation, why = _target_sections(target, model_config, has_transfer=bool(transfer_texts))
-    if task in (MULTI_LABEL, BINARY):
+    if has_threshold(task):
         evaluation = {"threshold": "f1", **evaluation}
     recipe = {
         "data": {k: v for k, v in data.items() if v is not None},

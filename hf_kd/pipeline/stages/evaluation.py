@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from ...constants import BINARY, MULTI_LABEL
+from ...constants import has_threshold
 from ...evaluation.thresholds import save_threshold
 from ...recipe.config import DistillationPipelineConfig
 from ...training.distributed import is_main_process
@@ -44,7 +44,7 @@ def _run(run: PipelineRun) -> None:
     save_predictions(folder, outputs)
     result: dict[str, Any] = {"teacher": teacher_metrics, "student": student_metrics}
     threshold = None
-    if run.task in (MULTI_LABEL, BINARY):  # the operating point travels with the model
+    if has_threshold(run.task):  # the operating point travels with the model
         threshold = student_metrics[run.validation_split]["threshold"]
     if run.student_predict:
         result["predicted"] = predict_unlabeled(run, student, folder, threshold)
