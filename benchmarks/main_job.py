@@ -105,7 +105,7 @@ def summarize(run: Path, timing: dict[str, float], recipe: str) -> tuple[dict, s
     lines = [
         f"Machine: {machine_line(host)}.",
         (
-            f"Command: `hf-kd distill {recipe}` on a fresh folder, alone on the machine. Wall "
+            f"Command: `hf-kd distill {recipe}` on a fresh folder (whether the machine was alone: the note). Wall "
             f"{timing['wall_seconds'] / 60:.1f} min ({timing['wall_seconds']:.0f} s; CPU "
             f"{timing.get('user_seconds', 0) + timing.get('system_seconds', 0):.0f} s; peak RSS "
             f"{timing.get('peak_rss_mb', float('nan')):.0f} MB). Stage seconds: "
@@ -260,7 +260,11 @@ def run_seeds(options: argparse.Namespace) -> None:
             "",
             *table,
         ]
-    write_results(options.name, payload, "\n".join([*table, "", *lines_of[chosen]]), options.out)
+    markdown = "\n".join([*table, "", *lines_of[chosen]])
+    if options.note:
+        payload["note"] = options.note
+        markdown += f"\n\n{options.note}"
+    write_results(options.name, payload, markdown, options.out)
 
 
 def main() -> None:

@@ -261,7 +261,8 @@ GENERAL_DEFAULTS = {
     "warmup_steps": 0.1,
 }
 """The general distillation's `DistillationTrainingArguments` unless `student.general_distillation` sets them: the
-setting measured on HoC (`benchmarks/general_distillation.py`; one epoch at 5e-4 did not help a 2 x 192 student)."""
+setting chosen on HoC's validation split over 3 seeds against one epoch at 5e-4 (`benchmarks/main_job.py
+--general_grid`, `benchmarks/results/deploy_narrow_offline.md`)."""
 
 
 def stage_training_args(
