@@ -269,9 +269,9 @@ def stage_training_args(
     config: DistillationPipelineConfig, stage: str, output_dir: Path
 ) -> DistillationTrainingArguments:
     """
-    The `DistillationTrainingArguments` of a training stage of a recipe: `teacher` (its section, `alpha=1`),
+    The `DistillationTrainingArguments` of a task's training stage: `teacher` (its section, `alpha=1`),
     `student_warmup` (the student section without the distillation's own fields, `alpha=1`, `student.warmup_epochs`
-    epochs), `general_distillation` ([`general_arguments`]) or `student` (its section).
+    epochs) or `student` (its section). The general distillation's are [`general_arguments`].
 
     Args:
         config ([`~hf_kd.recipe.config.DistillationPipelineConfig`]):
@@ -286,16 +286,12 @@ def stage_training_args(
     """
     if stage == "teacher":
         return training_args(output_dir, config, config.teacher.training, alpha=1.0)
-    if stage == "general_distillation":
-        return general_arguments(config, output_dir)
     if stage == "student_warmup":
         ignored = DistillationTrainingArguments.distillation_fields()
         warmup = {k: v for k, v in config.student.training.items() if k not in ignored}
         return training_args(output_dir, config, warmup, alpha=1.0, num_train_epochs=config.student.warmup_epochs)
     if stage != "student":
-        raise ValueError(
-            f"{stage!r} is not a training stage (teacher, general_distillation, student_warmup, student)."
-        )
+        raise ValueError(f"{stage!r} is not a task's training stage (teacher, student_warmup, student).")
     return training_args(output_dir, config, config.student.training)
 
 

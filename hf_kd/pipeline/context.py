@@ -32,7 +32,7 @@ from .evaluation import evaluate_splits
 from .markers import changed_stages, read_marker, write_marker, write_started
 from .preflight import check_language, check_model_path, check_run
 from .splits import model_columns, recipe_splits, tokenize_splits
-from .stage import Stage, stage_fingerprints
+from .stage import Stage, declared_fingerprints
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class PipelineRun:
         self.student_predict: dict[str, Dataset] = sides.student_predict
         self.n_train = len(train)
         self.stage_names = tuple(stage.name for stage in stages if stage.in_recipe(config))
-        self.fingerprints = stage_fingerprints(stages, config)
+        self.fingerprints = declared_fingerprints(stages, config)
         self.stages: dict[str, str] = {}  # what each stage did: "ran", "skipped (...)", "disabled"
         # The stages' outputs.
         self.general_model: str | None = None  # the general distillation's student, when the recipe has one

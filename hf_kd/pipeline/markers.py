@@ -258,7 +258,7 @@ def write_started(stage_dir: Path, fingerprint: Mapping[str, Any]) -> None:
         stage_dir (`Path`):
             The stage's folder.
         fingerprint (`Mapping[str, Any]`):
-            Its entry of `hf_kd.pipeline.stage.stage_fingerprints`.
+            Its entry of `hf_kd.pipeline.stages.stage_fingerprints`.
     """
     stage_dir.mkdir(parents=True, exist_ok=True)
     (stage_dir / STARTED_FILE).write_text(json.dumps(dict(fingerprint)), encoding="utf-8")
@@ -269,7 +269,7 @@ def changed_stages(
 ) -> list[tuple[str, list[str]]]:
     """
     The stages of a run folder that were made (or started) from other inputs, and every existing stage made after
-    one of them (its `after` stages in `hf_kd.pipeline.stage.stage_fingerprints`).
+    one of them (its `after` stages in `hf_kd.pipeline.stages.stage_fingerprints`).
 
     Args:
         root (`Path`):
@@ -277,7 +277,7 @@ def changed_stages(
         stages (`tuple[str, ...]`):
             The stages, in order.
         fingerprints (`Mapping[str, Mapping[str, Any]]`):
-            From `hf_kd.pipeline.stage.stage_fingerprints`.
+            From `hf_kd.pipeline.stages.stage_fingerprints`.
 
     Returns:
         `list[tuple[str, list[str]]]`: Each stage to recompute, with the inputs that changed (`"upstream"` when an

@@ -13,7 +13,7 @@ from ..training.distributed import barrier, is_main_process, start_state
 from .context import PipelineRun
 from .markers import RunLock
 from .stage_models import new_student
-from .stages import PIPELINE
+from .stages import PIPELINE, STAGES
 
 __all__ = ["run_search"]
 
@@ -70,7 +70,7 @@ def _run_search(config: DistillationPipelineConfig, n_trials: int | None, n_part
     search, backend = config.search, config.search.backend
     run = PipelineRun(config, PIPELINE)
     run.start()
-    for stage in PIPELINE[: [s.name for s in PIPELINE].index("teacher_logits") + 1]:  # up to the teacher's logits
+    for stage in PIPELINE[: STAGES.index("teacher_logits") + 1]:  # up to the teacher's logits
         stage.run(run)
     train = run.logits
     metric = search.metric or default_metric(run.task, run.grouped)

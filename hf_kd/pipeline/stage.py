@@ -29,7 +29,7 @@ __all__ = [
     "data_identity",
     "general_identity",
     "no_upstream",
-    "stage_fingerprints",
+    "declared_fingerprints",
     "student_fields",
     "student_model_identity",
     "transfer_identity",
@@ -80,7 +80,7 @@ class Stage:
     in_recipe: Callable[[DistillationPipelineConfig], bool] = always
 
 
-def stage_fingerprints(stages: Sequence[Stage], config: DistillationPipelineConfig) -> dict[str, dict[str, Any]]:
+def declared_fingerprints(stages: Sequence[Stage], config: DistillationPipelineConfig) -> dict[str, dict[str, Any]]:
     """
     What each stage of a recipe is made from (its declared inputs), and its fingerprint.
 

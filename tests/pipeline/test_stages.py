@@ -10,7 +10,7 @@ from pathlib import Path
 from hf_kd.pipeline import context
 from hf_kd.pipeline.markers import changed_stages, digest
 from hf_kd.pipeline.run import STAGES
-from hf_kd.pipeline.stage import Stage, stage_fingerprints
+from hf_kd.pipeline.stage import Stage, declared_fingerprints
 from hf_kd.pipeline.stages import PIPELINE
 from hf_kd.recipe.config import DistillationPipelineConfig
 
@@ -39,7 +39,7 @@ def test_the_pipeline_runs_its_declared_stages_in_order():
 
 def test_a_stages_fingerprint_is_its_declared_inputs_and_its_upstream():
     config = _config()
-    prints = stage_fingerprints(PIPELINE, config)
+    prints = declared_fingerprints(PIPELINE, config)
     assert "general_distillation" not in prints  # the recipe has none
     teacher = prints["teacher"]
     parts = {"data": None, "teacher": None, "model": None}
@@ -48,12 +48,12 @@ def test_a_stages_fingerprint_is_its_declared_inputs_and_its_upstream():
     expected = digest("teacher_eval", {"teacher": teacher["fingerprint"], "threshold": config.evaluation.threshold})
     assert prints["teacher_eval"]["fingerprint"] == expected
     # A student field moves the student and what is made from it, not the teacher's stages.
-    other = stage_fingerprints(PIPELINE, _config(**{"student.alpha": 0.9}))
+    other = declared_fingerprints(PIPELINE, _config(**{"student.alpha": 0.9}))
     moved = {name for name in prints if prints[name]["fingerprint"] != other[name]["fingerprint"]}
     assert moved == {"student", "evaluation"}
     # The warm-up ignores the distillation's own fields (alpha, temperature...), not the learning rate.
     assert other["student_warmup"] == prints["student_warmup"]
-    lr = stage_fingerprints(PIPELINE, _config(**{"student.learning_rate": 1e-3}))
+    lr = declared_fingerprints(PIPELINE, _config(**{"student.learning_rate": 1e-3}))
     assert lr["student_warmup"] != prints["student_warmup"]
 
 
@@ -66,16 +66,16 @@ def test_a_new_stage_is_fingerprinted_and_invalidated_from_its_declaration_alone
 
     calibration = Stage(name="calibration", inputs=inputs, run=lambda run: None, after=lambda config: ("teacher",))
     stages = (*PIPELINE[:2], calibration, *PIPELINE[2:])
-    prints = stage_fingerprints(stages, config)
+    prints = declared_fingerprints(stages, config)
     assert prints["calibration"]["after"] == ("teacher",)
     names = tuple(stage.name for stage in stages)
     for name in ("teacher", "calibration"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "DONE.json").write_text(json.dumps(prints[name]))
     assert changed_stages(tmp_path, names, prints) == []
-    changed = stage_fingerprints(stages, _config(**{"evaluation.batch_size": 7}))
+    changed = declared_fingerprints(stages, _config(**{"evaluation.batch_size": 7}))
     assert changed_stages(tmp_path, names, changed) == [("calibration", ["batch"])]
-    retrained = stage_fingerprints(stages, _config(**{"teacher.learning_rate": 3e-3}))
+    retrained = declared_fingerprints(stages, _config(**{"teacher.learning_rate": 3e-3}))
     assert changed_stages(tmp_path, names, retrained) == [("teacher", ["teacher"]), ("calibration", ["upstream"])]
 
 

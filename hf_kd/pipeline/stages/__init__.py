@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...recipe.config import DistillationPipelineConfig
-from ..stage import Stage
-from ..stage import stage_fingerprints as _fingerprints
+from ..stage import Stage, declared_fingerprints
 from .evaluation import EVALUATION
 from .general_distillation import GENERAL_DISTILLATION
 from .student import STUDENT
@@ -34,7 +33,7 @@ STAGES: tuple[str, ...] = tuple(stage.name for stage in PIPELINE)
 def stage_fingerprints(config: DistillationPipelineConfig) -> dict[str, dict[str, Any]]:
     """
     What each stage of [`PIPELINE`] is made from for a recipe, and its fingerprint
-    ([`~hf_kd.pipeline.stage.stage_fingerprints`]).
+    ([`~hf_kd.pipeline.stage.declared_fingerprints`]).
 
     Args:
         config ([`~hf_kd.recipe.config.DistillationPipelineConfig`]):
@@ -43,4 +42,4 @@ def stage_fingerprints(config: DistillationPipelineConfig) -> dict[str, dict[str
     Returns:
         `dict[str, dict]`: Stage -> `{"fingerprint", "inputs", "after"}`.
     """
-    return _fingerprints(PIPELINE, config)
+    return declared_fingerprints(PIPELINE, config)

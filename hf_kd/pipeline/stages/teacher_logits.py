@@ -47,7 +47,7 @@ def _inputs(config: DistillationPipelineConfig, upstream: Mapping[str, str]) -> 
     return parts
 
 
-def _load_done(run: PipelineRun, folder: Path) -> datasets.Dataset | None:
+def _load_done(folder: Path) -> datasets.Dataset | None:
     """The finished stage's dataset; `None` (marker removed) when its Arrow files cannot be read."""
     data_dir = folder / "dataset"
     try:
@@ -72,7 +72,7 @@ def _load_done(run: PipelineRun, folder: Path) -> datasets.Dataset | None:
 def _run(run: PipelineRun) -> None:
     folder = run.stage_dir("teacher_logits")
     data_dir = folder / "dataset"
-    if run.done("teacher_logits") is not None and (kept := _load_done(run, folder)) is not None:
+    if run.done("teacher_logits") is not None and (kept := _load_done(folder)) is not None:
         run.logits = kept
         return run.skip("teacher_logits", "done")
     transfer = f" and {len(run.splits.transfer)} unlabeled rows of the transfer set" if run.splits.transfer else ""
