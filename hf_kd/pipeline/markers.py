@@ -25,6 +25,7 @@ __all__ = [
     "RunLock",
     "RunLockedError",
     "digest",
+    "file_digest",
     "files_identity",
     "read_json_file",
     "read_marker",
@@ -37,8 +38,9 @@ DONE_FILE = "DONE.json"
 LOCK_FILE = ".hf-kd.lock"
 """The lock file of a run folder."""
 
-# Files up to this size are hashed whole (configs, tokenizers); larger ones (weights) by name, size and time.
-_HASHED_BYTES = 5_000_000
+# Content digests of large files already read in this process, keyed by what `os.stat` says about them: a run checks
+# the same weights at several stages.
+_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
 
 
 class RunLockedError(RuntimeError):
@@ -60,10 +62,31 @@ def digest(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def file_digest(file: Path) -> str:
+    """
+    The SHA-256 digest of a file's content (16 hex digits), read once per process while its size and times stay the
+    same (the change time moves on every write, whatever the modification time is set to).
+
+    Args:
+        file (`Path`):
+            The file.
+
+    Returns:
+        `str`: 16 hex digits.
+    """
+    stat = file.stat()
+    key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+    if key not in _DIGESTS:
+        with open(file, "rb") as handle:
+            _DIGESTS[key] = hashlib.file_digest(handle, "sha256").hexdigest()[:16]
+    return _DIGESTS[key]
+
+
 def files_identity(path: str | os.PathLike | None) -> Any:
     """
-    What identifies a local model or data folder (or file): its files' names and sizes, the content of the small ones
-    and the modification time of the large ones. A name that is not a local path (a Hub id) is its own identity.
+    What identifies a local model or data folder (or file): its files' names, sizes and content digests. A copy of the
+    folder with new modification times (a fresh checkout, `cp` without `-p`) keeps its identity; a file whose content
+    changes does not, even at the same size. A name that is not a local path (a Hub id) is its own identity.
 
     Args:
         path (`str` or `os.PathLike`, *optional*):
@@ -78,15 +101,10 @@ def files_identity(path: str | os.PathLike | None) -> Any:
     if not root.exists():
         return {"name": str(path)}
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    identity = []
-    for file in files:
-        stat = file.stat()
-        entry: list[Any] = [str(file.relative_to(root) if file != root else file.name), stat.st_size]
-        if stat.st_size <= _HASHED_BYTES:
-            entry.append(hashlib.sha256(file.read_bytes()).hexdigest()[:16])
-        else:
-            entry.append(int(stat.st_mtime))
-        identity.append(entry)
+    identity = [
+        [str(file.relative_to(root) if file != root else file.name), file.stat().st_size, file_digest(file)]
+        for file in files
+    ]
     return {"path": str(root.resolve()), "files": identity}
 
 

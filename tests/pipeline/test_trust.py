@@ -4,6 +4,7 @@ when their inputs change, one run per folder, interrupted stages resumed, and no
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from conftest import save_model_dir, tiny_bert
 from transformers import Trainer
 
 from hf_kd import cli
-from hf_kd.pipeline.markers import LOCK_FILE, RunLockedError
+from hf_kd.pipeline.markers import LOCK_FILE, RunLockedError, files_identity
 from hf_kd.pipeline.run import DONE_FILE, run_pipeline
 from hf_kd.recipe.config import DistillationPipelineConfig
 
@@ -186,6 +187,23 @@ def test_another_teacher_in_the_same_folder_recomputes_everything(recipe, tmp_pa
     count_train.clear()
     result = run_pipeline(DistillationPipelineConfig.from_dict(recipe))
     assert result["stages"]["teacher"] == "ran" and count_train == ["teacher", "student"]
+
+
+def test_a_model_folder_copied_with_new_times_keeps_its_identity_and_one_edited_in_place_does_not(tmp_path):
+    folder = tmp_path / "teacher"
+    folder.mkdir()
+    weights = folder / "model.safetensors"
+    weights.write_bytes(bytes(range(256)) * 30_000)  # 7.7 MB: larger than any file a config or tokenizer has
+    (folder / "config.json").write_text("{}")
+    before = files_identity(folder)
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**12))  # a fresh copy: new times, the same bytes
+    assert files_identity(folder) == before
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # the same size and, below, the same time: other weights
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**12))
+    assert files_identity(folder) != before
 
 
 def test_one_run_per_folder(recipe, tmp_path):
