@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .model_stats import *  # noqa: F403
     from .numeric import *  # noqa: F403
     from .task_metrics import *  # noqa: F403
+    from .tasks import *  # noqa: F403
     from .thresholds import *  # noqa: F403
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

@@ -17,12 +17,13 @@ from typing import Any
 
 from datasets import Dataset
 
-from ..constants import TEACHER_LOGITS_COLUMN, problem_type_of_task
+from ..constants import TEACHER_LOGITS_COLUMN, has_threshold, problem_type_of_task
 from ..data.alignment import same_tokenization
 from ..data.coverage import column_texts
 from ..data.leakage import leakage_message
 from ..data.mapped import ReleaseMappedPagesCallback
-from ..evaluation.task_metrics import trainer_compute_metrics, user_metric
+from ..evaluation.metrics import make_compute_metrics
+from ..evaluation.tasks import user_metric
 from ..recipe.config import DistillationPipelineConfig
 from ..training.distillation_trainer import DistillationTrainer
 from ..training.distributed import barrier, is_main_process, start_state
@@ -169,8 +170,13 @@ class PipelineRun:
         return stage_training_args(self.config, stage, output_dir)
 
     def compute_metrics(self) -> Any:
-        """The trainers' `compute_metrics` (the report's numbers, see `hf_kd.pipeline.evaluation`)."""
-        return trainer_compute_metrics(self.task, self.label_names, self.config.evaluation.threshold, self.user_metric)
+        """
+        The trainers' `compute_metrics` (and the search objective): the report's numbers for the evaluated split, a
+        multi-label or binary task's at the threshold the recipe's rule gives on that split's predictions.
+        """
+        chosen = {"threshold": self.config.evaluation.threshold} if has_threshold(self.task) else {}
+        names, metric = self.label_names, self.user_metric
+        return make_compute_metrics(self.task, label_names=names, evaluate_metric=metric, **chosen)
 
     def evaluate(self, model: Any, tokenizer: Any, splits: dict[str, Any], folder: Path) -> Any:
         """Metrics (and probabilities) of `model` on each of `splits`, at the threshold chosen on validation."""

@@ -22,9 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..constants import LABELS_COLUMN, MULTI_LABEL, has_threshold, problem_type_of_task
-from ..evaluation.metrics import positive_scores, sigmoid
-from ..evaluation.task_metrics import split_metrics
+from ..constants import LABELS_COLUMN, has_threshold, problem_type_of_task
+from ..evaluation.tasks import split_metrics, task_type
 from ..evaluation.thresholds import choose_threshold, saved_threshold
 from ..recipe.config import DistillationPipelineConfig
 from ..training.distillation_config import DistillationTrainingArguments
@@ -118,11 +117,6 @@ def predict_logits(model: Any, tokenizer: Any, dataset: Any, output_dir: Path, b
     return restored
 
 
-def _probabilities(logits: np.ndarray, task: str) -> np.ndarray:
-
-    return sigmoid(logits) if task == MULTI_LABEL else positive_scores(logits)
-
-
 def evaluate_splits(
     model: Any,
     tokenizer: Any,
@@ -161,7 +155,7 @@ def evaluate_splits(
         fixed_threshold (`float`, *optional*):
             Use this threshold (e.g. the one saved with the model) instead of applying the rule.
         evaluate_metric (`evaluate.EvaluationModule`, *optional*):
-            The user's `evaluate` metric ([`~hf_kd.evaluation.task_metrics.user_metric`]), added to every split's
+            The user's `evaluate` metric ([`~hf_kd.evaluation.tasks.user_metric`]), added to every split's
             metrics.
 
     Returns:
@@ -183,14 +177,14 @@ def evaluate_splits(
             chosen = float(fixed_threshold)
         elif validation_split in raw:
             logits, labels, _ = raw[validation_split]
-            chosen = float(choose_threshold(threshold, _probabilities(logits, task), labels))
+            chosen = float(choose_threshold(threshold, task_type(task).scores(logits), labels))
     metrics = {
         name: split_metrics(logits, labels, groups, task, label_names, chosen, evaluate_metric)
         for name, (logits, labels, groups) in raw.items()
     }
     outputs = {}
     if has_threshold(task):
-        outputs = {name: {"probs": _probabilities(lg, task), "labels": lb} for name, (lg, lb, _) in raw.items()}
+        outputs = {name: {"probs": task_type(task).scores(lg), "labels": lb} for name, (lg, lb, _) in raw.items()}
     return metrics, outputs
 
 

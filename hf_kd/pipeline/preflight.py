@@ -16,7 +16,7 @@ from transformers import AutoConfig
 from ..data.alignment import same_tokenization
 from ..data.coverage import check_unknown_rates, sample_texts, unknown_token_rate
 from ..evaluation.model_stats import usable_positions
-from ..evaluation.task_metrics import default_metric, metric_names
+from ..evaluation.tasks import default_metric, metric_names
 from ..recipe.config import DistillationPipelineConfig
 from ..training.intermediate import layer_count
 from ..training.model_files import diagnose_model_folder

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ..evaluation.task_metrics import default_metric
+from ..evaluation.tasks import default_metric
 from ..recipe.config import DistillationPipelineConfig
 from ..training.distributed import barrier, is_main_process, start_state
 from .context import PipelineRun

@@ -15,17 +15,13 @@ from typing import Any
 
 from accelerate.utils import extract_model_from_parallel
 
-from ..constants import MULTI_LABEL, REGRESSION, SINGLE_LABEL, is_finite_number
+from ..constants import is_finite_number
+from ..evaluation.tasks import TASKS, task_type
 from .report import quality_metrics
 
 __all__ = ["DistillationCardData", "card_data_from_trainer", "trainer_card_data"]
 
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
-_HARD_LOSSES = {
-    SINGLE_LABEL: "cross-entropy",
-    MULTI_LABEL: "binary cross-entropy",
-    REGRESSION: "MSE",
-}
 
 
 @dataclass
@@ -247,14 +243,11 @@ def _losses(args: Any, problem_type: str | None) -> tuple[dict[str, str], dict[s
     """The losses a distillation's arguments choose for its task, and the intermediate terms' weights (empty when it
     has none)."""
     losses: dict[str, str] = {}
-    if problem_type in _HARD_LOSSES:
-        losses["hard"] = _HARD_LOSSES[problem_type]
-    if problem_type == SINGLE_LABEL:
-        losses["distill"] = args.single_label_distillation_loss
-    elif problem_type == MULTI_LABEL:
-        losses["distill"] = args.multi_label_distillation_loss
-    elif problem_type == REGRESSION:
-        losses["distill"] = "mse"
+    if problem_type in TASKS:
+        task = task_type(problem_type)
+        losses["hard"] = task.hard_loss
+        field = task.distillation_loss_field
+        losses["distill"] = getattr(args, field) if field else "mse"
     else:
         losses["distill (single-label)"] = args.single_label_distillation_loss
         losses["distill (multi-label)"] = args.multi_label_distillation_loss

@@ -389,6 +389,21 @@ def test_make_compute_metrics_single_label_and_binary_heads() -> None:
     assert one_logit == pytest.approx(binary_metrics(sigmoid(logits[:, 1]), labels, threshold=0.3))
 
 
+def test_trainer_compute_metrics_is_a_deprecated_alias_of_the_one_factory() -> None:
+    from hf_kd.evaluation.task_metrics import trainer_compute_metrics
+
+    rng = np.random.default_rng(8)
+    logits, labels = rng.normal(size=(16, 3)), rng.integers(0, 3, size=16)
+    with pytest.warns(FutureWarning, match="make_compute_metrics"):
+        old = trainer_compute_metrics("single_label_classification", ["a", "b", "c"], "f1")  # the rule is not applied
+    new = make_compute_metrics("single_label_classification", label_names=["a", "b", "c"])
+    assert old((logits, labels)) == new((logits, labels))
+    multi = (rng.normal(size=(16, 3)), (rng.random((16, 3)) < 0.4).astype(np.float32))
+    with pytest.warns(FutureWarning):
+        old_multi = trainer_compute_metrics("multi_label_classification", ["a", "b", "c"], "f1")(multi)
+    assert old_multi == make_compute_metrics("multi_label_classification", "f1", ["a", "b", "c"])(multi)
+
+
 def test_make_compute_metrics_regression_and_bad_arguments() -> None:
     compute = make_compute_metrics("regression")
     result = compute(_EvalPrediction(np.array([[1.0], [2.0], [3.0]]), np.array([1.5, 2.0, 5.0])))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ...evaluation.task_metrics import default_metric
+from ...evaluation.tasks import default_metric
 from ...recipe.config import DistillationPipelineConfig
 from ..context import PipelineRun
 from ..evaluation import apply_gate
