@@ -63,7 +63,7 @@ def _int8_scores(config: Any, run_dir: Path, scratch: Path, quantize: str, metri
     """Export the run's student to int8 (`quantize`) and score it through onnxruntime at the student's threshold."""
     from hf_kd.export.onnx import export_onnx
     from hf_kd.export.onnx_classifier import OnnxClassifier
-    from hf_kd.pipeline.evaluation import evaluate_splits, saved_threshold
+    from hf_kd.pipeline.scoring import evaluate_splits, saved_threshold
     from hf_kd.pipeline.splits import recipe_splits, tokenize_side
 
     config = dataclasses.replace(config, output_dir=str(run_dir))

@@ -42,8 +42,8 @@ def worker(cli: argparse.Namespace) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from hf_kd.data.corpora import load_hoc
-    from hf_kd.training.distributed import start_state
-    from hf_kd.training.distributed import state as accelerate_state
+    from hf_kd.processes import start_state
+    from hf_kd.processes import state as accelerate_state
     from hf_kd.training.teacher_cache import cache_teacher_logits
 
     quiet_logs()

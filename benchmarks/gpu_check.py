@@ -63,7 +63,7 @@ def main() -> None:
     import datasets
 
     from hf_kd import DistillationTrainer, DistillationTrainingArguments
-    from hf_kd.training.distributed import leave_process_group
+    from hf_kd.processes import leave_process_group
 
     cuda = torch.cuda.is_available() and not cli.tiny
     teacher, student = _models(cli.tiny)

@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def _before_training(base: DistillationPipelineConfig, student: object, root: Path, metric: str) -> float:
     """Validation `metric` of a freshly built student (no training), through the pipeline's evaluation."""
     from hf_kd.pipeline.run import PipelineRun
-    from hf_kd.pipeline.stage_models import new_student
     from hf_kd.pipeline.stages import PIPELINE
+    from hf_kd.pipeline.students import new_student
 
     teacher = dataclasses.replace(base.teacher, model=str(root / "student_3l_pruned" / "teacher" / "model"))
     config = dataclasses.replace(base, teacher=teacher, student=student, output_dir=str(root / "init_probe"))

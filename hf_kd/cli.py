@@ -253,7 +253,7 @@ def _predict(rest: list[str]) -> int:
     options = parser.parse_args(rest)
     try:
         from .export.predict import predict_files
-        from .training.distributed import leave_process_group
+        from .processes import leave_process_group
 
         result = predict_files(
             options.model,
@@ -277,7 +277,7 @@ def _predict(rest: list[str]) -> int:
 
 
 def _print(text: str) -> None:
-    from .training.distributed import is_main_process
+    from .processes import is_main_process
 
     if is_main_process():
         print(text, flush=True)
@@ -318,8 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser(command, training_fields=False).parse_args(["--help"])
     from .pipeline.markers import RunLockedError
     from .pipeline.run import QualityGateError
+    from .processes import leave_process_group
     from .recipe.config import RecipeError, read_recipe_file
-    from .training.distributed import leave_process_group
 
     parser = build_parser(command)
     debug = "--debug" in rest
@@ -404,8 +404,8 @@ def _run(command: str, config: Any, options: argparse.Namespace) -> None:
         summary = {k: result[k] for k in ("output_dir", "stages", "student_model")}
         _print(json.dumps(summary, indent=2))
     elif command == "evaluate":
-        from .pipeline.evaluation import evaluate_model
-        from .training.distributed import is_main_process
+        from .pipeline.scoring import evaluate_model
+        from .processes import is_main_process
 
         metrics = evaluate_model(config, options.model, split=options.split, side=options.side)
         text = json.dumps(metrics, indent=2)

@@ -64,24 +64,30 @@ def module_exports(package_dir: str | Path) -> dict[str, str]:
 
     Returns:
         `dict[str, str]`: Name -> the module (its file's stem) that defines it, for each name of each module's
-        `__all__` that the module defines itself.
+        `__all__` that the module defines itself. A module that defines nothing (an old path kept after a move,
+        importing its names from their new home) is the home of the names it lists that no module here defines.
 
     Raises:
         `ValueError`: A module without a literal `__all__`, or two modules defining the same public name.
     """
     found: dict[str, str] = {}
+    shims: dict[str, str] = {}
     for path in sorted(Path(package_dir).glob("*.py")):
         if path.name == "__init__.py":
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         defined = _defined_names(tree)
-        for name in _declared_all(tree, path):
+        declared = _declared_all(tree, path)
+        if not defined - {"__all__"}:  # an old path kept after a move: it re-exports what it lists
+            shims.update({name: path.stem for name in declared if name not in shims})
+            continue
+        for name in declared:
             if name not in defined:
                 continue
             if name in found:
                 raise ValueError(f"{name!r} is defined by both {found[name]}.py and {path.name} in {package_dir}.")
             found[name] = path.stem
-    return found
+    return {**{name: home for name, home in shims.items() if name not in found}, **found}
 
 
 def lazy_exports(package: str, init_file: str) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:

@@ -228,6 +228,30 @@ def test_every_public_name_still_imports_from_hf_kd_its_subpackage_and_its_modul
         assert getattr(importlib.import_module(f"hf_kd.{subpackage}"), name) is value, name
 
 
+MOVED = [  # (old module, new home, name): the renames of the second review round
+    ("hf_kd.pipeline.evaluation", "hf_kd.pipeline.scoring", "evaluate_model"),
+    ("hf_kd.pipeline.evaluation", "hf_kd.pipeline.scoring", "apply_gate"),
+    ("hf_kd.pipeline.stage_models", "hf_kd.pipeline.students", "build_student"),
+    ("hf_kd.pipeline.stage_models", "hf_kd.pipeline.stages.general_distillation", "run_general_distillation"),
+    ("hf_kd.pipeline.stage_models", "hf_kd.pipeline.stages.evaluation", "export_student"),
+    ("hf_kd.pipeline.run_report", "hf_kd.pipeline.push", "push_student"),
+    ("hf_kd.training.distributed", "hf_kd.processes", "is_main_process"),
+    ("hf_kd.training.distributed", "hf_kd.processes", "leave_process_group"),
+    ("hf_kd.data.alignment", "hf_kd.data.word_pooling", "aligned_word_states"),
+    ("hf_kd.data.alignment", "hf_kd.data.tokenizer_identity", "same_tokenization"),
+    ("hf_kd.evaluation.task_metrics", "hf_kd.evaluation.tasks", "split_metrics"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "name"), MOVED)
+def test_a_moved_name_still_imports_from_its_old_module_and_its_old_subpackage(old, new, name):
+    import importlib
+
+    value = getattr(importlib.import_module(new), name)
+    assert getattr(importlib.import_module(old), name) is value
+    assert getattr(importlib.import_module(old.rsplit(".", 1)[0]), name) is value  # `from hf_kd.training import ...`
+
+
 @pytest.mark.parametrize("subpackage", sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py")))
 def test_each_subpackage_re_exports_every_public_name_its_modules_define(subpackage):
     import importlib
@@ -256,6 +280,11 @@ def test_module_exports_names_the_defining_module_and_refuses_a_module_without_a
     (tmp_path / "a.py").write_text("from .b import shared\n__all__ = ['mine', 'shared']\ndef mine(): ...\n")
     (tmp_path / "b.py").write_text("__all__ = ['shared', 'LIMIT']\nLIMIT: int = 3\ndef shared(): ...\n")
     assert module_exports(tmp_path) == {"mine": "a", "shared": "b", "LIMIT": "b"}
+    # A module that defines nothing is an old path kept after a move: it is the home of the names it lists that no
+    # module here defines (`moved`), not of those one does (`mine` stays a's).
+    (tmp_path / "d.py").write_text("from .a import mine\nfrom ..other import moved\n__all__ = ['mine', 'moved']\n")
+    assert module_exports(tmp_path) == {"mine": "a", "shared": "b", "LIMIT": "b", "moved": "d"}
+    (tmp_path / "d.py").unlink()
     (tmp_path / "c.py").write_text("def loose(): ...\n")
     with pytest.raises(ValueError, match=r"c\.py has no `__all__`"):
         module_exports(tmp_path)

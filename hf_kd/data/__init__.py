@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from .loading import *  # noqa: F403
     from .mapped import *  # noqa: F403
     from .streaming import *  # noqa: F403
+    from .tokenizer_identity import *  # noqa: F403
     from .unlabeled import *  # noqa: F403
+    from .word_pooling import *  # noqa: F403
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

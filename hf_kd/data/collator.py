@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerBase
 from transformers.data.data_collator import pad_without_fast_tokenizer_warning
 
 from ..constants import LABELS_COLUMN, PADDED_COLUMNS, TEACHER_LOGITS_COLUMN
-from .alignment import tokenizer_name
+from .tokenizer_identity import tokenizer_name
 
 __all__ = ["DistillationDataCollator"]
 

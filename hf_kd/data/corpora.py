@@ -2,7 +2,7 @@
 
 Both loaders return a `DatasetDict` with `train`, `validation` and `test` splits and a normalized `labels` column,
 like `hf_kd.load_classification_dataset`, and the label names. BLURB's abstract-level scoring of sentence-level HoC
-is `hf_kd.pipeline.evaluation.blurb.blurb_hoc_f1` (the `group` column holds the PMID).
+is `hf_kd.evaluation.blurb.blurb_hoc_f1` (the `group` column holds the PMID).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 Python list of the column is built), decides what the values are (class names, class ids, multi-hot vectors, lists of
 names or ids, delimited strings, regression targets), and encodes every split with a batched `Dataset.map`, so that it
 scales to corpora larger than memory. Errors name the column, split and row; label values are printed only after the
-column was checked not to hold free text, and example text never is.
+column was checked not to hold free text, and example text never is. The checks of raw values it runs first (missing
+values, free text, scalar kinds) are here too.
 """
 
 from __future__ import annotations
@@ -20,11 +21,107 @@ import pyarrow.compute as pc
 from datasets import DatasetDict
 
 from ..constants import IGNORE_INDEX, LABELS_COLUMN, MULTI_LABEL, PROBLEM_TYPES, REGRESSION, SINGLE_LABEL
-from .label_checks import first_non_integer, is_list_type, missing_label_row, refuse_free_text, scalar_kind
 
-__all__ = ["encode_labels", "label_feature"]
+__all__ = [
+    "FREE_TEXT_MAX_CHARS",
+    "FREE_TEXT_MAX_DISTINCT",
+    "encode_labels",
+    "first_non_integer",
+    "first_true",
+    "is_list_type",
+    "label_feature",
+    "missing_label_row",
+    "refuse_free_text",
+    "scalar_kind",
+]
 
 logger = logging.getLogger(__name__)
+
+# A string label column with values longer than this, or with more distinct values than a classifier could use, is
+# taken for free text (e.g. the text column given as the label column) and refused without showing any value.
+FREE_TEXT_MAX_CHARS = 100
+FREE_TEXT_MAX_DISTINCT = 1000
+
+
+def scalar_kind(arrow_type: pa.DataType) -> str:
+    """The kind of a scalar Arrow type: `"str"`, `"int"` (booleans included), `"float"`, `"empty"` or a reason."""
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "str"
+    if pa.types.is_integer(arrow_type) or pa.types.is_boolean(arrow_type):
+        return "int"
+    if pa.types.is_floating(arrow_type):
+        return "float"
+    if pa.types.is_null(arrow_type):
+        return "empty"
+    return f"unsupported label type {arrow_type}"
+
+
+def is_list_type(arrow_type: pa.DataType) -> bool:
+    """Whether an Arrow type is a list (plain, large or fixed-size)."""
+    types = pa.types
+    return types.is_list(arrow_type) or types.is_large_list(arrow_type) or types.is_fixed_size_list(arrow_type)
+
+
+def first_true(mask: pa.Array) -> int | None:
+    """Index of the first true entry of a boolean array, or None."""
+    if len(mask) == 0 or not pc.any(mask).as_py():
+        return None
+    return int(pc.index(mask, True).as_py())
+
+
+def missing_label_row(arr: pa.Array) -> tuple[int, str] | None:
+    """The first row whose label is missing (null, NaN, or a list holding one) or a blank string (a blank cell of
+    delimited multi-label names too: it would otherwise read as "negative for every label")."""
+    nan = pc.is_nan(arr) if pa.types.is_floating(arr.type) else None
+    missing = pc.is_null(arr) if nan is None else pc.or_(pc.is_null(arr), pc.fill_null(nan, True))
+    found = first_true(missing)
+    if is_list_type(arr.type):
+        flat = pc.list_flatten(arr)
+        inner = pc.is_null(flat)
+        if pa.types.is_floating(flat.type):
+            inner = pc.or_(inner, pc.fill_null(pc.is_nan(flat), True))
+        bad = first_true(inner)
+        if bad is not None:
+            row = int(pc.list_parent_indices(arr)[bad].as_py())
+            found = row if found is None else min(found, row)
+    empty = None
+    if scalar_kind(arr.type) == "str":
+        empty = first_true(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(arr), ""), False))
+    if found is not None and (empty is None or found <= empty):
+        return found, "Missing"
+    if empty is not None:
+        return empty, "Empty"
+    return None
+
+
+def first_non_integer(values: Mapping[str, pa.Array]) -> tuple[str, int, float] | None:
+    """The first `(split, row, value)` whose float label is not a whole number, or None."""
+    for split, arr in values.items():
+        if pa.types.is_floating(arr.type):
+            numbers = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
+            bad = np.flatnonzero(numbers != np.round(numbers))
+            if bad.size:
+                return split, int(bad[0]), float(numbers[bad[0]])
+    return None
+
+
+def refuse_free_text(values: Mapping[str, pa.Array], column: str) -> None:
+    """Refuse a string label column that looks like free text, without printing any of its values."""
+    for split, arr in values.items():
+        flat = pc.list_flatten(arr) if is_list_type(arr.type) else arr
+        if scalar_kind(flat.type) != "str" or len(flat) == 0:
+            continue
+        longest = pc.max(pc.utf8_length(flat)).as_py() or 0
+        distinct = len(pc.unique(flat))
+        many = distinct > FREE_TEXT_MAX_DISTINCT or (distinct > 50 and distinct > 0.5 * len(flat))
+        if longest > FREE_TEXT_MAX_CHARS or many:
+            raise ValueError(
+                f"Label column '{column}' of split '{split}' looks like free text ({distinct} distinct values in "
+                f"{len(flat)} labels, the longest {longest} characters), not like labels; choose the column that "
+                "holds the labels (`label_column`, `data.label_column` in a recipe). No value is shown, since it may "
+                "be patient text."
+            )
+
 
 _MAX_NAMES_SHOWN = 20
 _MAX_LABEL_CHARS = 60

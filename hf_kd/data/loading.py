@@ -27,9 +27,10 @@ from datasets.exceptions import DatasetGenerationError
 from transformers import PreTrainedTokenizerBase
 
 from ..constants import STUDENT_INPUT_COLUMNS
-from .alignment import same_tokenization, tokenizer_name, word_ids_for_encoding
+from .alignment import word_ids_for_encoding
 from .labels import encode_labels
 from .mapped import PageRelease, cache_paths, release_pages_of
+from .tokenizer_identity import same_tokenization, tokenizer_name
 
 logger = logging.getLogger(__name__)
 

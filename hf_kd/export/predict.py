@@ -34,7 +34,7 @@ from ..evaluation.thresholds import (
     predicted_labels,  # imported here: not inside the timed loop (scikit-learn)
     saved_threshold,
 )
-from ..training.distributed import barrier, start_state, state
+from ..processes import barrier, start_state, state
 from ..training.model_files import named_load_errors
 
 __all__ = [

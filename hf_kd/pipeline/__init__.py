@@ -14,14 +14,16 @@ from ..exports import lazy_exports
 if TYPE_CHECKING:
     from .builders import *  # noqa: F403
     from .context import *  # noqa: F403
-    from .evaluation import *  # noqa: F403
     from .markers import *  # noqa: F403
     from .preflight import *  # noqa: F403
+    from .push import *  # noqa: F403
     from .recipe_search import *  # noqa: F403
     from .run import *  # noqa: F403
     from .run_report import *  # noqa: F403
+    from .scoring import *  # noqa: F403
     from .splits import *  # noqa: F403
     from .stage import *  # noqa: F403
     from .stage_models import *  # noqa: F403
+    from .students import *  # noqa: F403
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

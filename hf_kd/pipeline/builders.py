@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..processes import barrier, is_main_process, on_cpu
 from ..recipe.config import DistillationPipelineConfig
 from ..recipe.sections import lora_config
 from ..reporting.report import jsonable
 from ..training.checkpoints import last_complete_checkpoint
 from ..training.distillation_config import DistillationTrainingArguments
-from ..training.distributed import barrier, is_main_process, on_cpu
 from ..training.model_files import named_load_errors
 
 __all__ = [

@@ -18,20 +18,20 @@ from typing import Any
 from datasets import Dataset
 
 from ..constants import TEACHER_LOGITS_COLUMN, has_threshold, problem_type_of_task
-from ..data.alignment import same_tokenization
 from ..data.coverage import column_texts
 from ..data.leakage import leakage_message
 from ..data.mapped import ReleaseMappedPagesCallback
+from ..data.tokenizer_identity import same_tokenization
 from ..evaluation.metrics import make_compute_metrics
 from ..evaluation.tasks import user_metric
+from ..processes import barrier, is_main_process, start_state
 from ..recipe.config import DistillationPipelineConfig
 from ..training.distillation_trainer import DistillationTrainer
-from ..training.distributed import barrier, is_main_process, start_state
 from ..training.vocabulary import prune_embeddings, prune_tokenizer, pruned_token_ids
 from .builders import load_classifier, load_tokenizer, save_trained, stage_training_args, train_resuming
-from .evaluation import evaluate_splits
 from .markers import changed_stages, read_marker, write_marker, write_started
 from .preflight import check_language, check_model_path, check_run
+from .scoring import evaluate_splits
 from .splits import model_columns, recipe_splits, tokenize_splits
 from .stage import Stage, declared_fingerprints
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from transformers import AutoConfig
 
-from ..data.alignment import same_tokenization
 from ..data.coverage import check_unknown_rates, sample_texts, unknown_token_rate
+from ..data.tokenizer_identity import same_tokenization
 from ..evaluation.model_stats import usable_positions
 from ..evaluation.tasks import default_metric, metric_names
 from ..recipe.config import DistillationPipelineConfig

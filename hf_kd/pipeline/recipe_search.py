@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from ..evaluation.tasks import default_metric
+from ..processes import barrier, is_main_process, start_state
 from ..recipe.config import DistillationPipelineConfig
-from ..training.distributed import barrier, is_main_process, start_state
 from .context import PipelineRun
 from .markers import RunLock
-from .stage_models import new_student
 from .stages import PIPELINE, STAGES
+from .students import new_student
 
 __all__ = ["run_search"]
 

@@ -15,7 +15,7 @@
 4. `student_warmup` (optional, `student.warmup_epochs > 0`): train the student on the labelled rows only.
 5. `student`: distil (`DistillationTrainer` on the cached logits, the transfer set with the distillation term only;
    the online teacher only when hidden-state or attention terms or `student.online_teacher` ask for it).
-6. `evaluation`: evaluate the student like the teacher (`hf_kd.pipeline.evaluation`), predict an unlabeled test split,
+6. `evaluation`: evaluate the student like the teacher (`hf_kd.pipeline.scoring`), predict an unlabeled test split,
    save the operating threshold in `config.json`, write the report, figures and card (`hf_kd.pipeline.run_report`),
    and push the student to the Hub when the student section names a `hub_model_id` (or sets `push_to_hub`).
 
@@ -35,11 +35,11 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+from ..processes import is_main_process, start_state
 from ..recipe.config import DistillationPipelineConfig
-from ..training.distributed import is_main_process, start_state
 from .context import PipelineRun
-from .evaluation import QualityGateError
 from .markers import DONE_FILE, RunLock
+from .scoring import QualityGateError
 from .stages import PIPELINE, STAGES
 
 __all__ = ["DONE_FILE", "STAGES", "PipelineRun", "QualityGateError", "run_pipeline"]

@@ -1,4 +1,5 @@
-"""What the pipeline's evaluation stage writes: `metrics.json`, the teacher-vs-student report, its figures, the card.
+"""What the pipeline's evaluation stage writes: `metrics.json`, the teacher-vs-student report, its figures, the card
+(the push to the Hub is in `hf_kd.pipeline.push`).
 
 Only numbers, settings and label names go into these files; latency is measured on synthetic token ids.
 """
@@ -14,14 +15,15 @@ from typing import Any
 
 from ..constants import BINARY, MULTI_LABEL, SINGLE_LABEL, has_threshold
 from ..evaluation.model_stats import interleaved_latency, measure_latency, model_size
+from ..processes import is_main_process
 from ..reporting.card_data import card_data_from_trainer
 from ..reporting.model_card import write_model_card
 from ..reporting.report import build_report, jsonable, print_report, write_report
 from ..training.distillation_trainer import DistillationTrainer
-from ..training.distributed import is_main_process
 from .builders import training_args
 from .context import PipelineRun
-from .evaluation import headline, predict_logits, result_summary
+from .push import push_student  # its old path
+from .scoring import headline, predict_logits, result_summary
 
 __all__ = ["push_student", "save_predictions", "write_run_report"]
 
@@ -62,8 +64,8 @@ def write_run_report(
         folder (`Path`):
             The evaluation stage's folder.
         exported (`Mapping[str, Any]`, *optional*):
-            The exported student (`hf_kd.pipeline.stage_models.export_student`): its metrics per split, what the export
-            wrote and the loaded classifier; the report then has a third model, timed through onnxruntime.
+            The exported student (`hf_kd.pipeline.stages.evaluation.export_student`): its metrics per split, what the
+            export wrote and the loaded classifier; the report then has a third model, timed through onnxruntime.
 
     Returns:
         `dict[str, Any]`: The report (`hf_kd.reporting.report.build_report`).
@@ -254,7 +256,7 @@ def save_predictions(folder: Path, outputs: Mapping[str, Mapping[str, Any]]) -> 
         folder (`Path`):
             The stage's folder.
         outputs (`Mapping[str, Mapping[str, np.ndarray]]`):
-            Split -> `{"probs", "labels"}` (from `hf_kd.pipeline.evaluation.evaluate_splits`).
+            Split -> `{"probs", "labels"}` (from `hf_kd.pipeline.scoring.evaluate_splits`).
     """
     import numpy as np
 
@@ -335,41 +337,3 @@ def predict_unlabeled(run: PipelineRun, student: Any, folder: Path, threshold: f
             )
         written[name] = str(path)
     return written
-
-
-def push_student(run: PipelineRun, student_dir: str) -> str | None:
-    """
-    Push the final student folder (weights in safetensors, tokenizer, the distillation card as `README.md`; not the
-    pickled `training_args.bin`) to the Hub, once, when the student section names a `hub_model_id` or sets
-    `push_to_hub`.
-
-    Args:
-        run ([`~hf_kd.pipeline.context.PipelineRun`]):
-            The run.
-        student_dir (`str`):
-            The student's folder, after its card was written.
-
-    Returns:
-        `str` or `None`: The repository id pushed to, or None when the recipe does not ask for a push.
-    """
-    training = run.config.student.training
-    repo_id = training.get("hub_model_id")
-    if not repo_id and not training.get("push_to_hub"):
-        return None
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    repo = api.create_repo(
-        repo_id or Path(run.config.output_dir).name,
-        token=training.get("hub_token"),
-        private=training.get("hub_private_repo"),
-        exist_ok=True,
-    )
-    api.upload_folder(
-        repo_id=repo.repo_id,
-        folder_path=student_dir,
-        commit_message="Distilled student (hf-kd)",
-        token=training.get("hub_token"),
-        ignore_patterns=["training_args.bin"],  # a pickle of the run's arguments: not part of the model
-    )
-    return str(repo.repo_id)

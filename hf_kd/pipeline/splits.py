@@ -24,8 +24,8 @@ from ..data.leakage import guard_leakage
 from ..data.loading import load_classification_dataset, tokenize_for_distillation
 from ..data.mapped import cache_paths, release_mapped_pages
 from ..data.unlabeled import UNLABELED_SPLIT, hide_labels, unlabeled_rows
+from ..processes import state
 from ..recipe.config import DistillationPipelineConfig
-from ..training.distributed import state
 
 __all__ = [
     "RecipeSplits", "TOKENIZE_ROWS_PER_PROCESS", "TokenizedSplits", "hold_out_validation", "labelled_split",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from ..constants import is_finite_number
 from ..evaluation.tasks import TASKS, task_type
 from .report import quality_metrics
 
-__all__ = ["DistillationCardData", "card_data_from_trainer", "trainer_card_data"]
+__all__ = ["DistillationCardData", "card_data_from_model_card_args", "card_data_from_trainer"]
 
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 
@@ -278,7 +279,7 @@ def _label_names(config: Any) -> list[str]:
     return []
 
 
-def trainer_card_data(
+def card_data_from_model_card_args(
     trainer: Any,
     language: str | None = None,
     license: str | None = None,
@@ -292,7 +293,9 @@ def trainer_card_data(
     **overrides: Any,
 ) -> DistillationCardData:
     """
-    The card data of `DistillationTrainer.create_model_card` (and so of `push_to_hub`), from `Trainer`'s arguments.
+    The card data of `DistillationTrainer.create_model_card` (and so of `push_to_hub`), from the arguments
+    `Trainer.create_model_card` takes (`language`, `license`, `tags`, `finetuned_from`, `dataset_tags`, ...); built by
+    [`card_data_from_trainer`].
 
     The student's metrics are those of its last evaluation in `trainer.state.log_history`. Without dataset ids, the
     `model-index` names the evaluation dataset by its own name (`eval_dataset.info.dataset_name`), or "evaluation
@@ -339,3 +342,26 @@ def trainer_card_data(
         **{k: v for k, v in given.items() if v is not None},
         **overrides,
     )
+
+
+def trainer_card_data(trainer: Any, *args: Any, **kwargs: Any) -> DistillationCardData:
+    """
+    Deprecated alias of [`card_data_from_model_card_args`], kept for old imports.
+
+    Args:
+        trainer ([`~hf_kd.DistillationTrainer`]):
+            The trainer.
+        *args (`Any`):
+            `Trainer.create_model_card`'s arguments.
+        **kwargs (`Any`):
+            `Trainer.create_model_card`'s keyword arguments and card fields.
+
+    Returns:
+        [`DistillationCardData`]: The card data.
+    """
+    warnings.warn(
+        "`trainer_card_data` is deprecated; use `card_data_from_model_card_args` (or `card_data_from_trainer`).",
+        FutureWarning,
+        stacklevel=2,
+    )
+    return card_data_from_model_card_args(trainer, *args, **kwargs)

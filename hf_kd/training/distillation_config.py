@@ -78,7 +78,8 @@ class DistillationTrainingArguments(TrainingArguments):
             Weight of MiniLMv2's self-attention relation loss: query-query, key-key and value-value relations of
             the student's last layer against the teacher layer it maps to (`hf_kd.training.intermediate`); any head
             count and width (needs a shared tokenization, BERT-style encoders). With `alpha=1` and no labels it is the
-            general distillation of a student on plain text (`hf_kd.pipeline.stage_models.run_general_distillation`).
+            general distillation of a student on plain text
+            (`hf_kd.pipeline.stages.general_distillation.run_general_distillation`).
         num_relation_heads (`int`, *optional*):
             Relation heads of that loss; defaults to the student's attention heads. Must divide both widths.
     """

@@ -21,7 +21,7 @@ from ..constants import DISTILLATION_COLUMNS, TEACHER_LOGITS_COLUMN, problem_typ
 from ..data.collator import DistillationDataCollator
 from ..data.label_checks import check_label_column
 from ..data.mapped import ShuffledIndexSampler, list_lengths
-from ..reporting.card_data import trainer_card_data
+from ..reporting.card_data import card_data_from_model_card_args
 from ..reporting.model_card import write_model_card
 from .checkpoints import last_complete_checkpoint, mark_checkpoint_complete
 from .distillation_config import DistillationTrainingArguments
@@ -483,11 +483,14 @@ class DistillationTrainer(Trainer):
     # ------------------------------------------------------------------ Hub
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
-        """The distillation card as `output_dir/README.md` (what `push_to_hub` uploads): see `trainer_card_data`."""
+        """
+        The distillation card as `output_dir/README.md` (what `push_to_hub` uploads), from the arguments of
+        `Trainer.create_model_card`: see [`~hf_kd.reporting.card_data.card_data_from_model_card_args`].
+        """
         if not self.is_world_process_zero():
             return
 
-        write_model_card(self.args.output_dir, trainer_card_data(self, *args, **kwargs))
+        write_model_card(self.args.output_dir, card_data_from_model_card_args(self, *args, **kwargs))
 
     # ------------------------------------------------------------------ hyperparameter search
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.alignment import aligned_word_states, mean_pool
+from ..data.word_pooling import aligned_word_states, mean_pool
 from .losses import attention_kl_loss, attention_relation_loss, hidden_cosine_loss, hidden_mse_loss
 
 logger = logging.getLogger(__name__)

@@ -219,6 +219,23 @@ def test_card_data_from_trainer_reads_settings(tmp_path):
     assert (explicit.teacher_id, explicit.teacher_revision) == ("org/explicit", "abc")
 
 
+def test_create_model_card_arguments_map_to_card_fields_and_the_old_name_warns(tmp_path):
+    from hf_kd.reporting.card_data import card_data_from_model_card_args, trainer_card_data
+
+    trainer = DistillationTrainer(
+        model=tiny_bert(problem_type="single_label_classification"),
+        teacher_model=tiny_bert(seed=1),
+        args=args_for(tmp_path, "run"),
+    )
+    given = {"language": "es", "tags": "triage", "finetuned_from": "org/base", "dataset": "x"}
+    data = card_data_from_model_card_args(trainer, **given)
+    assert (data.language, data.base_model, data.datasets) == (["es"], "org/base", ["x"])
+    assert "triage" in data.tags and data.model_name == "run"
+    with pytest.warns(FutureWarning, match="card_data_from_model_card_args"):
+        old = trainer_card_data(trainer, **given)
+    assert old == data
+
+
 def test_card_data_from_trainer_defaults(tmp_path):
     trainer = DistillationTrainer(
         model=tiny_bert(problem_type="single_label_classification"),

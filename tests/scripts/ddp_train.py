@@ -21,7 +21,7 @@ from conftest import random_dataset, tiny_bert  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 from hf_kd import DistillationTrainer, DistillationTrainingArguments  # noqa: E402
-from hf_kd.training.distributed import leave_process_group  # noqa: E402
+from hf_kd.processes import leave_process_group  # noqa: E402
 
 
 def _args(out: Path, per_device: int, **kwargs) -> DistillationTrainingArguments:

@@ -41,7 +41,7 @@ def main() -> None:
     from accelerate import PartialState
 
     from hf_kd import cache_teacher_logits
-    from hf_kd.training.distributed import leave_process_group
+    from hf_kd.processes import leave_process_group
 
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import random_dataset, tiny_bert  # noqa: E402
 
 from hf_kd import DistillationTrainer, DistillationTrainingArguments  # noqa: E402
-from hf_kd.training.distributed import leave_process_group  # noqa: E402
+from hf_kd.processes import leave_process_group  # noqa: E402
 
 SPACE = {"learning_rate": (1e-4, 1e-1, "log"), "alpha": (0.0, 1.0)}
 N_TRIALS = 6

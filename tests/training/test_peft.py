@@ -277,7 +277,7 @@ def test_pipeline_lora_student_is_saved_merged_and_evaluated(lora_run):
     assert student.config.num_hidden_layers == 1 and list(student.config.id2label.values()) == LABELS
 
     # The evaluation stage scored the saved (merged) student.
-    from hf_kd.pipeline.evaluation import evaluate_model
+    from hf_kd.pipeline.scoring import evaluate_model
 
     metrics = evaluate_model(lora_run["config"], str(student_dir), split="validation")
     assert metrics["micro_f1"] == pytest.approx(result["student"]["validation"]["micro_f1"])

@@ -1,4 +1,4 @@
-"""Stage 6, `evaluation`: evaluate the student like the teacher (`hf_kd.pipeline.evaluation`), predict an unlabeled
+"""Stage 6, `evaluation`: evaluate the student like the teacher (`hf_kd.pipeline.scoring`), predict an unlabeled
 test split, save the operating threshold in the student's `config.json`, export it when `evaluation.export` asks,
 write the report, figures and card (`hf_kd.pipeline.run_report`), and push the student to the Hub when the student
 section names a `hub_model_id` (or sets `push_to_hub`)."""
@@ -7,19 +7,67 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from ...constants import has_threshold
 from ...evaluation.thresholds import save_threshold
+from ...processes import is_main_process
 from ...recipe.config import DistillationPipelineConfig
-from ...training.distributed import is_main_process
 from ..builders import load_classifier
 from ..context import PipelineRun
-from ..run_report import predict_unlabeled, push_student, save_predictions, write_run_report
+from ..push import push_student
+from ..run_report import predict_unlabeled, save_predictions, write_run_report
+from ..scoring import evaluate_splits
 from ..stage import Stage
-from ..stage_models import export_student
 
-__all__ = ["EVALUATION"]
+__all__ = ["EVALUATION", "export_student"]
+
+
+def export_student(run: PipelineRun, student_dir: str, folder: Path, threshold: float | None) -> dict[str, Any]:
+    """
+    The pipeline's `evaluation.export`: export the student to ONNX in `folder/export/`, and evaluate it through
+    onnxruntime on the run's splits at the student's threshold.
+
+    Args:
+        run ([`~hf_kd.pipeline.context.PipelineRun`]):
+            The run.
+        student_dir (`str`):
+            The student's folder.
+        folder (`Path`):
+            The evaluation stage's folder.
+        threshold (`float`, *optional*):
+            The student's operating threshold (multi-label and binary tasks).
+
+    Returns:
+        `dict[str, Any]`: `metrics` (per split), `export` (what [`export_onnx`] wrote) and `classifier` (the loaded
+        [`~hf_kd.export.onnx_classifier.OnnxClassifier`]).
+    """
+    import torch
+
+    from ..export.onnx import export_onnx
+    from ..export.onnx_classifier import OnnxClassifier
+
+    config = run.config.evaluation
+    target = folder / "export"
+    quantize = None if config.export == "fp32" else config.export
+    # Static int8 calibrates its activation ranges on the first training texts (read in memory, never written).
+    calibration = run.splits.train[run.config.data.text_column][:256] if quantize == "int8-static" else None
+    info = export_onnx(student_dir, target, quantize=quantize, calibration_texts=calibration)
+    classifier = OnnxClassifier.from_pretrained(target, num_threads=torch.get_num_threads())
+    metrics, _ = evaluate_splits(
+        classifier,
+        run.student_tokenizer,
+        run.student_evals,
+        run.validation_split,
+        run.task,
+        run.label_names,
+        config.threshold,
+        folder / "tmp",
+        config.batch_size,
+        fixed_threshold=threshold,
+    )
+    return {"metrics": metrics, "export": info, "classifier": classifier}
 
 
 def _inputs(config: DistillationPipelineConfig, upstream: Mapping[str, str]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 from ...recipe.config import DistillationPipelineConfig
 from ..context import PipelineRun
 from ..stage import Stage, general_identity, student_fields, student_model_identity
-from ..stage_models import new_student
+from ..students import new_student
 from .student_warmup import after_logits
 
 __all__ = ["STUDENT"]

@@ -12,7 +12,7 @@ from ...training.distillation_trainer import DistillationTrainer
 from ..context import PipelineRun
 from ..splits import model_columns
 from ..stage import Stage, general_identity, student_model_identity, warmup_fields
-from ..stage_models import new_student
+from ..students import new_student
 from .general_distillation import runs_general_distillation
 
 __all__ = ["STUDENT_WARMUP", "after_logits"]

@@ -9,8 +9,8 @@ from typing import Any
 from ...evaluation.tasks import default_metric
 from ...recipe.config import DistillationPipelineConfig
 from ..context import PipelineRun
-from ..evaluation import apply_gate
 from ..run_report import save_predictions
+from ..scoring import apply_gate
 from ..stage import Stage
 
 __all__ = ["TEACHER_EVAL"]

@@ -15,9 +15,9 @@ from typing import Any
 import datasets
 
 from ...data.mapped import release_pages_of
+from ...processes import barrier, is_main_process, state
 from ...recipe.config import DistillationPipelineConfig
 from ...training import teacher_cache
-from ...training.distributed import barrier, is_main_process, state
 from ..context import PipelineRun
 from ..markers import DONE_FILE, files_identity
 from ..stage import Stage, data_identity, student_model_identity, transfer_identity
