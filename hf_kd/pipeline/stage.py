@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..recipe.config import DistillationPipelineConfig
+from ..recipe.sections import StudentConfig
 from ..training.distillation_config import DistillationTrainingArguments
 from .markers import digest, files_identity
 
@@ -144,11 +145,9 @@ def student_model_identity(config: DistillationPipelineConfig) -> Any:
     return files_identity(config.student.model)
 
 
-# Student fields the general-distillation stage is made from (the student's architecture and its own settings).
-GENERAL_STUDENT_FIELDS = (
-    "model", "from_teacher_layers", "num_layers", "tokenizer", "prune_vocabulary", "hidden_size", "intermediate_size",
-    "narrow_init", "general_distillation",
-)  # fmt: skip
+GENERAL_STUDENT_FIELDS: tuple[str, ...] = StudentConfig.architecture_fields()
+"""Student fields the general-distillation stage is made from: those its section marks as the student's architecture
+(`hf_kd.recipe.sections.StudentConfig.architecture_fields`)."""
 
 
 def general_identity(config: DistillationPipelineConfig, upstream: Mapping[str, str]) -> str:

@@ -164,6 +164,8 @@ class RecipeParser(HfArgumentParser):
                 continue
             item = copy.copy(original)
             item.name = f"{prefix}.{original.name}" if prefix else original.name
+            # argparse reads the metadata as `add_argument` keywords: ours (`architecture`) stays on the section.
+            item.metadata = types.MappingProxyType({k: v for k, v in original.metadata.items() if k != "architecture"})
             item.type = str if hints[original.name] is Any else hints[original.name]
             before = len(self._actions)
             self._parse_dataclass_field(group, item)

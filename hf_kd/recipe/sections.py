@@ -239,6 +239,11 @@ class TeacherConfig:
             lora_config(self.lora, "teacher")
 
 
+def _architecture(help: str) -> dict[str, Any]:
+    """The metadata of a student field that makes the student before its task (see `architecture_fields`)."""
+    return {"help": help, "architecture": True}
+
+
 @dataclass
 class StudentConfig:
     """
@@ -298,25 +303,25 @@ class StudentConfig:
             `DistillationTrainingArguments` fields of the distillation.
     """
 
-    model: str | None = field(default=None, metadata={"help": "A pretrained student (path or Hub id)."})
+    model: str | None = field(default=None, metadata=_architecture("A pretrained student (path or Hub id)."))
     from_teacher_layers: list[int] | None = field(
-        default=None, metadata={"help": "Build the student from these 0-based teacher layers, e.g. 0 2 4."}
+        default=None, metadata=_architecture("Build the student from these 0-based teacher layers, e.g. 0 2 4.")
     )
     num_layers: int | None = field(
-        default=None, metadata={"help": "Build the student from this many evenly spaced teacher layers."}
+        default=None, metadata=_architecture("Build the student from this many evenly spaced teacher layers.")
     )
-    tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer of a pretrained student."})
+    tokenizer: str | None = field(default=None, metadata=_architecture("Tokenizer of a pretrained student."))
     prune_vocabulary: bool = field(
-        default=False, metadata={"help": "Keep only the embedding rows of the tokens the training texts use."}
+        default=False, metadata=_architecture("Keep only the embedding rows of the tokens the training texts use.")
     )
     hidden_size: int | None = field(
-        default=None, metadata={"help": "Width of a narrow student built from the teacher (BERT teachers)."}
+        default=None, metadata=_architecture("Width of a narrow student built from the teacher (BERT teachers).")
     )
     intermediate_size: int | None = field(
-        default=None, metadata={"help": "Feed-forward width of a narrow student (default: the teacher's ratio)."}
+        default=None, metadata=_architecture("Feed-forward width of a narrow student (default: the teacher's ratio).")
     )
     narrow_init: str = field(
-        default="slice", metadata={"help": "Initialisation of a narrow student: slice, pca or random."}
+        default="slice", metadata=_architecture("Initialisation of a narrow student: slice, pca or random.")
     )
     warmup_epochs: float = field(default=0.0, metadata={"help": "Epochs of hard-label training before distilling."})
     online_teacher: bool = field(
@@ -329,9 +334,15 @@ class StudentConfig:
         default=None, metadata={"help": "Train with LoRA: peft.LoraConfig keyword arguments (YAML mapping)."}
     )
     general_distillation: dict[str, Any] | None = field(
-        default=None, metadata={"help": "General distillation of the student on the text first (YAML mapping)."}
+        default=None, metadata=_architecture("General distillation of the student on the text first (YAML mapping).")
     )
     training: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def architecture_fields(cls) -> tuple[str, ...]:
+        """The fields that make the student before its task (marked `"architecture"` in their metadata): what a
+        general distillation is made from, and so what invalidates it."""
+        return tuple(f.name for f in fields(cls) if f.metadata.get("architecture"))
 
     @property
     def needs_online_teacher(self) -> bool:

@@ -57,6 +57,25 @@ def test_a_stages_fingerprint_is_its_declared_inputs_and_its_upstream():
     assert lr["student_warmup"] != prints["student_warmup"]
 
 
+def test_the_general_distillation_is_made_from_the_fields_the_student_section_marks_as_its_architecture():
+    from dataclasses import fields
+
+    from hf_kd.pipeline.stage import GENERAL_STUDENT_FIELDS
+    from hf_kd.recipe.sections import StudentConfig
+
+    marked = {f.name for f in fields(StudentConfig) if f.metadata.get("architecture")}
+    assert set(GENERAL_STUDENT_FIELDS) == marked
+    assert {"from_teacher_layers", "hidden_size", "prune_vocabulary", "narrow_init"} <= marked
+    general = {"student.general_distillation": {"num_train_epochs": 1}, "student.hidden_size": 192}
+
+    def general_print(**changes) -> str:
+        return declared_fingerprints(PIPELINE, _config(**general, **changes))["general_distillation"]["fingerprint"]
+
+    base = general_print()
+    assert general_print(**{"student.narrow_init": "pca"}) != base  # the student's architecture: recomputed
+    assert general_print(**{"student.warmup_epochs": 1.0, "student.alpha": 0.9}) == base  # the task's: kept
+
+
 def test_a_new_stage_is_fingerprinted_and_invalidated_from_its_declaration_alone(tmp_path):
     """What a newcomer writes: one `Stage`. Its marker, its invalidation and its downstream follow."""
     config = _config()

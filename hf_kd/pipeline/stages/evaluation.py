@@ -45,8 +45,8 @@ def export_student(run: PipelineRun, student_dir: str, folder: Path, threshold: 
     """
     import torch
 
-    from ..export.onnx import export_onnx
-    from ..export.onnx_classifier import OnnxClassifier
+    from ...export.onnx import export_onnx
+    from ...export.onnx_classifier import OnnxClassifier
 
     config = run.config.evaluation
     target = folder / "export"
