@@ -136,6 +136,12 @@ def main() -> None:
     )
     parser.add_argument("--no_full", action="store_true", help="skip the three arms with the full vocabulary")
     parser.add_argument("--no_timing", action="store_true", help="quality arms only (no speed and size rows)")
+    parser.add_argument(
+        "--one_tokenizer",
+        action="store_true",
+        help="only the arms that share one tokenizer (the full vocabulary) and the pruned reference (pruning's own "
+        "effect): leaves out the pruned KD and alone arms, whose vocabularies are pruned on other text",
+    )
     parser.add_argument("--metric", default=METRIC, help="the F1 reported (micro_f1 for abstract-level HoC)")
     cli, rest = parser.parse_known_args()
     quiet_logs()
@@ -144,7 +150,11 @@ def main() -> None:
     base = DistillationPipelineConfig.from_yaml(cli.recipe, args=rest)
     plain = dataclasses.replace(base.data, unlabeled_from_corpus=False, unlabeled_files=None)
     alone = dataclasses.replace(base.student, training={**base.student.training, "alpha": 1.0})
-    arms: dict[str, Any] = {"student_kd": {"data": plain}, "student_alone": {"data": plain, "student": alone}}
+    arms: dict[str, Any] = {}
+    if not cli.one_tokenizer:
+        arms |= {"student_kd": {"data": plain}, "student_alone": {"data": plain, "student": alone}}
+    if cli.one_tokenizer and cli.no_full:
+        parser.error("--one_tokenizer needs the full-vocabulary arms (drop --no_full)")
     if not cli.no_full:
         full = dataclasses.replace(base.student, prune_vocabulary=False)
         alone_full = dataclasses.replace(alone, prune_vocabulary=False)
@@ -170,7 +180,7 @@ def main() -> None:
             )
 
     teacher_quality = _quality(runs, "teacher")
-    gap_lines, closed = _gap_lines(runs, seeds)
+    gap_lines, closed = ([], []) if cli.one_tokenizer else _gap_lines(runs, seeds)
     layers = base.student.from_teacher_layers or []
     student_shape = f"{len(layers)} × {base.student.hidden_size or 384}" if layers else "student"
     lines = [
@@ -200,14 +210,16 @@ def main() -> None:
         lines.append(
             f"| {label} | {100 * q[0]:.2f} ± {100 * q[1]:.2f} | {100 * q[2]:.2f} ± {100 * q[3]:.2f} | {share} |"
         )
-    lines += [
-        "",
-        "Gap between the student alone and the teacher (test F1, %) closed by distillation, pruned arms (each arm "
-        "prunes the vocabulary on its own training text, so the tokenizers differ between arms):",
-        "",
-        *gap_lines,
-        f"\nMean share of the gap closed by KD + transfer set (pruned arms): {100 * statistics.mean(closed):.0f} %.",
-    ]
+    if not cli.one_tokenizer:
+        lines += [
+            "",
+            "Gap between the student alone and the teacher (test F1, %) closed by distillation, pruned arms (each arm "
+            "prunes the vocabulary on its own training text, so the tokenizers differ between arms):",
+            "",
+            *gap_lines,
+            "\nMean share of the gap closed by KD + transfer set (pruned arms): "
+            f"{100 * statistics.mean(closed):.0f} %.",
+        ]
     closed_full: list[float] = []
     if not cli.no_full:
         full_lines, closed_full = _gap_lines(runs, seeds, suffix="_full")
