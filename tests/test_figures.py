@@ -115,6 +115,13 @@ def expected(entry: dict[str, Any], label: str, spec: dict[str, Any]) -> str | N
         return spec["format"].format(statistics.mean(value) * scale, spread * scale)
     if reduce:
         value = REDUCE[reduce](value)
+    if "gap_from" in spec:  # the share of the gap from one value of the row to another that this value closes
+        ends = []
+        for end in ("gap_from", "gap_to"):
+            other = {k: v for k, v in {**spec, **spec[end]}.items() if k not in ("gap_from", "gap_to")}
+            found = column_value(entry, entry["rows"][label], other)
+            ends.append(REDUCE[reduce](found) if reduce else found)
+        value = (value - ends[0]) / (ends[1] - ends[0])
     if "minus" in spec:  # a difference between two results values of the row (e.g. int8 − fp32)
         other = column_value(
             entry, entry["rows"][label], {k: v for k, v in {**spec, **spec["minus"]}.items() if k != "minus"}
