@@ -252,6 +252,9 @@ MOVED = [  # (old module, new home, name): the renames of the second review roun
     ("hf_kd.data.alignment", "hf_kd.data.word_pooling", "aligned_word_states"),
     ("hf_kd.data.alignment", "hf_kd.data.tokenizer_identity", "same_tokenization"),
     ("hf_kd.evaluation.task_metrics", "hf_kd.evaluation.tasks", "split_metrics"),
+    # deprecated in place: still importable from their module and their subpackage
+    ("hf_kd.evaluation.task_metrics", "hf_kd.evaluation.task_metrics", "trainer_compute_metrics"),
+    ("hf_kd.reporting.card_data", "hf_kd.reporting.card_data", "trainer_card_data"),
 ]
 
 

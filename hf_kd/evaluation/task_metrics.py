@@ -13,7 +13,7 @@ from ..constants import has_threshold
 from .metrics import make_compute_metrics
 from .tasks import default_metric, metric_names, split_metrics, user_metric
 
-__all__ = ["default_metric", "metric_names", "split_metrics", "user_metric"]
+__all__ = ["default_metric", "metric_names", "split_metrics", "trainer_compute_metrics", "user_metric"]
 
 
 def trainer_compute_metrics(task: str, label_names: Sequence[str], threshold: Any, evaluate_metric: Any = None) -> Any:

@@ -20,7 +20,7 @@ from ..constants import is_finite_number
 from ..evaluation.tasks import TASKS, task_type
 from .report import quality_metrics
 
-__all__ = ["DistillationCardData", "card_data_from_model_card_args", "card_data_from_trainer"]
+__all__ = ["DistillationCardData", "card_data_from_model_card_args", "card_data_from_trainer", "trainer_card_data"]
 
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 
