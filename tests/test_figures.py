@@ -43,7 +43,7 @@ def tables(path: Path) -> list[tuple[int, str, list[str]]]:
 
 
 def entries() -> list[tuple[str, dict[str, Any]]]:
-    return [(kind, entry) for kind in ("traced", "text", "untraced") for entry in FIGURES.get(kind) or []]
+    return [(kind, entry) for kind in ("traced", "quoted", "text") for entry in FIGURES.get(kind) or []]
 
 
 def matching(path: Path, header: str) -> list[tuple[str, dict[str, Any]]]:
@@ -60,6 +60,8 @@ def lookup(data: Any, path: str) -> Any:
     """The value at `path` ("/"-joined keys, list indices, or `name[field=value;...]`: the list's items whose fields
     have those values, `*` for any)."""
     for part in path.split("/"):
+        if data is None:  # a figure the run did not measure (shown as "–")
+            return None
         where = re.fullmatch(r"(.*)\[(.*)\]", part)
         if where:
             name, conditions = where.groups()
@@ -84,6 +86,8 @@ def column_value(entry: dict[str, Any], row: str, spec: dict[str, Any]) -> Any:
         key = spec["key_template"].format(row=row) if "key_template" in spec else spec["key"]
     else:
         found, key = lookup(data, row), spec["key"]
+    if found is None:
+        return None
     return [item[key] for item in found] if isinstance(found, list) else found[key]
 
 
@@ -106,6 +110,10 @@ def expected(entry: dict[str, Any], label: str, spec: dict[str, Any]) -> str | N
                 numbers.append(REDUCE[how](values))
         return spec["format"].format(*(n * spec.get("scale", 1) for n in numbers))
     value, scale, reduce = column_value(entry, entry["rows"][label], spec), spec.get("scale", 1), spec.get("reduce")
+    if value is None:
+        return "–"
+    if "items" in spec:  # several items of one list in one cell (e.g. a mean and its std)
+        return spec["format"].format(*(value[i] * scale for i in spec["items"]))
     if spec.get("range"):
         return spec["format"].format(min(value) * scale, max(value) * scale)
     if spec.get("join"):
@@ -127,6 +135,11 @@ def expected(entry: dict[str, Any], label: str, spec: dict[str, Any]) -> str | N
             entry, entry["rows"][label], {k: v for k, v in {**spec, **spec["minus"]}.items() if k != "minus"}
         )
         value = value - (REDUCE[reduce](other) if reduce else other)
+    if "over" in spec:  # a ratio of two results values of the row (e.g. fused ONNX speed-up over PyTorch's)
+        other = column_value(
+            entry, entry["rows"][label], {k: v for k, v in {**spec, **spec["over"]}.items() if k != "over"}
+        )
+        value = value / (REDUCE[reduce](other) if reduce else other)
     if "divide_by" in spec:
         other = column_value(entry, entry["rows"][spec["divide_by"]], spec)
         value = value / (REDUCE[reduce](other) if reduce else other)
@@ -150,6 +163,75 @@ def traced_cases() -> list[tuple[str, int, str, str, str, str]]:
                             if want is not None:
                                 cases.append((doc, line, label, name, value, want))
     return cases
+
+
+# A figure in a prose cell: a decimal number, or a number followed by % or ×.
+SIGN = r"(?:(?<![\w.])[+−-])?"  # a sign, not the dash of a range (82-87 %)
+FIGURE = re.compile(SIGN + r"\d[\d,]*\.\d+(?:\s?[%×])?|" + SIGN + r"\d[\d,]*\s?[%×]")
+
+
+def figure_token(text: str) -> str:
+    """A figure as quoted, without its unit, spaces or plus sign (`+0.49 %` and `0.49` are one figure)."""
+    return re.sub(r"[\s%×+]", "", text).replace("−", "-")
+
+
+@cache
+def traced_figures() -> frozenset[str]:
+    """The figures of every traced cell (each one checked against its results value by the last test)."""
+    return frozenset(figure_token(t) for case in traced_cases() for t in FIGURE.findall(case[4]))
+
+
+def quoted_cases() -> list[tuple[str, int, str, str]]:
+    """`(doc, line, row, figure)` for every figure in the cells (after the first column) of a `quoted` table."""
+    cases = []
+    for _, entry in [(k, e) for k, e in entries() if k == "quoted"]:
+        for doc in entry["docs"]:
+            for line, header, body in tables(ROOT / doc):
+                if header.startswith(entry["header"]):
+                    for row in body:
+                        values = cells(row)
+                        cases += [(doc, line, values[0], t) for cell in values[1:] for t in FIGURE.findall(cell)]
+    return cases
+
+
+def quoted_value(entry: dict[str, Any], figure: str) -> str | None:
+    """What a `quoted` entry's `figures` map gives for a figure (a spec on a results file, as a traced column's), or
+    None when the map does not name it."""
+    spec = (entry.get("figures") or {}).get(figure)
+    if spec is None:
+        return None
+    return expected({"results": spec["results"], "rows": {figure: spec.get("row", "")}}, figure, spec)
+
+
+@pytest.mark.parametrize(("doc", "line", "row", "figure"), quoted_cases())
+def test_a_quoted_figure_is_a_traced_figure_or_its_results_value(doc, line, row, figure):
+    entry = next(e for k, e in matching(ROOT / doc, tables_header(ROOT / doc, line)) if k == "quoted")
+    if figure_token(figure) in traced_figures() or figure in (entry.get("settings") or []):
+        return
+    value = quoted_value(entry, figure)
+    assert value is not None, (
+        f"{doc}:{line} row {row!r} quotes {figure}: no traced table shows it and benchmarks/figures.yaml names no "
+        "results value or setting for it"
+    )
+    assert figure_token(figure) == figure_token(value), f"{doc}:{line} row {row!r}: {figure}, the results say {value}"
+
+
+def test_every_mapped_quoted_figure_is_still_quoted():
+    """A figure of a `figures` map or `settings` list that its table no longer shows (an edited figure) fails."""
+    for _, entry in [(k, e) for k, e in entries() if k == "quoted"]:
+        shown = {
+            figure
+            for doc, line, _, figure in quoted_cases()
+            if doc in entry["docs"] and tables_header(ROOT / doc, line).startswith(entry["header"])
+        }
+        for figure in [*(entry.get("figures") or {}), *(entry.get("settings") or [])]:
+            assert figure in shown, (
+                f"{entry['header']}: benchmarks/figures.yaml maps {figure}, the table does not show it"
+            )
+
+
+def tables_header(path: Path, line: int) -> str:
+    return next(header for number, header, _ in tables(path) if number == line)
 
 
 def test_every_table_of_figures_is_mapped_once():
@@ -183,8 +265,6 @@ def test_every_map_entry_names_a_table_a_committed_script_and_results_file():
                 assert named or written["benchmark"] == stem or written["benchmark"].startswith(f"{stem}_"), entry[
                     "results"
                 ]
-        if kind == "untraced":
-            assert entry.get("why"), f"untraced table {entry['header']} without a reason"
 
 
 def test_every_row_and_figure_column_of_a_traced_table_is_mapped():
