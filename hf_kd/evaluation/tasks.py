@@ -6,7 +6,8 @@ A task type says, in one place, what the rest of the package used to decide by c
 - `thresholded`: whether its predictions are decided at an operating threshold (chosen on validation by the recipe's
   `evaluation.threshold` rule, saved with the model);
 - `hard_loss` and `distillation_loss_field`: its loss on the labels and the `DistillationTrainingArguments` field that
-  chooses its distillation loss (`hf_kd.training.losses` holds the tensor functions);
+  chooses its distillation loss (`hf_kd.training.losses.HARD_LOSSES` and `DISTILLATION_LOSSES` map these names to
+  the tensor functions the trainer runs, so the task type decides a task's losses);
 - `scores`: how logits become the scores a threshold or an argmax reads;
 - `metric_names`, `default_metric` and `metrics`: what its evaluation reports, the gate's and the search's default,
   and one split's metrics.

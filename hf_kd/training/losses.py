@@ -20,16 +20,20 @@ multi-label data.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from ..constants import IGNORE_INDEX, MULTI_LABEL, REGRESSION, SINGLE_LABEL
+from ..constants import IGNORE_INDEX, MULTI_LABEL, PROBLEM_TYPES, SINGLE_LABEL
+from ..evaluation.tasks import TaskType, task_type
 
 __all__ = [
     "attention_kl_loss",
     "attention_relation_loss",
+    "DISTILLATION_LOSSES",
+    "HARD_LOSSES",
     "bernoulli_kd_loss",
     "distillation_loss",
     "hard_label_loss",
@@ -193,14 +197,33 @@ def distillation_loss(
         `torch.Tensor`: the loss.
     """
     teacher_logits = teacher_logits.reshape(student_logits.shape)
-    if problem_type == REGRESSION:
-        return logit_mse_loss(student_logits, teacher_logits, reduction=reduction)
-    loss = single_label_loss if problem_type == SINGLE_LABEL else multi_label_loss
-    if loss == "mse":
-        return logit_mse_loss(student_logits, teacher_logits, reduction=reduction)
-    if problem_type == SINGLE_LABEL:
-        return softmax_kd_loss(student_logits, teacher_logits, temperature, reduction=reduction)
-    return bernoulli_kd_loss(student_logits, teacher_logits, temperature, reduction=reduction)
+    chosen = {"single_label_distillation_loss": single_label_loss, "multi_label_distillation_loss": multi_label_loss}
+    field = _task(problem_type).distillation_loss_field
+    name = chosen[field] if field else "mse"
+    if name not in DISTILLATION_LOSSES:
+        raise ValueError(
+            f"Unknown distillation loss {name!r} for {problem_type!r}: expected one of {list(DISTILLATION_LOSSES)}."
+        )
+    return DISTILLATION_LOSSES[name](student_logits, teacher_logits, temperature, reduction)
+
+
+def _task(problem_type: str) -> TaskType:
+    """The task type of a model's `problem_type`, with the losses' own error for anything else."""
+    if problem_type not in PROBLEM_TYPES:
+        raise ValueError(
+            f"`problem_type` must be 'single_label_classification', 'multi_label_classification' or 'regression', "
+            f"got {problem_type!r}."
+        )
+    return task_type(problem_type)
+
+
+DISTILLATION_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, float, Reduction], torch.Tensor]] = {
+    "kl": softmax_kd_loss,
+    "bernoulli_kl": bernoulli_kd_loss,
+    "mse": lambda student, teacher, _temperature, reduction: logit_mse_loss(student, teacher, reduction=reduction),
+}
+"""The distillation terms by the names `DistillationTrainingArguments` chooses them with (a task's field,
+`TaskType.distillation_loss_field`; `"mse"` for a task without one)."""
 
 
 def hard_label_loss(
@@ -234,34 +257,43 @@ def hard_label_loss(
     Returns:
         `tuple[torch.Tensor, torch.Tensor]`: the loss and the number of labelled items it covers.
     """
-    if problem_type == SINGLE_LABEL:
-        labels = labels.reshape(-1).long()
-        per_item = F.cross_entropy(logits.float().reshape(labels.shape[0], -1), labels, reduction="none")
-        count = labels.ne(IGNORE_INDEX).sum()
-    elif problem_type == MULTI_LABEL:
-        labels = labels.reshape(logits.shape).float()
-        valid = labels.ne(IGNORE_INDEX)
-        targets = torch.where(valid, labels, torch.zeros_like(labels))
-        per_item = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none") * valid
-        count = valid.sum()
-    elif problem_type == REGRESSION:
-        if logits.numel() != labels.numel():
-            raise ValueError(
-                f"Regression labels of shape {tuple(labels.shape)} do not match the logits' shape "
-                f"{tuple(logits.shape)}."
-            )
-        per_item = (logits.float().reshape(labels.shape) - labels.float()) ** 2
-        count = torch.tensor(per_item.numel(), device=logits.device)
-    else:
-        raise ValueError(
-            f"`problem_type` must be 'single_label_classification', 'multi_label_classification' or 'regression', "
-            f"got {problem_type!r}."
-        )
+    per_item, count = HARD_LOSSES[_task(problem_type).hard_loss](logits, labels)
     if reduction == "none":
         return per_item, count
     if reduction == "sum":
         return per_item.sum(), count
     raise ValueError(f"`reduction` must be 'sum' or 'none', got {reduction!r}.")
+
+
+def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    labels = labels.reshape(-1).long()
+    per_item = F.cross_entropy(logits.float().reshape(labels.shape[0], -1), labels, reduction="none")
+    return per_item, labels.ne(IGNORE_INDEX).sum()
+
+
+def _binary_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    labels = labels.reshape(logits.shape).float()
+    valid = labels.ne(IGNORE_INDEX)
+    targets = torch.where(valid, labels, torch.zeros_like(labels))
+    return F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none") * valid, valid.sum()
+
+
+def _squared_error(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if logits.numel() != labels.numel():
+        raise ValueError(
+            f"Regression labels of shape {tuple(labels.shape)} do not match the logits' shape {tuple(logits.shape)}."
+        )
+    per_item = (logits.float().reshape(labels.shape) - labels.float()) ** 2
+    return per_item, torch.tensor(per_item.numel(), device=logits.device)
+
+
+HARD_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] = {
+    "cross-entropy": _cross_entropy,
+    "binary cross-entropy": _binary_cross_entropy,
+    "MSE": _squared_error,
+}
+"""The loss on the labels by the name a task type gives it (`TaskType.hard_loss`): per item, and the number of
+labelled items."""
 
 
 def validate_labels(labels: torch.Tensor, problem_type: str, num_labels: int | None = None) -> torch.Tensor:

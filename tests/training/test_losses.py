@@ -7,9 +7,15 @@ import math
 import pytest
 import torch
 
+from hf_kd.constants import MULTI_LABEL, REGRESSION, SINGLE_LABEL
+from hf_kd.evaluation.tasks import TASKS
+from hf_kd.training.distillation_config import DistillationTrainingArguments
 from hf_kd.training.losses import (
+    DISTILLATION_LOSSES,
+    HARD_LOSSES,
     attention_kl_loss,
     bernoulli_kd_loss,
+    distillation_loss,
     hard_label_loss,
     hidden_cosine_loss,
     hidden_mse_loss,
@@ -170,3 +176,40 @@ def test_attention_kl_against_formula_and_head_averaging():
     torch.testing.assert_close(attention_kl_loss(s, t3, mask), (kl * m).sum() / m.sum(), rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="shared tokenization"):
         attention_kl_loss(s, torch.softmax(torch.randn(2, 2, 5, 5), -1), mask)
+
+
+def test_each_task_type_names_the_loss_the_trainer_computes():
+    """The task type is the one home of a task's losses: its `hard_loss` is the function `hard_label_loss` runs, and
+    the choices of its distillation field are terms `distillation_loss` runs (renaming either side breaks here)."""
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(4, 3, generator=g)
+    ids = torch.tensor([0, 2, 1, -100])
+    multi_hot = torch.tensor([[1.0, 0.0, -100.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    targets = torch.randn(4, 3, generator=g)
+    valid = multi_hot != -100
+    p = torch.sigmoid(logits)
+    bce = -(multi_hot * p.log() + (1 - multi_hot) * (1 - p).log())
+    cases = {  # labels, the plain formula's sum over the labelled items, their number
+        SINGLE_LABEL: (ids, -torch.log_softmax(logits, -1)[torch.arange(3), ids[:3]].sum(), 3),
+        MULTI_LABEL: (multi_hot, bce[valid].sum(), 11),
+        REGRESSION: (targets, ((logits - targets) ** 2).sum(), 12),
+    }
+    for problem_type, (labels, plain, count) in cases.items():
+        assert TASKS[problem_type].hard_loss in HARD_LOSSES, problem_type
+        loss, n = hard_label_loss(logits, labels, problem_type)
+        torch.testing.assert_close(loss, plain, rtol=1e-5, atol=1e-5)
+        assert int(n) == count
+    fields = DistillationTrainingArguments.__dataclass_fields__
+    for task in TASKS.values():
+        if task.distillation_loss_field:
+            assert set(fields[task.distillation_loss_field].metadata["choices"]) <= set(DISTILLATION_LOSSES), task.name
+    teacher = torch.randn(4, 3, generator=g)
+    torch.testing.assert_close(
+        distillation_loss(logits, teacher, SINGLE_LABEL), reference_softmax_kd(logits, teacher, 2.0)
+    )
+    torch.testing.assert_close(distillation_loss(logits, teacher, REGRESSION), ((logits - teacher) ** 2).mean(-1))
+    torch.testing.assert_close(
+        distillation_loss(logits, teacher, MULTI_LABEL, multi_label_loss="mse"), ((logits - teacher) ** 2).mean(-1)
+    )
+    with pytest.raises(ValueError, match="'huber'"):
+        distillation_loss(logits, teacher, SINGLE_LABEL, single_label_loss="huber")
