@@ -124,6 +124,12 @@ class TaskType:
         return problem_type_of_task(self.name)
 
     @property
+    def classifier(self) -> bool:
+        """Whether its models predict labels (every task but regression): they have label names, probabilities, an
+        unlabeled value (-100) for a transfer set, and classes to stratify a split by."""
+        return self.name != REGRESSION
+
+    @property
     def thresholded(self) -> bool:
         """Whether predictions are decided at an operating threshold (`hf_kd.constants.THRESHOLDED_TASKS`)."""
         return has_threshold(self.name)

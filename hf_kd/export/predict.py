@@ -30,6 +30,7 @@ import numpy as np
 from ..constants import MULTI_LABEL, REGRESSION, task_of_config
 from ..data.streaming import INPUT_FORMATS, file_columns, read_chunks
 from ..evaluation.numeric import sigmoid, softmax
+from ..evaluation.tasks import task_type
 from ..evaluation.thresholds import (
     predicted_labels,  # imported here: not inside the timed loop (scikit-learn)
     saved_threshold,
@@ -216,7 +217,7 @@ class Predictor:
 
 
 def _check_labels(folder: Path, names: list[str], task: str | None) -> None:
-    if task == REGRESSION:
+    if task is not None and not task_type(task).classifier:
         return
     if not names or all(name == f"LABEL_{i}" for i, name in enumerate(names)):
         raise ValueError(
@@ -293,7 +294,7 @@ def prediction_records(
     records = []
     for i, (row_id, prediction) in enumerate(zip(ids, predictions)):
         record: dict[str, Any] = {id_key: row_id, "prediction": prediction}
-        if task != REGRESSION:
+        if task_type(task).classifier:
             record["probabilities"] = {name: round(float(p), 6) for name, p in zip(label_names, probs[i])}
         if with_logits:
             record["logits"] = [round(float(v), 6) for v in logits[i]]

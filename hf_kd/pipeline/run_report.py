@@ -13,8 +13,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..constants import BINARY, MULTI_LABEL, SINGLE_LABEL, has_threshold
+from ..constants import BINARY, has_threshold
 from ..evaluation.model_stats import interleaved_latency, measure_latency, model_size
+from ..evaluation.tasks import task_type
 from ..processes import is_main_process
 from ..reporting.card_data import card_data_from_trainer
 from ..reporting.model_card import write_model_card
@@ -206,7 +207,7 @@ def _plots(run: PipelineRun, teacher_metrics: Any, student_metrics: Any, folder:
                 saved = np.load(run.stage_dir(stage) / f"predictions_{split}.npz")
                 sides[name] = (saved["probs"], saved["labels"], metrics[split]["threshold"])
             written.append(str(plot_binary_curves(sides, folder / "binary_curves.png")))
-        elif run.task in (MULTI_LABEL, SINGLE_LABEL):
+        elif task_type(run.task).per_label:
             written.append(
                 str(
                     plot_per_label_f1(

@@ -18,12 +18,14 @@ from ..constants import (
     SINGLE_LABEL,
     TEACHER_SIDE_COLUMNS,
     infer_task,
+    problem_type_of_task,
 )
 from ..data.corpora import load_codiesp, load_hoc
 from ..data.leakage import guard_leakage
 from ..data.loading import load_classification_dataset, tokenize_for_distillation
 from ..data.mapped import cache_paths, release_mapped_pages
 from ..data.unlabeled import UNLABELED_SPLIT, hide_labels, unlabeled_rows
+from ..evaluation.tasks import task_type
 from ..processes import state
 from ..recipe.config import DistillationPipelineConfig
 
@@ -62,7 +64,7 @@ def load_recipe_data(config: DistillationPipelineConfig, cache_dir: str | None =
 
     data = config.data
     declared = list(data.label_names) if data.label_names is not None else None
-    problem_type = SINGLE_LABEL if data.problem_type == BINARY else data.problem_type
+    problem_type = problem_type_of_task(data.problem_type)
     if data.dataset in CORPUS_LEVELS:
         if data.path is None:
             raise ValueError(
@@ -319,7 +321,7 @@ def recipe_splits(config: DistillationPipelineConfig, cache_dir: str | None = No
         test = raw[data.test_split]
         (evals if LABELS_COLUMN in test.column_names else predict)[data.test_split] = test
     transfer = transfer_set(raw, data, config.seed, len(names))
-    if task == REGRESSION and len(transfer):
+    if not task_type(task).classifier and len(transfer):
         # A regression target has no "unlabeled" value: -100 would be learnt as a target.
         raise ValueError(
             f"The transfer set ({len(transfer)} unlabeled rows: `data.unlabeled_files`, `data.unlabeled_from_corpus` "

@@ -17,7 +17,6 @@ from ..constants import (
     BINARY,
     LABELS_COLUMN,
     MIN_VALIDATION_ROWS,
-    REGRESSION,
     has_threshold,
     infer_task,
     problem_type_of_task,
@@ -25,6 +24,7 @@ from ..constants import (
 from ..data.coverage import UNKNOWN_WARN_RATE, sample_texts, unknown_token_rate
 from ..data.loading import load_classification_dataset
 from ..data.unlabeled import unlabeled_rows
+from ..evaluation.tasks import task_type
 from .sections import DataConfig
 
 __all__ = ["DEFAULT_TARGET", "TARGETS", "starting_recipe", "write_starting_recipe"]
@@ -103,7 +103,9 @@ def starting_recipe(
     data: dict[str, Any] = {"dataset": "files", "data_files": dict(data_files), "text_column": text_column}
     if teacher_text_column:
         data["teacher_text_column"] = teacher_text_column
-    data.update(label_column=label_column, problem_type=task, label_names=list(names) if task != REGRESSION else None)
+    data.update(
+        label_column=label_column, problem_type=task, label_names=list(names) if task_type(task).classifier else None
+    )
     if label_delimiter:
         data["label_delimiter"] = label_delimiter
     if unlabeled_files:
