@@ -444,29 +444,8 @@ def predict_files(
         `ValueError`: For an unknown format, a missing column, an empty file, a model folder without labels, an
             existing output without `overwrite`, or parts of another run left beside the output.
     """
-    from tqdm.auto import tqdm
-
-    output = Path(output)
-    if output.suffix.lower() not in OUTPUT_FORMATS:
-        raise ValueError(f"--output {str(output)!r}: write {', '.join(OUTPUT_FORMATS)} (chosen by the extension).")
-    if not files:
-        raise ValueError("Give at least one file to predict.")
-    if chunk_rows < 1 or batch_size < 1:
-        raise ValueError(f"`chunk_rows` and `batch_size` must be >= 1, got {chunk_rows} and {batch_size}.")
-    paths = [Path(f) for f in files]
-    for path in paths:
-        if path.suffix.lower() not in INPUT_FORMATS:
-            raise ValueError(f"{str(path)!r}: `hf-kd predict` reads {', '.join(INPUT_FORMATS)} files.")
-        if not path.is_file():
-            raise ValueError(f"{str(path)!r} does not exist.")
-        columns = file_columns(path)
-        if not columns:
-            raise ValueError(f"{str(path)!r} has no rows to predict.")
-        for column in (text_column, *([id_column] if id_column else [])):
-            if column not in columns:
-                raise ValueError(f"{str(path)!r} has no column {column!r}; its columns are {columns}.")
-    if output.exists() and not overwrite:
-        raise ValueError(f"{str(output)!r} exists; pass --overwrite to replace it.")
+    output, paths = Path(output), [Path(f) for f in files]
+    _check_inputs(paths, output, text_column, id_column, chunk_rows, batch_size, overwrite)
     start_state()  # several processes under `accelerate launch` on a CPU machine, one otherwise
     process = state()
     predictor = Predictor.from_pretrained(model, num_threads=num_threads, device=process.device)
@@ -484,54 +463,14 @@ def predict_files(
         "with_logits": with_logits,
         "format": ext,
     }
-    manifest_file = parts_dir / "manifest.json"
     if process.is_main_process:
-        if parts_dir.is_dir() and manifest_file.is_file():
-            try:
-                previous = json.loads(manifest_file.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                previous = None
-            if previous != manifest:
-                raise ValueError(
-                    f"{str(parts_dir)!r} holds the parts of a run with other inputs, model or options: delete it to "
-                    "start over, or rerun that command to finish it."
-                )
-        parts_dir.mkdir(parents=True, exist_ok=True)
-        manifest_file.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        _open_parts(parts_dir, manifest)
     barrier()
-    optional = [] if id_key == ROW_KEY else [id_key]
-    bar = tqdm(
-        unit=" rows", unit_scale=True, desc="predict", disable=not (progress and process.is_main_process), smoothing=0
-    )
     predictor.warm_up(batch_size)
-    rows = chunks = resumed = 0
-    part_names: list[Path] = []
     started = time.perf_counter()
-    try:
-        for file_index, path in enumerate(paths):
-            position = 0
-            for chunk_index, chunk in enumerate(read_chunks(path, [text_column, *optional], chunk_rows)):
-                part = parts_dir / f"part-{file_index:04d}-{chunk_index:06d}{ext}"
-                part_names.append(part)
-                ids = [r[id_key] for r in chunk] if id_key != ROW_KEY else list(range(position, position + len(chunk)))
-                position += len(chunk)
-                rows += len(chunk)
-                mine = (len(part_names) - 1) % process.num_processes == process.process_index
-                if not mine:
-                    continue
-                chunks += 1
-                if part.is_file():
-                    resumed += 1
-                    continue
-                texts = [_text(r[text_column], path, text_column, i) for i, r in zip(ids, chunk)]
-                logits = predictor.logits(texts, batch_size=batch_size)
-                records = prediction_records(
-                    logits, predictor.task, predictor.label_names, predictor.threshold, ids, id_key, with_logits
-                )
-                write_records(part, records, predictor.task, predictor.label_names)
-                bar.update(len(chunk))
-    finally:
-        bar.close()  # before an error is printed: the bar's line ends first
+    rows, resumed, part_names = _predict_parts(
+        predictor, paths, parts_dir, ext, text_column, id_key, chunk_rows, batch_size, with_logits, progress
+    )
     barrier()
     if process.is_main_process:
         missing = [p.name for p in part_names if not p.is_file()]
@@ -551,6 +490,104 @@ def predict_files(
         "id": id_key,
         "seconds": round(seconds, 3),
     }
+
+
+def _check_inputs(
+    paths: list[Path],
+    output: Path,
+    text_column: str,
+    id_column: str | None,
+    chunk_rows: int,
+    batch_size: int,
+    overwrite: bool,
+) -> None:
+    """Refuse an unknown format, a missing file or column, an empty file or an existing output, before any model
+    is loaded."""
+    if output.suffix.lower() not in OUTPUT_FORMATS:
+        raise ValueError(f"--output {str(output)!r}: write {', '.join(OUTPUT_FORMATS)} (chosen by the extension).")
+    if not paths:
+        raise ValueError("Give at least one file to predict.")
+    if chunk_rows < 1 or batch_size < 1:
+        raise ValueError(f"`chunk_rows` and `batch_size` must be >= 1, got {chunk_rows} and {batch_size}.")
+    for path in paths:
+        if path.suffix.lower() not in INPUT_FORMATS:
+            raise ValueError(f"{str(path)!r}: `hf-kd predict` reads {', '.join(INPUT_FORMATS)} files.")
+        if not path.is_file():
+            raise ValueError(f"{str(path)!r} does not exist.")
+        columns = file_columns(path)
+        if not columns:
+            raise ValueError(f"{str(path)!r} has no rows to predict.")
+        for column in (text_column, *([id_column] if id_column else [])):
+            if column not in columns:
+                raise ValueError(f"{str(path)!r} has no column {column!r}; its columns are {columns}.")
+    if output.exists() and not overwrite:
+        raise ValueError(f"{str(output)!r} exists; pass --overwrite to replace it.")
+
+
+def _open_parts(parts_dir: Path, manifest: dict[str, Any]) -> None:
+    """Create the parts folder, or resume one left by the same command (same inputs, model and options)."""
+    manifest_file = parts_dir / "manifest.json"
+    if parts_dir.is_dir() and manifest_file.is_file():
+        try:
+            previous = json.loads(manifest_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            previous = None
+        if previous != manifest:
+            raise ValueError(
+                f"{str(parts_dir)!r} holds the parts of a run with other inputs, model or options: delete it to "
+                "start over, or rerun that command to finish it."
+            )
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    manifest_file.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def _predict_parts(
+    predictor: Predictor,
+    paths: list[Path],
+    parts_dir: Path,
+    ext: str,
+    text_column: str,
+    id_key: str,
+    chunk_rows: int,
+    batch_size: int,
+    with_logits: bool,
+    progress: bool,
+) -> tuple[int, int, list[Path]]:
+    """Predict this process's chunks (every `num_processes`-th), each into its own part file, skipping the parts
+    already written. Returns the rows read, this process's parts resumed, and every part's path."""
+    from tqdm.auto import tqdm
+
+    process = state()
+    optional = [] if id_key == ROW_KEY else [id_key]
+    bar = tqdm(
+        unit=" rows", unit_scale=True, desc="predict", disable=not (progress and process.is_main_process), smoothing=0
+    )
+    rows = resumed = 0
+    part_names: list[Path] = []
+    try:
+        for file_index, path in enumerate(paths):
+            position = 0
+            for chunk_index, chunk in enumerate(read_chunks(path, [text_column, *optional], chunk_rows)):
+                part = parts_dir / f"part-{file_index:04d}-{chunk_index:06d}{ext}"
+                part_names.append(part)
+                ids = [r[id_key] for r in chunk] if id_key != ROW_KEY else list(range(position, position + len(chunk)))
+                position += len(chunk)
+                rows += len(chunk)
+                if (len(part_names) - 1) % process.num_processes != process.process_index:
+                    continue
+                if part.is_file():
+                    resumed += 1
+                    continue
+                texts = [_text(r[text_column], path, text_column, i) for i, r in zip(ids, chunk)]
+                logits = predictor.logits(texts, batch_size=batch_size)
+                records = prediction_records(
+                    logits, predictor.task, predictor.label_names, predictor.threshold, ids, id_key, with_logits
+                )
+                write_records(part, records, predictor.task, predictor.label_names)
+                bar.update(len(chunk))
+    finally:
+        bar.close()  # before an error is printed: the bar's line ends first
+    return rows, resumed, part_names
 
 
 def _text(value: Any, path: Path, column: str, row_id: Any) -> str:
