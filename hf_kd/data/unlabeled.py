@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from datasets import Features, Value, concatenate_datasets
+from datasets import Dataset, Features, Value, concatenate_datasets
 
 from ..constants import IGNORE_INDEX, LABELS_COLUMN
 from .loading import load_data_files, require_text_column
@@ -68,6 +68,9 @@ def hide_labels(dataset: Any, feature: Any, num_labels: int) -> Any:
     """
     if LABELS_COLUMN in dataset.column_names:
         dataset = dataset.remove_columns(LABELS_COLUMN)
+    if len(dataset) == 0:  # `map` over no rows writes no column: an empty dataset with every column instead
+        features = Features({**dataset.features, LABELS_COLUMN: feature})
+        return Dataset.from_dict({name: [] for name in features}, features=features)
     if isinstance(feature, Value):
         value: Any = IGNORE_INDEX if feature.dtype.startswith("int") else float(IGNORE_INDEX)
     else:

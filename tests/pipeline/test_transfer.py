@@ -212,3 +212,20 @@ def test_a_transfer_sets_labels_are_hidden_once_per_part(tmp_path, monkeypatch):
     assert transfer["text"] == [*raw["unlabeled"]["text"], *rest["text"]] and len(transfer) == 7 + len(rest)
     assert transfer.features["labels"] == raw["train"].features["labels"]
     assert (np.asarray(transfer["labels"]) == IGNORE_INDEX).all()
+
+
+def test_unlabeled_from_corpus_with_every_training_row_labelled_adds_no_rows_and_keeps_the_files(tmp_path):
+    """`data.unlabeled_from_corpus` with no `train_size` (every training row labelled): the corpus adds no row, the
+    transfer set is the unlabeled files' rows (this crashed with a KeyError on `labels`: hiding the labels of zero
+    rows wrote no column)."""
+    notes = write_unlabeled(tmp_path / "u.jsonl", n=5)
+    data = {"dataset": "hoc", "path": str(HOC), "level": "sentence", "train_size": None}
+    config = DistillationPipelineConfig.from_dict(
+        {"data": {**data, "unlabeled_from_corpus": True, "unlabeled_files": [str(notes)]}, "teacher": {"model": "x"}}
+    )
+    raw, _, _ = load_recipe_data(config, cache_dir=str(tmp_path))
+    assert len(subset(raw["train"], None, config.seed, rest=True)) == 0
+    transfer = transfer_set(raw, config.data, config.seed, 10)
+    assert transfer["text"] == raw["unlabeled"]["text"] and len(transfer) == 5
+    assert transfer.features["labels"] == raw["train"].features["labels"]
+    assert (np.asarray(transfer["labels"]) == IGNORE_INDEX).all()
