@@ -11,8 +11,8 @@ code, a proxy of emergency triage; the teacher reads `text_en_mt`, the student `
 3. with `--variants t4,long` (and a transfer set), what the distillation literature suggests when a distilled student
    falls short, each a change of the reference arm alone: `student_kd_t4`, a higher temperature (4 instead of the
    recipe's 2; Hinton et al., 2015), and `student_kd_long`, twice the student's epochs (Beyer et al., 2022, "a good
-   teacher is patient and consistent"). The variant kept is the distilled arm with the best mean validation AUROC; its test
-   figures are the ones to report (the table shows every arm's test for the record, not for choosing).
+   teacher is patient and consistent"). The variant kept is the distilled arm with the best mean validation AUROC;
+   its test figures are the ones to report (the table shows every arm's test for the record, not for choosing).
 
 Reported per model: AUROC, AUPRC, and sensitivity and specificity at the operating threshold chosen on validation by
 the recipe's rule (`evaluation.threshold`), on the test split (and AUROC on validation). Writes `triage_quality.json`
