@@ -291,10 +291,11 @@ def prediction_records(
     """
     predictions = predicted_labels(logits, task, list(label_names), threshold)
     probs = probabilities(logits, task)
+    classifier = task_type(task).classifier
     records = []
     for i, (row_id, prediction) in enumerate(zip(ids, predictions)):
         record: dict[str, Any] = {id_key: row_id, "prediction": prediction}
-        if task_type(task).classifier:
+        if classifier:
             record["probabilities"] = {name: round(float(p), 6) for name, p in zip(label_names, probs[i])}
         if with_logits:
             record["logits"] = [round(float(v), 6) for v in logits[i]]
