@@ -8,12 +8,12 @@ A task type says, in one place, what the rest of the package used to decide by c
 - `hard_loss` and `distillation_loss_field`: its loss on the labels and the `DistillationTrainingArguments` field that
   chooses its distillation loss (`hf_kd.training.losses.HARD_LOSSES` and `DISTILLATION_LOSSES` map these names to
   the tensor functions the trainer runs, so the task type decides a task's losses);
-- `scores`: how logits become the scores a threshold or an argmax reads;
+- `scores`: how logits become the scores a threshold or an argmax reads, and `predicted_labels` and
+  `decided_labels`: the decisions taken on them (at the operating threshold for a thresholded task);
 - `metric_names`, `default_metric` and `metrics`: what its evaluation reports, the gate's and the search's default,
   and one split's metrics.
 
-The operating threshold itself (its rules, the decisions taken at it, and its save/load pair) is in
-`hf_kd.evaluation.thresholds`.
+The operating threshold itself (its rules and its save/load pair) is in `hf_kd.evaluation.thresholds`.
 
 `task_type(name)` looks one up. The functions below it (`metric_names`, `default_metric`, `split_metrics`) keep the
 call signatures the pipeline has always used.
@@ -31,6 +31,7 @@ import numpy.typing as npt
 
 from ..constants import (
     BINARY,
+    IGNORE_INDEX,
     MULTI_LABEL,
     REGRESSION,
     SINGLE_LABEL,
@@ -38,9 +39,8 @@ from ..constants import (
     problem_type_of_task,
 )
 from .blurb import blurb_hoc_f1
-from .metrics import binary_metrics, multilabel_metrics, single_label_metrics
-from .numeric import as_numeric, metric_keys, positive_scores, sigmoid, softmax
-from .thresholds import decided_labels
+from .metric_functions import binary_metrics, multilabel_metrics, single_label_metrics
+from .numeric import as_numeric, check_same_shape, metric_keys, positive_scores, sigmoid, softmax, threshold_vector
 
 __all__ = [
     "TASKS",
@@ -55,27 +55,78 @@ __all__ = [
 
 def _regression_scores(logits: npt.ArrayLike) -> np.ndarray:
     values = as_numeric(logits, "logits")
+    if values.ndim > 2 or (values.ndim == 2 and values.shape[1] != 1):
+        raise ValueError(f"Regression `logits` must hold one value per row, got shape {values.shape}.")
     return values.reshape(len(values), -1)[:, 0]
 
 
-# Each task's metrics from (scores, labels, label names, threshold): the functions of `hf_kd.evaluation.metrics`.
+# Each task's metrics from (scores, labels, label names, threshold): the functions of
+# `hf_kd.evaluation.metric_functions`.
 
 
-def _single_label(probs: np.ndarray, labels: np.ndarray, names: Sequence[str], _: float) -> dict[str, float]:
-    return single_label_metrics(probs, labels, label_names=names)
+def _single_label(probs: np.ndarray, labels: np.ndarray, names: Sequence[str], _: Any) -> dict[str, float]:
+    return single_label_metrics(probs, labels, label_names=list(names) or None)
 
 
-def _multi_label(probs: np.ndarray, labels: np.ndarray, names: Sequence[str], threshold: float) -> dict[str, float]:
-    return {**multilabel_metrics(probs, labels, threshold=threshold, label_names=names), "threshold": float(threshold)}
+def _multi_label(probs: np.ndarray, labels: np.ndarray, names: Sequence[str], threshold: Any) -> dict[str, float]:
+    out = multilabel_metrics(probs, labels, threshold=threshold, label_names=list(names) or None)
+    return {**out, "threshold": float(threshold)} if np.ndim(threshold) == 0 else out
 
 
-def _binary(scores: np.ndarray, labels: np.ndarray, _: Sequence[str], threshold: float) -> dict[str, float]:
-    return binary_metrics(scores, labels, threshold=threshold)
+def _binary(scores: np.ndarray, labels: np.ndarray, _: Sequence[str], threshold: Any) -> dict[str, float]:
+    return binary_metrics(scores, np.asarray(labels).reshape(-1), threshold=threshold)
 
 
-def _regression(values: np.ndarray, labels: np.ndarray, _: Sequence[str], __: float) -> dict[str, float]:
-    errors = values.astype(np.float64) - np.asarray(labels, dtype=np.float64).reshape(-1)
+def _regression(values: np.ndarray, labels: np.ndarray, _: Sequence[str], __: Any) -> dict[str, float]:
+    targets = as_numeric(labels, "labels")
+    targets = targets.reshape(len(targets), -1)[:, 0] if targets.ndim == 2 and targets.shape[1] == 1 else targets
+    check_same_shape(values, "predictions", targets, "labels")
+    if values.size == 0:
+        raise ValueError("`predictions` is empty.")
+    errors = values.astype(np.float64) - targets.astype(np.float64)
     return {"mse": float(np.mean(errors**2)), "mae": float(np.mean(np.abs(errors)))}
+
+
+# Each task's decisions from its scores: the predicted label names (`names`), and the predicted labels and labels of
+# the labelled rows as an `evaluate` metric takes them (`decided`).
+
+
+def _argmax_names(probs: np.ndarray, names: Sequence[str], _: Any) -> list[Any]:
+    return [names[int(i)] for i in probs.argmax(axis=1)]
+
+
+def _per_label_names(probs: np.ndarray, names: Sequence[str], threshold: Any) -> list[Any]:
+    chosen = probs >= threshold_vector(threshold, probs.shape[1])
+    return [[names[j] for j in np.flatnonzero(row)] for row in chosen]
+
+
+def _positive_names(scores: np.ndarray, names: Sequence[str], threshold: Any) -> list[Any]:
+    return [names[1] if p >= float(threshold) else names[0] for p in scores]
+
+
+def _values(values: np.ndarray, _: Sequence[str], __: Any) -> list[Any]:
+    return [float(v) for v in values]
+
+
+def _argmax_decided(probs: np.ndarray, labels: np.ndarray, _: Any) -> tuple[list, list]:
+    keep = labels != IGNORE_INDEX
+    return probs.argmax(-1)[keep].astype(int).tolist(), labels[keep].astype(int).tolist()
+
+
+def _per_label_decided(probs: np.ndarray, labels: np.ndarray, threshold: Any) -> tuple[list, list]:
+    keep = (labels != IGNORE_INDEX).all(axis=1)
+    chosen = (probs >= threshold_vector(threshold, probs.shape[1])).astype(int)
+    return chosen[keep].tolist(), labels[keep].astype(int).tolist()
+
+
+def _positive_decided(scores: np.ndarray, labels: np.ndarray, threshold: Any) -> tuple[list, list]:
+    flat = labels.reshape(-1)
+    keep = flat != IGNORE_INDEX
+    return (scores >= float(threshold)).astype(int)[keep].tolist(), flat[keep].astype(int).tolist()
+
+
+def _values_decided(values: np.ndarray, labels: np.ndarray, _: Any) -> tuple[list, list]:
+    return values.tolist(), labels.reshape(len(labels), -1)[:, 0].tolist()
 
 
 _BLURB_NAMES = ("blurb_micro_f1", "blurb_micro_precision", "blurb_micro_recall", "blurb_macro_f1")
@@ -96,7 +147,13 @@ class TaskType:
         score_function (`Callable`):
             Logits to the scores a threshold or an argmax reads (probabilities; values for regression).
         metric_function (`Callable`):
-            `(scores, labels, label_names, threshold)` to the metrics (the functions of `hf_kd.evaluation.metrics`).
+            `(scores, labels, label_names, threshold)` to the metrics (the functions of
+            `hf_kd.evaluation.metric_functions`).
+        names_function (`Callable`):
+            `(scores, label_names, threshold)` to the predicted label names, one entry per row.
+        decided_function (`Callable`):
+            `(scores, labels, threshold)` to the predicted labels and the labels of the labelled rows, as an
+            `evaluate` metric takes them.
         reported (`tuple[str, ...]`):
             The metrics a gate or a search may use, before the per-label F1s.
         per_label (`bool`):
@@ -113,6 +170,8 @@ class TaskType:
     distillation_loss_field: str | None
     score_function: Callable[[npt.ArrayLike], np.ndarray]
     metric_function: Callable[..., dict[str, float]]
+    names_function: Callable[[np.ndarray, Sequence[str], Any], list[Any]]
+    decided_function: Callable[[np.ndarray, np.ndarray, Any], tuple[list, list]]
     reported: tuple[str, ...]
     per_label: bool = False
     default: str | None = None
@@ -138,6 +197,22 @@ class TaskType:
         """The scores a threshold or an argmax reads: probabilities for a classifier, values for regression."""
         return self.score_function(logits)
 
+    def predicted_labels(
+        self, logits: npt.ArrayLike, label_names: Sequence[str], threshold: float | npt.ArrayLike | None = None
+    ) -> list[Any]:
+        """The predicted label names, one entry per row: a name (single-label; binary: the second, positive name
+        when its probability reaches `threshold`), a list of names (multi-label, each label at `threshold`), or a
+        float (regression). `threshold` None is 0.5."""
+        return self.names_function(self.scores(logits), label_names, 0.5 if threshold is None else threshold)
+
+    def decided_labels(
+        self, logits: npt.ArrayLike, labels: npt.ArrayLike, threshold: float | npt.ArrayLike = 0.5
+    ) -> tuple[list, list]:
+        """The predicted labels and the labels of the labelled rows (`-100` left out), as an `evaluate` metric
+        takes them: class ids (single-label), 0/1 per label (multi-label) or 0/1 (binary) at `threshold`, values
+        (regression)."""
+        return self.decided_function(self.scores(logits), as_numeric(labels, "labels"), threshold)
+
     def metric_names(self, label_names: Sequence[str], grouped: bool = False) -> list[str]:
         """The metrics the evaluation reports per split (the names a gate or a search may use)."""
         per_label = [f"f1_{key}" for key in metric_keys(label_names, len(label_names))] if self.per_label else []
@@ -154,7 +229,7 @@ class TaskType:
         labels: np.ndarray,
         groups: np.ndarray | None = None,
         label_names: Sequence[str] = (),
-        threshold: float = 0.5,
+        threshold: float | npt.ArrayLike = 0.5,
     ) -> dict[str, float]:
         """One split's metrics from its logits, and BLURB's document-level scores when documents have several rows."""
         scores = self.scores(logits)
@@ -174,6 +249,8 @@ TASKS: dict[str, TaskType] = {
             "single_label_distillation_loss",
             partial(softmax, axis=-1),
             _single_label,
+            _argmax_names,
+            _argmax_decided,
             ("accuracy", "macro_f1"),
             per_label=True,
             default="macro_f1",
@@ -184,6 +261,8 @@ TASKS: dict[str, TaskType] = {
             "multi_label_distillation_loss",
             sigmoid,
             _multi_label,
+            _per_label_names,
+            _per_label_decided,
             ("micro_f1", "macro_f1", "micro_precision", "micro_recall", "threshold"),
             per_label=True,
             default="micro_f1",
@@ -195,10 +274,12 @@ TASKS: dict[str, TaskType] = {
             "single_label_distillation_loss",
             positive_scores,
             _binary,
+            _positive_names,
+            _positive_decided,
             ("auroc", "auprc", "brier", "ece", "sensitivity", "specificity", "ppv", "npv", "f1", "prevalence"),
             default="auroc",
         ),
-        TaskType(REGRESSION, "MSE", None, _regression_scores, _regression, ("mse", "mae")),
+        TaskType(REGRESSION, "MSE", None, _regression_scores, _regression, _values, _values_decided, ("mse", "mae")),
     )
 }
 """Every task type, by name."""
@@ -312,7 +393,7 @@ def split_metrics(
     kind = task_type(task)
     out = kind.metrics(logits, labels, groups, label_names, threshold)
     if evaluate_metric is not None:
-        predictions, references = decided_labels(logits, labels, task, threshold)
+        predictions, references = kind.decided_labels(logits, labels, threshold)
         extra = evaluate_metric.compute(predictions=predictions, references=references)
         out = {**{k: v for k, v in extra.items() if k not in out}, **out}
     return out

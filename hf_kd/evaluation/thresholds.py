@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..constants import BINARY, IGNORE_INDEX, MULTI_LABEL, REGRESSION, SINGLE_LABEL, THRESHOLD_KEY
+from ..constants import THRESHOLD_KEY
 from .numeric import (
     as_numeric,
     as_probabilities,
@@ -33,11 +33,9 @@ from .numeric import (
     confusion_counts,
     f1_from_counts,
     labeled_mask,
-    positive_scores,
     prepare_multilabel,
-    sigmoid,
-    threshold_vector,
 )
+from .tasks import task_type
 
 __all__ = [
     "DEFAULT_THRESHOLD_GRID",
@@ -241,7 +239,7 @@ def predicted_labels(
     """
     The label names a classifier's logits predict: one per row (single-label; binary: the second, positive name when
     its probability reaches `threshold`), a list per row (multi-label, each label at `threshold`), or a float
-    (regression).
+    (regression). The task type decides ([`~hf_kd.evaluation.tasks.TaskType.predicted_labels`]).
 
     Args:
         logits (`npt.ArrayLike` of shape `(n, num_labels)`):
@@ -256,15 +254,7 @@ def predicted_labels(
     Returns:
         `list`: The predictions.
     """
-    logits = as_numeric(logits, "logits")
-    cut = 0.5 if threshold is None else float(threshold)
-    if task == MULTI_LABEL:
-        return [[label_names[j] for j in np.flatnonzero(row)] for row in sigmoid(logits) >= cut]
-    if task == BINARY:
-        return [label_names[1] if p >= cut else label_names[0] for p in positive_scores(logits)]
-    if task == REGRESSION:
-        return [float(v) for v in logits.reshape(len(logits), -1)[:, 0]]
-    return [label_names[int(i)] for i in logits.argmax(axis=1)]
+    return task_type(task).predicted_labels(logits, label_names, threshold)
 
 
 def decided_labels(
@@ -273,6 +263,7 @@ def decided_labels(
     """
     The predicted labels and the labels of the labelled rows, as an `evaluate` metric takes them: class ids
     (single-label), 0/1 per label at `threshold` (multi-label), 0/1 at `threshold` (binary), values (regression).
+    The task type decides ([`~hf_kd.evaluation.tasks.TaskType.decided_labels`]).
 
     Args:
         logits (`npt.ArrayLike`):
@@ -287,19 +278,7 @@ def decided_labels(
     Returns:
         `tuple[list, list]`: The predictions and the references.
     """
-    logits, labels = as_numeric(logits, "logits"), as_numeric(labels, "labels")
-    if problem_type == REGRESSION:
-        return logits.reshape(len(logits), -1)[:, 0].tolist(), labels.reshape(len(labels), -1)[:, 0].tolist()
-    if problem_type == SINGLE_LABEL:
-        keep = labels != IGNORE_INDEX
-        return logits.argmax(-1)[keep].astype(int).tolist(), labels[keep].astype(int).tolist()
-    if problem_type == MULTI_LABEL:
-        keep = (labels != IGNORE_INDEX).all(axis=1)
-        chosen = (sigmoid(logits) >= threshold_vector(threshold, logits.shape[1])).astype(int)
-        return chosen[keep].tolist(), labels[keep].astype(int).tolist()
-    scores, flat = positive_scores(logits), labels.reshape(-1)
-    keep = flat != IGNORE_INDEX
-    return (scores >= float(threshold)).astype(int)[keep].tolist(), flat[keep].astype(int).tolist()
+    return task_type(problem_type).decided_labels(logits, labels, threshold)
 
 
 def save_threshold(config: Any, threshold: float) -> None:

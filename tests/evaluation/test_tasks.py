@@ -41,7 +41,9 @@ def test_scores_are_the_plain_formulas():
     np.testing.assert_allclose(task_type("multi_label_classification").scores(logits), sigmoid)
     np.testing.assert_allclose(task_type("single_label_classification").scores(logits), softmax)
     np.testing.assert_allclose(task_type("binary").scores(logits), softmax[:, 1])  # the second class is positive
-    np.testing.assert_allclose(task_type("regression").scores(logits), logits[:, 0])
+    np.testing.assert_allclose(task_type("regression").scores(logits[:, :1]), logits[:, 0])
+    with pytest.raises(ValueError, match="one value per row"):  # not its first column, silently
+        task_type("regression").scores(logits)
 
 
 @pytest.mark.parametrize("task", TASK_TYPES)
@@ -93,3 +95,49 @@ def test_a_task_names_its_losses_for_the_model_card():
     assert _losses(args, "binary")[0] == {"hard": "cross-entropy", "distill": "kl"}
     assert _losses(args, "regression")[0] == {"hard": "MSE", "distill": "mse"}
     assert set(_losses(args, None)[0]) == {"distill (single-label)", "distill (multi-label)"}  # unknown: both
+
+
+def test_each_task_s_decisions_are_the_plain_rules():
+    from hf_kd.evaluation.thresholds import decided_labels, predicted_labels
+
+    logits = np.array([[2.0, -1.0, 0.5], [-3.0, 0.2, 1.0], [0.0, 0.0, -2.0]])
+    probs = 1 / (1 + np.exp(-logits))
+    # multi-label: every label whose probability reaches the threshold (one per label too)
+    assert predicted_labels(logits, "multi_label_classification", NAMES, 0.6) == [
+        [n for n, p in zip(NAMES, row, strict=True) if p >= 0.6] for row in probs
+    ]
+    cuts = np.array([0.9, 0.5, 0.5])
+    labels = np.array([[1, 0, 1], [0, 1, 1], [-100, -100, -100]])  # the unlabeled row is left out
+    assert decided_labels(logits, labels, "multi_label_classification", cuts) == (
+        (probs[:2] >= cuts).astype(int).tolist(),
+        labels[:2].tolist(),
+    )
+    # single-label: the argmax, whatever the threshold
+    assert predicted_labels(logits, "single_label_classification", NAMES, 0.99) == ["alpha", "gamma", "alpha"]
+    assert decided_labels(logits, np.array([0, -100, 2]), "single_label_classification") == ([0, 0], [0, 2])
+    # binary: the second, positive name when its probability (softmax of two logits) reaches the threshold
+    two = logits[:, :2]
+    positive = np.exp(two[:, 1]) / np.exp(two).sum(axis=1)
+    assert predicted_labels(two, "binary", ["no", "yes"], 0.1) == ["yes" if p >= 0.1 else "no" for p in positive]
+    assert decided_labels(two, np.array([1, 0, -100]), "binary", 0.1) == (
+        (positive[:2] >= 0.1).astype(int).tolist(),
+        [1, 0],
+    )
+    # regression: the value; no threshold
+    assert predicted_labels(logits[:, :1], "regression", []) == logits[:, 0].tolist()
+    with pytest.raises(ValueError, match=r"one value per row, got shape \(3, 3\)"):
+        predicted_labels(logits, "regression", [])
+
+
+@pytest.mark.parametrize("task", TASK_TYPES)
+def test_the_trainer_s_compute_metrics_is_the_task_type_s_metrics(task):
+    from hf_kd.evaluation.metrics import make_compute_metrics
+
+    rng = np.random.default_rng(5)
+    logits, labels = _data(task, rng)
+    names = NAMES if task != "binary" else ["no", "yes"]
+    compute = make_compute_metrics(task, threshold=0.3, label_names=names)
+    assert compute((logits, labels)) == task_type(task).metrics(logits, labels, label_names=names, threshold=0.3)
+    if task == "regression":
+        with pytest.raises(ValueError, match="labels"):
+            compute((logits, labels[:-1]))  # one label short: not broadcast, not misaligned
