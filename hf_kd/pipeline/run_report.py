@@ -163,7 +163,7 @@ def _report_extra(
         extra["figures"] = [Path(f).name for f in _plots(run, teacher_metrics, student_metrics, folder)]
         from ..reporting.plots import label_font  # matplotlib, imported only when plotting
 
-        if run.task != BINARY and label_font(run.label_names) is None:
+        if task_type(run.task).per_label and label_font(run.label_names) is None:
             extra["label_legend"] = list(run.label_names)  # the figures number the labels
     vocabulary = getattr(student.config, "hf_kd_pruned_vocabulary", None)
     if vocabulary:
