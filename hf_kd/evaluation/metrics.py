@@ -117,7 +117,7 @@ def make_compute_metrics(
         chosen = threshold
         if rule:
             scores = kind.scores(logits)
-            chosen = choose_threshold(threshold, scores, labels.reshape(scores.shape))
+            chosen = choose_threshold(threshold, scores, labels.reshape(-1) if scores.ndim == 1 else labels)
         ours = kind.metrics(logits, labels, label_names=names, threshold=chosen)
         if evaluate_metric is None:
             return ours
